@@ -1,0 +1,31 @@
+"""Shared fixtures: one Spark session per test run (a session start costs ~20 s on 2 cores)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from webscale_rl.config import Config
+    from webscale_rl.spark import build_local_session
+
+    cfg = Config()
+    cfg.spark.master = "local[2]"
+    cfg.spark.shuffle_partitions = 2
+    session = build_local_session(cfg)
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def warehouse(tmp_path):
+    path = tmp_path / "warehouse"
+    path.mkdir()
+    return path

@@ -1,0 +1,292 @@
+"""Typed configuration: packaged defaults, then a YAML file, then --set overrides, then environment.
+
+Unknown keys and wrong types are errors that name the key, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+LLM_STAGES = ("llm_filter", "profile", "generate", "check")
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid; the message names the key or file."""
+
+
+@dataclass
+class SparkConfig:
+    master: str = "local[*]"
+    app_name: str = "webscale-rl"
+    shuffle_partitions: int = 8
+    # Extra Spark settings passed to the builder as they are (only when we build the session).
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class LLMConfig:
+    # "local": start the embedded llama.cpp server; "openai": any OpenAI-compatible endpoint.
+    provider: str = "local"
+    base_url: str | None = None
+    # Name of the environment variable holding the key; the key itself never enters the config.
+    api_key_env: str = "OPENAI_API_KEY"
+    max_concurrency: int = 4
+    timeout_s: float = 180.0
+    max_retries: int = 3
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 30.0
+    temperature: float = 0.0
+    seed: int | None = 1234
+    # Structured output: "json_schema" (OpenAI, vLLM, llama-server) or "json_object" for servers
+    # that only accept the looser form.
+    response_format: str = "json_schema"
+    models: dict[str, str] = field(default_factory=lambda: {s: "local" for s in LLM_STAGES})
+    max_tokens: dict[str, int] = field(
+        default_factory=lambda: {"llm_filter": 48, "profile": 120, "generate": 160, "check": 48}
+    )
+    # Document text sent to a model is cut to this many characters (context budget).
+    max_doc_chars: int = 4000
+    # Rows per Spark partition for LLM stages; small partitions keep progress and retries fine-grained.
+    rows_per_partition: int = 16
+
+
+@dataclass
+class LocalLLMConfig:
+    model: str = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+    parallel: int = 2
+    ctx_size: int = 8192
+    threads: int = 2
+    startup_timeout_s: float = 300.0
+    host: str = "127.0.0.1"
+
+
+@dataclass
+class FilterConfig:
+    # The paper's cheap heuristic: drop documents under ~50 tokens (words here).
+    min_words: int = 50
+    max_words: int = 100_000
+    min_mean_word_length: float = 3.0
+    max_mean_word_length: float = 10.0
+    min_alpha_word_ratio: float = 0.7
+    max_symbol_word_ratio: float = 0.1
+    min_lines_ending_punct_ratio: float = 0.1
+    max_doc_chars: int = 1_000_000
+
+
+@dataclass
+class DedupConfig:
+    lowercase: bool = True
+    strip_punctuation: bool = True
+    strip_digits: bool = False
+
+
+@dataclass
+class ProfileConfig:
+    max_personas: int = 3
+
+
+@dataclass
+class CheckConfig:
+    max_answer_words: int = 12
+    max_question_words: int = 120
+    min_question_words: int = 4
+
+
+@dataclass
+class QualityConfig:
+    enabled: bool = True
+    max_answer_chars: int = 200
+    # "fail": a failed expectation fails the run (non-zero exit); "warn": report only.
+    on_failure: str = "fail"
+
+
+@dataclass
+class MLflowConfig:
+    enabled: bool = True
+    # None: $MLFLOW_TRACKING_URI if set, else a SQLite store inside the warehouse.
+    tracking_uri: str | None = None
+    experiment: str = "webscale-rl"
+
+
+@dataclass
+class Config:
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    local_llm: LocalLLMConfig = field(default_factory=LocalLLMConfig)
+    filter: FilterConfig = field(default_factory=FilterConfig)
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
+    check: CheckConfig = field(default_factory=CheckConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    mlflow: MLflowConfig = field(default_factory=MLflowConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys → values, e.g. for MLflow params. Holds no secrets by construction."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                out[prefix] = value
+
+        walk("", self.to_dict())
+        return out
+
+
+def _coerce(path: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path}' must be a mapping, got {type(value).__name__}")
+        return _build(tp, value, path)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(path, inner[0], value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")
+        return {str(k): _coerce(f"{path}.{k}", args[1], v) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{path}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{path}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{path}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{path}' must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        where = f"'{prefix}'" if prefix else "the top level"
+        raise ConfigError(f"unknown config key(s) {unknown} in {where}; known: {sorted(known)}")
+    base = cls()
+    kwargs = {}
+    for name in known:
+        path = f"{prefix}.{name}" if prefix else name
+        if name in data:
+            value = data[name]
+            current = getattr(base, name)
+            # Mappings of models/max_tokens are merged so a file can set one stage only.
+            if isinstance(current, dict) and isinstance(value, dict) and not dataclasses.is_dataclass(current):
+                value = {**current, **value}
+            kwargs[name] = _coerce(path, hints[name], value)
+        else:
+            kwargs[name] = getattr(base, name)
+    return cls(**kwargs)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` → (['a','b','c'], parsed YAML value)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from exc
+    return key.split("."), value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults ← YAML file (conf/local.yaml when none is given and it exists) ← --set overrides."""
+    data: dict[str, Any] = {}
+    if path is None and (CONF_DIR / "local.yaml").is_file():
+        path = CONF_DIR / "local.yaml"
+    if path is not None:
+        data = load_yaml(path)
+    for item in overrides or []:
+        keys, value = parse_override(item)
+        node: dict[str, Any] = {}
+        cur = node
+        for k in keys[:-1]:
+            cur[k] = {}
+            cur = cur[k]
+        cur[keys[-1]] = value
+        data = _deep_merge(data, node)
+    cfg = _build(Config, data)
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    if cfg.llm.provider not in ("local", "openai"):
+        raise ConfigError(f"llm.provider must be 'local' or 'openai', got {cfg.llm.provider!r}")
+    if cfg.llm.response_format not in ("json_schema", "json_object"):
+        raise ConfigError("llm.response_format must be 'json_schema' or 'json_object'")
+    missing = [s for s in LLM_STAGES if s not in cfg.llm.models]
+    if missing:
+        raise ConfigError(f"llm.models lacks a model for stage(s) {missing}")
+    if cfg.llm.max_concurrency < 1:
+        raise ConfigError("llm.max_concurrency must be >= 1")
+    if not 1 <= cfg.profile.max_personas <= 3:
+        raise ConfigError("profile.max_personas must be between 1 and 3 (the paper's limit)")
+    if cfg.quality.on_failure not in ("fail", "warn"):
+        raise ConfigError("quality.on_failure must be 'fail' or 'warn'")
+
+
+def api_key_from_env(cfg: Config) -> str | None:
+    return os.environ.get(cfg.llm.api_key_env) or None
+
+
+def cache_dir() -> Path:
+    """User-level cache for heavy downloads and builds (jars, weights, the compiled LLM server)."""
+    root = os.environ.get("WEBSCALE_RL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "webscale-rl"
+    )
+    return Path(root)
