@@ -1,0 +1,226 @@
+"""The command line. Knows about the pipeline; nothing else knows about the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from . import STAGES, __version__
+
+EXIT_USAGE = 2  # bad input, bad config: the user's to fix
+EXIT_FAILURE = 1  # the run failed (validation gate, LLM endpoint, environment)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webscale-rl",
+        description="Turn web documents into verifiable QA pairs for RL (Webscale-RL pipeline on Spark + Delta).",
+    )
+    parser.add_argument("--version", action="version", version=f"webscale-rl {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run the pipeline on input documents",
+        description="Run ingest → filter → dedup → llm_filter → profile → generate → check; every stage lands a Delta table.",
+    )
+    add_run_arguments(run)
+
+    export = sub.add_parser("export", help="export the final QA table", description="Export the `qa` table of a warehouse.")
+    export.add_argument("--warehouse", required=True, help="warehouse directory of a previous run")
+    export.add_argument("--format", required=True, choices=["parquet", "jsonl"], help="parquet: a Spark folder; jsonl: one file")
+    export.add_argument("--out", required=True, help="output path")
+    which = export.add_mutually_exclusive_group()
+    which.add_argument("--run-id", help="export this run (default: the latest run in the table)")
+    which.add_argument("--all-runs", action="store_true", help="export the rows of every run")
+    export.add_argument("--config", help="YAML config file (default conf/local.yaml)")
+
+    setup = sub.add_parser(
+        "setup",
+        help="fetch and build what runs need (Delta jars, model weights, llama-server) into the user cache",
+        description="Idempotent: a warm cache downloads and builds nothing.",
+    )
+    setup.add_argument("--config", help="YAML config file (default conf/local.yaml)")
+    setup.add_argument("--no-llm", action="store_true", help="skip the embedded model and server")
+
+    demo = sub.add_parser("demo", help="fetch a small real sample and run the whole pipeline on it with the embedded LLM")
+    demo.add_argument("--warehouse", default="demo-warehouse", help="where the demo's tables go (default ./demo-warehouse)")
+    demo.add_argument("--docs", type=int, default=8, help="documents in the sample (default 8)")
+    demo.add_argument("--config", help="YAML config file (default conf/local.yaml)")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def add_run_arguments(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--input", nargs="+", required=True, metavar="PATH", help="JSONL(.gz), Parquet, WARC(.gz), .txt/.html files or folders")
+    run.add_argument("--warehouse", required=True, metavar="DIR", help="directory holding the Delta tables")
+    run.add_argument("--config", metavar="FILE", help="YAML config (default conf/local.yaml)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. llm.max_concurrency=8 (repeatable)")
+    run.add_argument("--until", choices=STAGES, help="stop after this stage")
+    run.add_argument("--limit", type=int, metavar="N", help="read at most N documents")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return cmd_run(args)
+        if args.command == "export":
+            return cmd_export(args)
+        if args.command == "setup":
+            return cmd_setup(args)
+        if args.command == "demo":
+            return cmd_demo(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # turned into one clear line; tracebacks only for real bugs
+        code, message = explain(exc)
+        if code is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return code
+    return EXIT_USAGE
+
+
+def explain(exc: Exception) -> tuple[int | None, str]:
+    from .config import ConfigError
+    from .llm.engine import FatalLLMError
+    from .pipeline import PipelineError
+    from .readers import InputError
+    from .spark import EnvironmentProblem
+
+    if isinstance(exc, (InputError, ConfigError)):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, (EnvironmentProblem, PipelineError, FatalLLMError, FileNotFoundError)):
+        return EXIT_FAILURE, str(exc)
+    text = str(exc)
+    # Errors raised inside Spark tasks arrive wrapped; keep our own message, drop the JVM trace.
+    if "FatalLLMError" in text:
+        line = next((ln for ln in text.splitlines() if "FatalLLMError" in ln), text)
+        return EXIT_FAILURE, line.split("FatalLLMError:", 1)[-1].strip()
+    if type(exc).__name__ == "RuntimeError" and "local LLM" in text:
+        return EXIT_FAILURE, text
+    return None, text
+
+
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .pipeline import run_pipeline
+
+    cfg = load_config(args.config, args.overrides)
+    summary = run_pipeline(args.input, args.warehouse, cfg, until=args.until, limit=args.limit)
+    print_report(summary)
+    return 0
+
+
+def print_report(summary, n_examples: int = 3) -> None:
+    from . import tables
+    from .spark import get_spark
+
+    spark = get_spark()
+    wh = summary.warehouse
+    print("\n=== funnel ===")
+    for s in summary.stages:
+        print(f"  {s.stage:<11} in {s.rows_in:>6}  kept {s.kept:>6}  rejected {s.rejected:>6}  ({s.elapsed_s:.1f}s)")
+    if summary.final_table == "qa":
+        from pyspark.sql import functions as F
+
+        rows = (
+            tables.read(spark, wh, "qa")
+            .filter(F.col("run_id") == summary.run_id)
+            .orderBy("qa_id")
+            .select("domain", "persona", "question", "answer")
+            .limit(n_examples)
+            .collect()
+        )
+        print(f"\n=== {len(rows)} QA pair(s) from this run ===" if rows else "\n=== no QA pair survived this run ===")
+        for r in rows:
+            print(f"- [{r['domain']}] persona: {r['persona']}")
+            print(textwrap.indent(textwrap.fill(f"Q: {r['question']}", 100), "    "))
+            print(f"    A: {r['answer']}")
+    print("\n=== where things are ===")
+    print(f"  Delta tables : {wh}/<table> ({', '.join(sorted({s.table for s in summary.stages} | {'rejections'}))})")
+    print(f"  run id       : {summary.run_id} (column run_id in every table)")
+    if summary.validation is not None:
+        v = summary.validation
+        print(f"  validation   : {v.summary()} → {v.results_path}")
+        docs = getattr(v, "data_docs", None)
+        if docs:
+            print(f"  data docs    : {docs}")
+    report = summary.mlflow
+    if report is not None and getattr(report, "run_id", None):
+        print(f"  MLflow run   : {report.run_id} in {report.tracking_uri}")
+        print(f"                 {report.ui_hint}")
+
+
+def cmd_export(args) -> int:
+    from . import tables
+    from .config import load_config
+    from .spark import get_spark
+    from pyspark.sql import functions as F
+
+    cfg = load_config(args.config)
+    spark = get_spark(cfg)
+    qa = tables.read(spark, args.warehouse, "qa")
+    if not args.all_runs:
+        run_id = args.run_id or qa.agg(F.max("run_id")).collect()[0][0]
+        if run_id is None:
+            print("error: the qa table is empty", file=sys.stderr)
+            return EXIT_FAILURE
+        qa = qa.filter(F.col("run_id") == run_id)
+    columns = ["pretrain_text", "question", "answer", "domain", "persona", "qa_id", "doc_id", "prompt_version", "run_id"]
+    qa = qa.select(*columns).orderBy("run_id", "qa_id")
+    out = Path(args.out)
+    n = 0
+    if args.format == "parquet":
+        qa.write.mode("overwrite").parquet(str(out))
+        n = spark.read.parquet(str(out)).count()
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in qa.toLocalIterator():  # streams partition by partition
+                fh.write(json.dumps(row.asDict(), ensure_ascii=False) + "\n")
+                n += 1
+        tmp.replace(out)
+    print(f"exported {n} QA pair(s) to {out} ({args.format})")
+    return 0
+
+
+def cmd_setup(args) -> int:
+    from .config import load_config
+    from .spark import resolve_delta_jars
+
+    cfg = load_config(args.config)
+    jars = resolve_delta_jars()
+    print(f"Delta jars: {len(jars)} in {jars[0].parent}")
+    if not args.no_llm and cfg.llm.provider == "local":
+        from .assets import setup_all
+
+        paths = setup_all(cfg.local_llm.model)
+        for name, path in paths.items():
+            print(f"{name}: {path}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .config import load_config
+    from .pipeline import run_pipeline
+    from .samples import fetch_sample
+
+    cfg = load_config(args.config, args.overrides)
+    warehouse = Path(args.warehouse)
+    sample = fetch_sample(warehouse.parent / (warehouse.name + "-input"), n_docs=args.docs)
+    print(f"demo sample: {sample}")
+    summary = run_pipeline([str(sample)], warehouse, cfg)
+    print_report(summary)
+    print(f"\nExport: webscale-rl export --warehouse {warehouse} --format jsonl --out qa.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

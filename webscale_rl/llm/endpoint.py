@@ -1,0 +1,41 @@
+"""Which OpenAI-compatible endpoint a run talks to, and for how long.
+
+provider "local": the embedded llama.cpp server, started on a free port for the run and stopped
+at its end (also on error and Ctrl-C). provider "openai": `llm.base_url`, else $OPENAI_BASE_URL,
+else OpenAI itself; the key comes from the variable named by `llm.api_key_env` and goes nowhere
+but the request header.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from ..config import Config, ConfigError, api_key_from_env
+
+
+@dataclass
+class Endpoint:
+    base_url: str | None
+    api_key: str | None = field(default=None, repr=False)
+    description: str = ""
+
+
+@contextmanager
+def llm_endpoint(cfg: Config, log: Callable[[str], None] = print) -> Iterator[Endpoint]:
+    if cfg.llm.provider == "local":
+        from .local_server import LocalLLMServer
+
+        with LocalLLMServer(cfg.local_llm, log=log) as server:
+            yield Endpoint(base_url=server.base_url, api_key=None, description=f"embedded {cfg.local_llm.model} at {server.base_url}")
+        return
+    base_url = cfg.llm.base_url or os.environ.get("OPENAI_BASE_URL") or None
+    key = api_key_from_env(cfg)
+    if not key and base_url is None:
+        raise ConfigError(
+            f"llm.provider is 'openai' but ${cfg.llm.api_key_env} is not set; export the key "
+            "(or set llm.base_url / $OPENAI_BASE_URL for a server that needs none)"
+        )
+    yield Endpoint(base_url=base_url, api_key=key, description=f"OpenAI-compatible endpoint {base_url or 'api.openai.com'}")

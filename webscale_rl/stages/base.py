@@ -1,0 +1,88 @@
+"""The stage contract.
+
+A stage is a pure function of DataFrames: it reads named columns and returns a StageResult whose
+`marked` DataFrame holds every output row plus two columns, REASON and DETAIL. REASON is null for
+kept rows and names the rule for rejected ones. `kept` and `rejected` are views of the same
+`marked` frame, so the pipeline materialises a stage once and then writes both halves — and checks
+in one place that nothing vanished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from ..config import Config
+from ..tables import REJECTION_SCHEMA
+
+REASON = "_reject_reason"
+DETAIL = "_reject_detail"
+
+
+@dataclass
+class StageContext:
+    cfg: Config
+    run_id: str
+    # Set by the pipeline for LLM stages: where the model is and how to reach it.
+    llm_base_url: str | None = None
+    llm_api_key: str | None = field(default=None, repr=False)
+    progress_dir: str | None = None
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class StageResult:
+    marked: DataFrame
+    # Tokens and call counts of LLM stages, filled by the stage after materialisation.
+    stats: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def kept(self) -> DataFrame:
+        internal = [c for c in self.marked.columns if c.startswith("_")]
+        return self.marked.filter(F.col(REASON).isNull()).drop(*internal)
+
+    def rejected(self, stage: str, run_id: str) -> DataFrame:
+        cols = self.marked.columns
+        qa_id = F.col("qa_id") if "qa_id" in cols else F.lit(None)
+        return self.marked.filter(F.col(REASON).isNotNull()).select(
+            F.col("doc_id").cast("string").alias("doc_id"),
+            qa_id.cast("string").alias("qa_id"),
+            F.lit(stage).alias("stage"),
+            F.col(REASON).alias("reason"),
+            F.col(DETAIL).cast("string").alias("detail"),
+            F.lit(run_id).alias("run_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage as data: its name, the columns it reads and writes, the table it lands."""
+
+    name: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    table: str
+    run: Callable[[DataFrame, StageContext], StageResult]
+    uses_llm: bool = False
+
+
+def first_failure(rules: list[tuple[str, Column, Column]]) -> tuple[Column, Column]:
+    """rules: (reason, failed?, detail) in order → (REASON, DETAIL) of the first rule that fails."""
+    reason = F.lit(None).cast("string")
+    detail = F.lit(None).cast("string")
+    for name, failed, text in reversed(rules):
+        reason = F.when(failed, F.lit(name)).otherwise(reason)
+        detail = F.when(failed, text).otherwise(detail)
+    return reason, detail
+
+
+def assert_columns(df: DataFrame, needed: tuple[str, ...], stage: str) -> None:
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ValueError(f"stage '{stage}' needs column(s) {missing}; got {df.columns}")
+
+
+REJECTION_COLUMNS = [f.name for f in REJECTION_SCHEMA.fields]

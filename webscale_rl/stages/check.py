@@ -1,0 +1,136 @@
+"""check: keep only QA pairs that are verifiable, grounded and leak-free (the paper's stage 4).
+
+Deterministic checks that cost nothing run first, in Spark; only the pairs that pass them go to
+the LLM checker, which answers: is the answer supported by the document, is it correct, does the
+question leak it. Each failed check is a rejection naming it.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from ..prompts import defuse_document, load_prompt
+from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
+from .generate import OUT_FIELDS as QA_FIELDS
+from .llm_stage import INTERNAL_FIELDS, run_llm_stage
+
+READS = ("qa_id", "doc_id", "pretrain_text", "question", "answer")
+WRITES = tuple(f.name for f in QA_FIELDS) + ("check_version",)
+
+REPLY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "supported": {"type": "boolean"},
+        "correct": {"type": "boolean"},
+        "leaks_answer": {"type": "boolean"},
+    },
+    "required": ["supported", "correct", "leaks_answer"],
+    "additionalProperties": False,
+}
+
+OUT_FIELDS = QA_FIELDS + [T.StructField("check_version", T.StringType())]
+
+# The question must stand alone: no pointing at a source the RL policy will never see.
+REFERS_TO_SOURCE = (
+    r"(?i)\b(according to|based on|in|from|per) (the|this) (text|passage|article|document|excerpt|author|page|post)\b"
+    r"|(?i)\bthe (passage|excerpt|author)\b"
+)
+# Pairs about the pipeline's own instructions come from injected text, never from a document's subject.
+ABOUT_INSTRUCTIONS = (
+    r"(?i)(ignore (all |any |the |your )?(previous|prior|above)? ?instructions|system prompt|api[ _-]?key"
+    r"|your instructions|as an ai\b|language model|jailbreak|prompt injection)"
+)
+
+
+def _words(col: Column) -> Column:
+    return F.size(F.filter(F.split(F.trim(col), r"\s+"), lambda w: w != ""))
+
+
+def _norm(col: Column) -> Column:
+    return F.trim(F.regexp_replace(F.lower(col), r"[^\p{L}\p{N}]+", " "))
+
+
+def deterministic_checks(qa: DataFrame, ctx: StageContext) -> tuple[Column, Column]:
+    cfg = ctx.cfg.check
+    q, a = F.col("question"), F.col("answer")
+    return first_failure(
+        [
+            ("empty_answer", _norm(a) == "", F.lit("answer has no letters or digits")),
+            (
+                "answer_too_long",
+                _words(a) > cfg.max_answer_words,
+                F.format_string(f"answer has %d words, max {cfg.max_answer_words}", _words(a)),
+            ),
+            (
+                "question_too_short",
+                _words(q) < cfg.min_question_words,
+                F.format_string(f"question has %d words, min {cfg.min_question_words}", _words(q)),
+            ),
+            (
+                "question_too_long",
+                _words(q) > cfg.max_question_words,
+                F.format_string(f"question has %d words, max {cfg.max_question_words}", _words(q)),
+            ),
+            (
+                "answer_in_question",
+                F.instr(F.concat(F.lit(" "), _norm(q), F.lit(" ")), F.concat(F.lit(" "), _norm(a), F.lit(" "))) > 0,
+                F.lit("the question contains the answer"),
+            ),
+            ("refers_to_source", q.rlike(REFERS_TO_SOURCE), F.lit("question refers to the source text instead of standing alone")),
+            (
+                "about_instructions",
+                q.rlike(ABOUT_INSTRUCTIONS) | a.rlike(ABOUT_INSTRUCTIONS),
+                F.lit("pair is about model instructions, not the document's subject"),
+            ),
+        ]
+    )
+
+
+def check_qa(candidates: DataFrame, ctx: StageContext) -> StageResult:
+    assert_columns(candidates, READS, "check")
+    prompt = load_prompt("check")
+    max_chars = ctx.cfg.llm.max_doc_chars
+    qa = candidates.select(*[f.name for f in QA_FIELDS])
+    reason, detail = deterministic_checks(qa, ctx)
+    flagged = qa.withColumn(REASON, reason).withColumn(DETAIL, detail)
+
+    def build(row):
+        return prompt.messages(
+            document=defuse_document(row["pretrain_text"], max_chars),
+            question=row["question"],
+            answer=row["answer"],
+        )
+
+    def to_rows(row, reply):
+        out = {"check_version": prompt.version}
+        if not reply["supported"]:
+            out.update({REASON: "unsupported", DETAIL: "checker: the document does not support the answer"})
+        elif not reply["correct"]:
+            out.update({REASON: "incorrect", DETAIL: "checker: the answer does not answer the question"})
+        elif reply["leaks_answer"]:
+            out.update({REASON: "leaks_answer", DETAIL: "checker: the question gives the answer away"})
+        return [out]
+
+    checked = run_llm_stage(
+        flagged.filter(F.col(REASON).isNull()).drop(REASON, DETAIL),
+        ctx,
+        stage="check",
+        schema_name="qa_check",
+        reply_schema=REPLY_SCHEMA,
+        build_messages=build,
+        to_rows=to_rows,
+        out_fields=OUT_FIELDS,
+    )
+    failed_early = flagged.filter(F.col(REASON).isNotNull()).select(
+        *[f.name for f in QA_FIELDS],
+        F.lit(prompt.version).alias("check_version"),
+        REASON,
+        DETAIL,
+        *[F.lit(0).cast("long").alias(f.name) for f in INTERNAL_FIELDS[2:]],
+    )
+    return StageResult(checked.marked.unionByName(failed_early), stats=checked.stats)
+
+
+STAGE = Stage("check", READS, WRITES, "qa", check_qa, uses_llm=True)

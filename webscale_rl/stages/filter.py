@@ -1,0 +1,85 @@
+"""filter: cheap heuristic rules before any LLM token is paid for.
+
+Rules are data: a name, a measured value (a column expression), a comparison and a threshold from
+`conf/`. All values are computed in one pass; the first rule that fails names the rejection, and
+the detail records the measured value against its threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from ..config import FilterConfig
+from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
+
+READS = ("doc_id", "text")
+WRITES = ("doc_id", "url", "text", "source", "source_format", "n_chars", "n_words")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str  # the rejection reason
+    value: str  # a column computed by measures()
+    op: str  # "min": value must be >= threshold; "max": value must be <= threshold
+    threshold_key: str  # attribute of FilterConfig
+
+
+RULES = (
+    Rule("too_long", "n_chars", "max", "max_doc_chars"),
+    Rule("too_few_words", "n_words", "min", "min_words"),
+    Rule("too_many_words", "n_words", "max", "max_words"),
+    Rule("mean_word_length_low", "mean_word_length", "min", "min_mean_word_length"),
+    Rule("mean_word_length_high", "mean_word_length", "max", "max_mean_word_length"),
+    Rule("few_alphabetic_words", "alpha_word_ratio", "min", "min_alpha_word_ratio"),
+    Rule("symbol_to_word_ratio_high", "symbol_word_ratio", "max", "max_symbol_word_ratio"),
+    Rule("few_lines_end_in_punctuation", "punct_line_ratio", "min", "min_lines_ending_punct_ratio"),
+)
+
+
+def measures(text: Column) -> dict[str, Column]:
+    """Per-document statistics used by the rules (Gopher / C4 / FineWeb style), vectorised."""
+    words = F.filter(F.split(F.trim(text), r"\s+"), lambda w: w != "")
+    n_words = F.size(words)
+    safe_n = F.greatest(n_words, F.lit(1))
+    lines = F.filter(F.split(text, "\n"), lambda ln: F.trim(ln) != "")
+    n_lines = F.greatest(F.size(lines), F.lit(1))
+    symbols = F.size(F.split(text, r"#|\.\.\.|…")) - 1
+    return {
+        "n_chars": F.length(text),
+        "n_words": n_words,
+        "mean_word_length": F.aggregate(words, F.lit(0), lambda acc, w: acc + F.length(w)) / safe_n,
+        "alpha_word_ratio": F.size(F.filter(words, lambda w: w.rlike(r"\p{L}"))) / safe_n,
+        "symbol_word_ratio": symbols / safe_n,
+        "punct_line_ratio": F.size(F.filter(lines, lambda ln: F.trim(ln).rlike(r"[.!?\"'”’:)]$"))) / n_lines,
+    }
+
+
+def filter_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
+    assert_columns(docs, READS, "filter")
+    cfg: FilterConfig = ctx.cfg.filter
+    stats = measures(F.col("text"))
+    df = docs.select("*", *[col.alias(f"_m_{name}") for name, col in stats.items() if name != "n_chars"])
+    if "n_chars" not in docs.columns:
+        df = df.withColumn("n_chars", stats["n_chars"])
+    checks = []
+    for rule in RULES:
+        value = F.col("n_chars") if rule.value == "n_chars" else F.col(f"_m_{rule.value}")
+        threshold = getattr(cfg, rule.threshold_key)
+        failed = value < F.lit(threshold) if rule.op == "min" else value > F.lit(threshold)
+        bound = ">=" if rule.op == "min" else "<="
+        detail = F.format_string(f"{rule.value}=%s, required {bound} {threshold}", F.round(value.cast("double"), 4).cast("string"))
+        checks.append((rule.name, failed, detail))
+    reason, detail = first_failure(checks)
+    marked = (
+        df.withColumn(REASON, reason)
+        .withColumn(DETAIL, detail)
+        .withColumnRenamed("_m_n_words", "n_words")
+        .drop(*[c for c in df.columns if c.startswith("_m_") and c != "_m_n_words"])
+    )
+    return StageResult(marked)
+
+
+STAGE = Stage("filter", READS, WRITES, "filtered", filter_documents)

@@ -1,0 +1,82 @@
+"""generate: one verifiable QA pair per persona (the paper's stage 3)."""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from ..prompts import defuse_document, load_prompt
+from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
+from .llm_stage import run_llm_stage
+
+READS = ("doc_id", "text", "domain", "personas")
+WRITES = ("qa_id", "doc_id", "pretrain_text", "domain", "persona", "question", "answer", "prompt_version")
+
+REPLY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "question": {"type": "string", "minLength": 1, "maxLength": 1000},
+        "answer": {"type": "string", "minLength": 1, "maxLength": 300},
+    },
+    "required": ["question", "answer"],
+    "additionalProperties": False,
+}
+
+OUT_FIELDS = [
+    T.StructField("qa_id", T.StringType()),
+    T.StructField("doc_id", T.StringType()),
+    T.StructField("pretrain_text", T.StringType()),
+    T.StructField("domain", T.StringType()),
+    T.StructField("persona", T.StringType()),
+    T.StructField("question", T.StringType()),
+    T.StructField("answer", T.StringType()),
+    T.StructField("prompt_version", T.StringType()),
+]
+
+
+def generate_qa(profiles: DataFrame, ctx: StageContext) -> StageResult:
+    assert_columns(profiles, READS, "generate")
+    prompt = load_prompt("generate")
+    max_chars = ctx.cfg.llm.max_doc_chars
+    per_persona = profiles.select(
+        "doc_id",
+        F.col("text").alias("pretrain_text"),
+        "domain",
+        F.posexplode("personas").alias("persona_idx", "persona"),
+    ).select(
+        # Stable id: the same document, persona slot and prompt give the same qa_id on every run.
+        F.substring(F.sha2(F.concat_ws("|", "doc_id", F.col("persona_idx").cast("string"), F.lit(prompt.version)), 256), 1, 24).alias("qa_id"),
+        "doc_id",
+        "pretrain_text",
+        "domain",
+        "persona",
+    )
+
+    def build(row):
+        return prompt.messages(
+            document=defuse_document(row["pretrain_text"], max_chars),
+            domain=row["domain"],
+            persona=row["persona"],
+        )
+
+    def to_rows(row, reply):
+        question, answer = reply["question"].strip(), reply["answer"].strip()
+        out = {"question": question, "answer": answer, "prompt_version": prompt.version}
+        if not question or not answer:
+            out.update({REASON: "empty_qa", DETAIL: "question or answer is blank"})
+        return [out]
+
+    return run_llm_stage(
+        per_persona,
+        ctx,
+        stage="generate",
+        schema_name="qa_pair",
+        reply_schema=REPLY_SCHEMA,
+        build_messages=build,
+        to_rows=to_rows,
+        out_fields=OUT_FIELDS,
+    )
+
+
+STAGE = Stage("generate", READS, WRITES, "qa_candidates", generate_qa, uses_llm=True)

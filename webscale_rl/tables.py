@@ -1,0 +1,78 @@
+"""Delta I/O: the one place tables are written and read.
+
+Every table lives at `<warehouse>/<name>` as a Delta table. Writes append (each run's rows carry
+its `run_id`), so every run is a new table version that can be time-travelled to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+REJECTIONS = "rejections"
+
+REJECTION_SCHEMA = T.StructType(
+    [
+        T.StructField("doc_id", T.StringType(), False),
+        T.StructField("qa_id", T.StringType(), True),
+        T.StructField("stage", T.StringType(), False),
+        T.StructField("reason", T.StringType(), False),
+        T.StructField("detail", T.StringType(), True),
+        T.StructField("run_id", T.StringType(), False),
+    ]
+)
+
+
+def table_path(warehouse: str | Path, name: str) -> str:
+    return str(Path(warehouse) / name)
+
+
+def exists(spark: SparkSession, warehouse: str | Path, name: str) -> bool:
+    return (Path(warehouse) / name / "_delta_log").is_dir()
+
+
+def latest_version(spark: SparkSession, warehouse: str | Path, name: str) -> int:
+    row = spark.sql(f"DESCRIBE HISTORY delta.`{table_path(warehouse, name)}` LIMIT 1").collect()[0]
+    return int(row["version"])
+
+
+def history(spark: SparkSession, warehouse: str | Path, name: str) -> list[dict]:
+    rows = spark.sql(f"DESCRIBE HISTORY delta.`{table_path(warehouse, name)}`").collect()
+    return [{"version": r["version"], "operation": r["operation"], "timestamp": r["timestamp"]} for r in rows]
+
+
+def append(df: DataFrame, warehouse: str | Path, name: str) -> int:
+    """Append rows; returns the table version written."""
+    (
+        df.write.format("delta")
+        .mode("append")
+        .option("mergeSchema", "true")  # later issues add columns; old versions stay readable
+        .save(table_path(warehouse, name))
+    )
+    return latest_version(df.sparkSession, warehouse, name)
+
+
+def overwrite(df: DataFrame, path: str) -> None:
+    df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+
+
+def read(spark: SparkSession, warehouse: str | Path, name: str, version: int | None = None) -> DataFrame:
+    if not exists(spark, warehouse, name):
+        raise FileNotFoundError(f"no Delta table '{name}' in warehouse {warehouse} (run the pipeline first)")
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(table_path(warehouse, name))
+
+
+@dataclass
+class Lineage:
+    """Table versions read and written during one run (logged to MLflow)."""
+
+    written: dict[str, list[int]] = field(default_factory=dict)
+
+    def record(self, name: str, version: int) -> None:
+        self.written.setdefault(name, []).append(version)
