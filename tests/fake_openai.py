@@ -51,8 +51,9 @@ def plausible_reply(schema_name: str, messages: list[dict]) -> dict[str, Any]:
 
 
 class FakeOpenAI:
-    def __init__(self, hang_s: float = 5.0):
+    def __init__(self, hang_s: float = 5.0, require_key: str | None = None):
         self.hang_s = hang_s
+        self.require_key = require_key
         self.requests: list[dict] = []
         self.auth_headers: list[str] = []
         self.attempts: Counter = Counter()
@@ -95,6 +96,8 @@ class FakeOpenAI:
                 with fake._lock:
                     fake.requests.append(body)
                     fake.auth_headers.append(self.headers.get("Authorization", ""))
+                if fake.require_key and self.headers.get("Authorization") != f"Bearer {fake.require_key}":
+                    return self._send(401, b'{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}')
                 messages = body.get("messages", [])
                 fmt = body.get("response_format") or {}
                 schema_name = (fmt.get("json_schema") or {}).get("name", "")

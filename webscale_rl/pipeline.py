@@ -146,7 +146,7 @@ def run_pipeline(
                     report.log_metrics({f"{stage.name}.llm.{k}": v for k, v in stage_summary.llm.items()})
                 current = tables.read(spark, warehouse, stage.table).filter(F.col("run_id") == run_id)
             summary.final_table = stages[-1].table
-            vanished = unaccounted_documents(spark, warehouse, run_id, summary.final_table)
+            vanished = unaccounted_documents(spark, warehouse, run_id, summary.final_table, staging_root / "ingest")
             if vanished:
                 raise PipelineError(f"{len(vanished)} document(s) are neither in '{summary.final_table}' nor in rejections, e.g. {vanished[:5]}")
             log(f"accounted for: every document of run {run_id} is in '{summary.final_table}' or 'rejections'")
@@ -212,10 +212,11 @@ def run_stage(
     return StageSummary(stage.name, stage.table, rows_in, n_kept, n_rejected, elapsed, reasons, version, usage)
 
 
-def unaccounted_documents(spark: SparkSession, warehouse: Path, run_id: str, final_table: str) -> list[str]:
-    """doc_ids of this run's documents that are neither in the final table nor rejected."""
+def unaccounted_documents(spark: SparkSession, warehouse: Path, run_id: str, final_table: str, ingested: Path) -> list[str]:
+    """doc_ids of this run's input documents (all rows ingest saw, kept or not) that are neither
+    in the final table nor rejected."""
     this_run = F.col("run_id") == run_id
-    docs = tables.read(spark, warehouse, "documents").filter(this_run).select("doc_id")
+    docs = spark.read.format("delta").load(str(ingested)).select("doc_id")
     kept = tables.read(spark, warehouse, final_table).filter(this_run).select("doc_id")
     accounted = kept
     if tables.exists(spark, warehouse, tables.REJECTIONS):

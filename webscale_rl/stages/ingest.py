@@ -44,7 +44,7 @@ def ingest_documents(raw: DataFrame, ctx: StageContext) -> StageResult:
     )
     reason, detail = first_failure(
         [
-            ("empty_text", F.trim(F.coalesce(text, F.lit(""))) == "", F.lit("text is empty or whitespace")),
+            ("empty_text", F.regexp_replace(F.coalesce(text, F.lit("")), r"[\s\p{Z}]", "") == "", F.lit("text is empty or whitespace")),
             (
                 "binary_text",
                 F.col("_binary_fraction") > MAX_BINARY_FRACTION,

@@ -1,0 +1,47 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+# Heavy assets (Delta jars, model weights, the compiled llama-server) live in the user cache
+# ($WEBSCALE_RL_CACHE, default ~/.cache/webscale-rl) so every clone on the machine reuses them.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+WAREHOUSE ?= demo-warehouse
+PYTEST_ARGS ?=
+
+.PHONY: venv setup demo test test-fast ui clean help
+
+help:
+	@echo "make demo   install what is missing, then run the whole pipeline on a small real sample"
+	@echo "make test   install what is missing, then run the test suite"
+	@echo "make ui     MLflow UI on http://127.0.0.1:5000 for the demo warehouse"
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required (found %s)" % sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+venv: $(BIN)/.installed
+
+setup: venv
+	$(BIN)/webscale-rl setup
+
+demo: setup
+	$(BIN)/webscale-rl demo --warehouse $(WAREHOUSE)
+
+# pytest exit code 5 means "no tests ran": that must fail, not pass silently.
+test: setup
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+test-fast: venv
+	@$(BIN)/python -m pytest -m "not real_model" $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+ui: venv
+	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 \
+	  --backend-store-uri sqlite:///$(abspath $(WAREHOUSE))/_mlflow/mlflow.db
+
+clean:
+	rm -rf $(WAREHOUSE) $(WAREHOUSE)-input spark-warehouse metastore_db derby.log .pytest_cache
