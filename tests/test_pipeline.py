@@ -131,3 +131,19 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
     summary2 = run_pipeline([str(input_file)], warehouse, load_config(overrides=["mlflow.enabled=false"]), until="dedup", spark=spark, log=lines.append)
     assert summary2.final_table == "deduped"
     assert len(tables.history(spark, warehouse, "documents")) >= 2
+
+
+def test_export_formats(spark, tmp_path, input_file):
+    from webscale_rl.cli import main
+
+    warehouse = tmp_path / "wh"
+    with FakeOpenAI() as fake:
+        cfg = load_config("conf/openai.yaml", [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false"])
+        run_pipeline([str(input_file)], warehouse, cfg, spark=spark, log=lambda _: None)
+    out = tmp_path / "qa.jsonl"
+    assert main(["export", "--warehouse", str(warehouse), "--format", "jsonl", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 6
+    assert {"pretrain_text", "question", "answer", "domain", "persona", "qa_id", "doc_id"} <= set(rows[0])
+    assert main(["export", "--warehouse", str(warehouse), "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
+    assert spark.read.parquet(str(tmp_path / "pq")).count() == 6

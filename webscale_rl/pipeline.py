@@ -105,7 +105,10 @@ def run_pipeline(
     from .quality.report import RunReport
 
     needs_llm = any(s.uses_llm for s in stages)
-    with RunReport(cfg.mlflow, warehouse, run_name=run_id, tags={"webscale_rl.run_id": run_id}) as report:
+    report_cm = RunReport(
+        cfg.mlflow, warehouse, run_name=run_id, tags={"webscale_rl.run_id": run_id}, secret_env_vars=(cfg.llm.api_key_env,)
+    )
+    with report_cm as report:
         summary.mlflow = report
         report.log_params(
             {

@@ -1,0 +1,85 @@
+"""Great Expectations suite on the `qa` table. One GX project dir, three validations in it
+(the first costs 15-50 s on 2 cores; later ones a few seconds), which also proves re-runs work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from webscale_rl.config import QualityConfig
+from webscale_rl.quality import DOMAINS, ValidationOutcome, validate_qa
+
+SCHEMA = (
+    "doc_id string, qa_id string, pretrain_text string, question string, answer string, "
+    "domain string, persona string, run_id string, prompt_version string"
+)
+
+
+def _row(qa_id, question, answer, domain="Math", doc_id="d1"):
+    return (doc_id, qa_id, "some pretraining text", question, answer, domain, "a teacher", "r1", "v1")
+
+
+def test_validate_qa_pass_fail_empty(spark, warehouse):
+    out = warehouse / "_quality"
+    cfg = QualityConfig(max_answer_chars=50)
+    loose = QualityConfig(max_answer_chars=100)  # first run: the stored suite must be rewritten later
+
+    good = spark.createDataFrame(
+        [
+            _row("q1", "What is two plus two?", "4"),
+            _row("q2", "Which language has the borrow checker?", "Rust", domain="Coding"),
+        ],
+        SCHEMA,
+    )
+    ok = validate_qa(spark, good, loose, out, run_id="run-ok")
+    assert ok.success, ok.summary()
+    assert ok.failed == [] and ok.rows == 2
+    assert ok.evaluated == ok.passed == 11  # 7 not-null + unique + in-set + lengths + answer-in-question
+    assert ok.results_path == out / "qa_validation_run-ok.json" and ok.results_path.is_file()
+    assert ok.summary() == "qa: 11/11 expectations passed (2 rows)"
+    assert ok.data_docs == out / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    assert ok.data_docs.is_file()
+    assert not good.is_cached  # GX's persist() of the batch is undone
+
+    bad = spark.createDataFrame(
+        [
+            _row("q1", "What is two plus two?", "4"),
+            _row("q1", "Name a dish.", "Pasta", domain="Cooking"),  # duplicate qa_id, unknown domain
+            _row("q3", "The capital of France is Paris; which city is it?", "paris"),  # answer in question
+            _row("q4", "Explain everything.", "x" * 51),  # too long
+        ],
+        SCHEMA,
+    )
+    # Same GX project (get-or-create path); the 51-char answer fails only if the suite took max 50.
+    ko = validate_qa(spark, bad, cfg, out, run_id="run-bad")
+    assert not ko.success
+    failed = " | ".join(ko.failed)
+    for name in (
+        "expect_column_values_to_be_unique(qa_id)",
+        "expect_column_values_to_be_in_set(domain)",
+        "expect_column_value_lengths_to_be_between(answer)",
+        "answer_not_in_question",
+    ):
+        assert name in failed, ko.failed
+    assert len(ko.failed) == 4 and ko.passed == 7
+    assert ko.unexpected["answer_not_in_question"] == 1
+    assert ko.unexpected["expect_column_values_to_be_in_set(domain)"] == 1
+    assert "FAILED" in ko.summary() and "answer_not_in_question" in ko.summary()
+    doc = json.loads(ko.results_path.read_text())
+    assert doc["success"] is False and doc["rows"] == 4 and doc["run_id"] == "run-bad"
+    assert doc["validation_results"][0]["statistics"]["unsuccessful_expectations"] == 4
+
+    empty = validate_qa(spark, spark.createDataFrame([], SCHEMA), cfg, out, run_id="run-empty")
+    assert empty.rows == 0 and empty.empty
+    assert empty.success and empty.evaluated == 11
+    assert "EMPTY" in empty.summary()
+    assert (out / "qa_validation_run-empty.json").is_file()
+
+
+def test_summary_lists_failures():
+    o = ValidationOutcome(
+        table="qa", success=False, evaluated=3, failed=["a", "b"], results_path=Path("x.json"),
+        rows=5, passed=1, unexpected={"a": 2, "b": None},
+    )
+    assert o.summary() == "qa: 1/3 expectations passed (5 rows); FAILED: a [2 unexpected]; b"
+    assert len(DOMAINS) == 10 and "Other" in DOMAINS
