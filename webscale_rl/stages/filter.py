@@ -39,6 +39,21 @@ RULES = (
 )
 
 
+# Text addressed to an LLM rather than to a human reader: instructions to ignore rules, fake
+# system turns, fake structured replies. Such documents never reach a model (they are adversarial,
+# and a pair built from them could follow the instruction); they are rejected with the match.
+PROMPT_INJECTION = (
+    r"(?i)("
+    r"\b(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+|your\s+|these\s+)*(previous\s+|prior\s+|above\s+|earlier\s+|system\s+)*(instructions|prompts?|rules|directions|guidelines)\b"
+    r"|(^|\n|\.\s)\s*(system|assistant)\s*(prompt)?\s*:"
+    r"|<\|?\s*(im_start|im_end|system|endoftext)\s*\|?>|\[/?(system|inst)\]"
+    r"|\b(reveal|print|output|show|repeat|leak)\s+(your|the)\s+(system\s+prompt|instructions|api\s*key|secret|password)"
+    r"|\b(you\s+are\s+now|act\s+as)\s+(an?\s+)?(ai|assistant|language\s+model|chatbot|dan)\b"
+    r"|\{\s*\"(question|answer|informative|self_contained|domain|personas|supported|leaks_answer)\"\s*:"
+    r")"
+)
+
+
 def measures(text: Column) -> dict[str, Column]:
     """Per-document statistics used by the rules (Gopher / C4 / FineWeb style), vectorised."""
     words = F.filter(F.split(F.trim(text), r"\s+"), lambda w: w != "")
@@ -64,7 +79,14 @@ def filter_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     df = docs.select("*", *[col.alias(f"_m_{name}") for name, col in stats.items() if name != "n_chars"])
     if "n_chars" not in docs.columns:
         df = df.withColumn("n_chars", stats["n_chars"])
-    checks = []
+    injection = F.regexp_extract(F.col("text"), PROMPT_INJECTION, 0)
+    checks = [
+        (
+            "prompt_injection",
+            injection != "",
+            F.concat(F.lit("text addressed to an LLM: "), F.substring(F.regexp_replace(injection, r"\s+", " "), 1, 120)),
+        )
+    ]
     for rule in RULES:
         value = F.col("n_chars") if rule.value == "n_chars" else F.col(f"_m_{rule.value}")
         threshold = getattr(cfg, rule.threshold_key)

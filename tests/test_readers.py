@@ -1,0 +1,302 @@
+"""Reading every input format into DOCUMENT_COLUMNS, and the errors for inputs a user must fix."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pyspark.sql import Row
+from pyspark.testing import assertDataFrameEqual
+
+from webscale_rl.readers import (
+    DOCUMENT_COLUMNS,
+    InputError,
+    _list_with_spark,
+    jsonl_line_problem,
+    parse_file_bytes,
+    read_documents,
+    strip_tags,
+)
+
+INPUTS = Path(__file__).parent / "fixtures" / "inputs"
+GOOD = INPUTS / "good"
+BAD = INPUTS / "bad"
+
+
+def doc(id=None, url=None, text=None, source=None, source_format=None) -> Row:
+    return Row(id=id, url=url, text=text, source=source, source_format=source_format)
+
+
+def jsonl_rows(source: str) -> list[Row]:
+    """The documents of fixtures/inputs/good/docs.jsonl, as read from `source`."""
+    return [
+        doc("doc-1", "https://example.org/rivers",
+            "The Danube flows through ten countries before reaching the Black Sea.", source, "jsonl"),
+        doc("2", None,
+            "Honey never spoils because its low water content and acidity stop bacteria from growing.",
+            source, "jsonl"),
+        doc(None, "https://example.org/empty", None, source, "jsonl"),
+        doc("doc-4", None, "", source, "jsonl"),
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats
+
+
+@pytest.fixture(scope="module")
+def good_folder(spark):
+    """The whole `good` folder read once: every format, a nested folder, files to be skipped."""
+    return read_documents(spark, [str(GOOD)])
+
+
+def test_folder_walk_picks_supported_files_and_skips_hidden_ones(good_folder):
+    assert good_folder.columns == DOCUMENT_COLUMNS
+    assert all(f.dataType.simpleString() == "string" for f in good_folder.schema.fields)
+    sources = {os.path.relpath(r.source, GOOD) for r in good_folder.select("source").distinct().collect()}
+    # .hidden.jsonl holds invalid JSON and _SUCCESS is empty: reading either would raise.
+    assert sources == {
+        "article.html", "bad_bytes.txt", "docs.jsonl", "nested/more.ndjson", "notes.txt", "tiny.html",
+    }  # fmt: skip
+
+
+def test_jsonl_rows(good_folder):
+    source = str(GOOD / "docs.jsonl")
+    assertDataFrameEqual(good_folder.where(f"source = '{source}'"), jsonl_rows(source))
+
+
+def test_html_and_txt_rows(good_folder):
+    rows = {os.path.basename(r.source): r for r in good_folder.where("source_format in ('html','txt')").collect()}
+    article = rows["article.html"]
+    assert (article.id, article.url, article.source_format) == (None, None, "html")
+    assert "Fresnel lens" in article.text
+    assert "tracking" not in article.text and "color: #333" not in article.text  # scripts and styles dropped
+    assert rows["tiny.html"].text  # kept even when it is only a snippet: the filters reject it later
+    assert rows["notes.txt"].text.startswith("Plain text notes about tea.")
+    assert rows["bad_bytes.txt"].text == "Caf\ufffd latin-1 byte then valid UTF-8: café.\n"
+
+
+def test_limit(spark):
+    assert read_documents(spark, [str(GOOD / "docs.jsonl")], limit=2).count() == 2
+
+
+def test_gzip_jsonl_with_odd_file_name(spark, tmp_path):
+    # Spaces, '+' and brackets: Spark URI-encodes paths and expands globs; the source must be exact.
+    path = tmp_path / "my docs+[1].jsonl.gz"
+    path.write_bytes(gzip.compress(("\ufeff" + (GOOD / "docs.jsonl").read_text()).encode()))
+    assertDataFrameEqual(read_documents(spark, [str(path)]), jsonl_rows(str(path)))
+
+
+def test_parquet_file_and_folder_of_part_files(spark, tmp_path):
+    single = tmp_path / "one.parquet"
+    pd.DataFrame({"id": [7], "text": ["A parquet document."], "other": [1.5]}).to_parquet(single)
+    folder = tmp_path / "parts"
+    spark.createDataFrame(
+        [("p1", "https://example.org/1", "First part."), ("p2", None, "Second part.")],
+        "id string, url string, text string",
+    ).coalesce(1).write.parquet(str(folder))  # also writes _SUCCESS and .crc files, which are skipped
+    (part,) = folder.glob("part-*.parquet")
+    expected = [
+        doc("7", None, "A parquet document.", str(single), "parquet"),
+        doc("p1", "https://example.org/1", "First part.", str(part), "parquet"),
+        doc("p2", None, "Second part.", str(part), "parquet"),
+    ]
+    assertDataFrameEqual(read_documents(spark, [str(single), str(folder)]), expected)
+
+
+def test_delta_table_reads_only_current_files(spark, tmp_path):
+    table = tmp_path / "table"
+    spark.createDataFrame([("new", "New version.")], "id string, text string").write.format("delta").save(str(table))
+    # A part file the log does not reference, as an overwrite or VACUUM-pending delete leaves behind.
+    pd.DataFrame({"id": ["old"], "text": ["Old version."]}).to_parquet(table / "part-00000-stale.parquet")
+    assertDataFrameEqual(
+        read_documents(spark, [str(tmp_path)]), [doc("new", None, "New version.", str(table), "parquet")]
+    )
+
+
+def write_warc(path: Path, truncate_last: bool = False) -> None:
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    article = (GOOD / "article.html").read_bytes()
+    buffer = io.BytesIO()
+    writer = WARCWriter(buffer, gzip=path.name.endswith(".gz"))
+    writer.write_record(writer.create_warcinfo_record(path.name, {"software": "test"}))
+
+    def response(url: str, body: bytes, content_type: str = "text/html; charset=utf-8", status: str = "200 OK"):
+        headers = StatusAndHeaders(status, [("Content-Type", content_type)], protocol="HTTP/1.1")
+        writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers))
+
+    request = io.BytesIO(b"GET /a HTTP/1.1\r\n\r\n")
+    writer.write_record(writer.create_warc_record("https://example.org/a", "request", payload=request))
+    response("https://example.org/a", article)
+    response("https://example.org/logo.png", b"\x89PNG....", content_type="image/png")
+    response("https://example.org/old", b"<html>Moved</html>", status="301 Moved Permanently")
+    response("https://example.org/b", b"<html><body><p>Second page \xff with a bad byte.</p></body></html>")
+    data = buffer.getvalue()
+    path.write_bytes(data[: len(data) - 40] if truncate_last else data)
+
+
+def test_warc_html_responses_only(spark, tmp_path):
+    path = tmp_path / "crawl.warc.gz"
+    write_warc(path)
+    rows = read_documents(spark, [str(path)]).orderBy("url").collect()
+    assert [(r.id, r.url, r.source, r.source_format) for r in rows] == [
+        (None, "https://example.org/a", str(path), "warc"),
+        (None, "https://example.org/b", str(path), "warc"),
+    ]
+    assert "Fresnel lens" in rows[0].text
+    assert "Second page \ufffd with a bad byte." in rows[1].text
+
+
+@pytest.mark.parametrize("name", ["cut.warc", "cut.warc.gz"])
+def test_truncated_warc_keeps_records_before_the_damage(tmp_path, name):
+    path = tmp_path / name
+    write_warc(path, truncate_last=True)
+    urls = [r["url"] for r in parse_file_bytes(str(path), path.read_bytes())]
+    assert urls[0] == "https://example.org/a"  # the damaged last record may or may not be recovered
+
+
+def test_list_remote_style_folder_with_spark(spark):
+    # The listing used for non-local URIs (s3a://...), tried here on a file: URI.
+    files = _list_with_spark(spark, GOOD.as_uri())
+    assert sorted(os.path.basename(f) for f in files) == [
+        "article.html", "bad_bytes.txt", "docs.jsonl", "more.ndjson", "notes.txt", "tiny.html",
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs a user must fix: the message names the file (and the line)
+
+
+@pytest.mark.parametrize(
+    "name, line, fragment",
+    [
+        ("empty.jsonl", None, "file is empty"),
+        ("blank_lines.jsonl", None, "file is empty"),
+        ("bad_json_line3.jsonl", 3, "not valid JSON"),
+        ("missing_text.jsonl", 2, 'no "text" key'),
+        ("nonstring_text.jsonl", 4, '"text" is not a string (got int)'),
+        ("not_object.jsonl", 1, "not a JSON object"),
+        ("not_gzip.jsonl.gz", None, "not gzip-compressed"),
+        ("table.csv", None, "unsupported file type; supported extensions: .jsonl.gz"),
+    ],
+)
+def test_bad_fixture_files(spark, name, line, fragment):
+    path = str(BAD / name)
+    with pytest.raises(InputError) as err:
+        read_documents(spark, [path])
+    assert (err.value.path, err.value.line) == (path, line)
+    assert fragment in str(err.value)
+    assert str(err.value).startswith(f"{path}, line {line}:" if line else f"{path}:")
+
+
+def test_nonexistent_path(spark, tmp_path):
+    with pytest.raises(InputError, match="no such file or folder") as err:
+        read_documents(spark, [str(tmp_path / "missing.jsonl")])
+    assert err.value.path == str(tmp_path / "missing.jsonl")
+
+
+def test_folder_without_supported_files(spark, tmp_path):
+    (tmp_path / "notes.md").write_text("# not an input")
+    with pytest.raises(InputError, match="folder holds no supported input file"):
+        read_documents(spark, [str(tmp_path)])
+
+
+def test_hidden_file_named_explicitly(spark, tmp_path):
+    path = tmp_path / "_docs.jsonl"
+    shutil.copy(GOOD / "docs.jsonl", path)
+    with pytest.raises(InputError, match="ignored by Spark; rename the file"):
+        read_documents(spark, [str(path)])
+
+
+def test_bad_line_is_found_in_a_gzip_file_among_others(spark, tmp_path):
+    path = tmp_path / "second.jsonl.gz"
+    path.write_bytes(gzip.compress((BAD / "bad_json_line3.jsonl").read_bytes()))
+    with pytest.raises(InputError) as err:
+        read_documents(spark, [str(GOOD / "docs.jsonl"), str(path)])
+    assert (err.value.path, err.value.line) == (str(path), 3)
+
+
+def test_truncated_gzip(spark, tmp_path):
+    path = tmp_path / "cut.jsonl.gz"
+    path.write_bytes(gzip.compress((GOOD / "docs.jsonl").read_bytes() * 50)[:-30])
+    with pytest.raises(InputError, match="corrupt gzip data") as err:
+        read_documents(spark, [str(path)])
+    assert err.value.path == str(path)
+
+
+def test_parquet_without_text_column(spark, tmp_path):
+    path = tmp_path / "notext.parquet"
+    pd.DataFrame({"id": ["a"], "body": ["wrong column name"]}).to_parquet(path)
+    with pytest.raises(InputError, match=r'no "text" column \(columns: \[.id., .body.\]\)') as err:
+        read_documents(spark, [str(path)])
+    assert err.value.path == str(path)
+
+
+def test_parquet_text_not_a_string(spark, tmp_path):
+    path = tmp_path / "numbers.parquet"
+    pd.DataFrame({"text": [1, 2]}).to_parquet(path)
+    with pytest.raises(InputError, match='"text" must be a string, found int64'):
+        read_documents(spark, [str(path)])
+
+
+def test_file_named_parquet_that_is_not_parquet(spark, tmp_path):
+    path = tmp_path / "fake.parquet"
+    path.write_text("id,text\n1,hello\n")
+    with pytest.raises(InputError, match="not a Parquet file"):
+        read_documents(spark, [str(path)])
+
+
+def test_file_named_warc_that_is_not_warc(spark, tmp_path):
+    path = tmp_path / "fake.warc"
+    path.write_text("<html><body>Just a page saved with the wrong name.</body></html>")
+    with pytest.raises(InputError, match="not a valid WARC file") as err:
+        read_documents(spark, [str(path)])
+    assert err.value.path == str(path)
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_file(spark, tmp_path):
+    path = tmp_path / "locked.jsonl"
+    shutil.copy(GOOD / "docs.jsonl", path)
+    path.chmod(0)
+    with pytest.raises(InputError, match="cannot read file"):
+        read_documents(spark, [str(path)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure helpers (no Spark)
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ('{"text": "ok"}', None),
+        ('{"text": null}', None),
+        ('{"text": ""}', None),
+        ("   ", None),
+        ('{"text": 1.5}', '"text" is not a string (got float)'),
+        ('{"text": {"a": 1}}', '"text" is not a string (got dict)'),
+        ('{"id": 1}', 'no "text" key'),
+        ("[1, 2]", "not a JSON object (got list)"),
+        ('{"text": NaN}', "not valid JSON"),
+        ('{"text": "a", "text": "b"}', "not valid JSON (duplicate key(s) ['text'])"),
+    ],
+)
+def test_jsonl_line_problem(line, problem):
+    found = jsonl_line_problem(line)
+    assert (found is None) if problem is None else (found is not None and found.startswith(problem))
+
+
+def test_strip_tags_drops_scripts_and_styles():
+    html = (
+        "<html><head><title>T</title><style>p{}</style></head>"
+        "<body><p>One &amp;\n two</p><script>x()</script></body></html>"
+    )
+    assert strip_tags(html) == "One &\ntwo"
