@@ -4,3 +4,17 @@ __version__ = "0.1.0"
 
 # Stage names in pipeline order; used by --until and in rejections.stage.
 STAGES = ("ingest", "filter", "dedup", "llm_filter", "profile", "generate", "check")
+
+# The ten domains of the authors' code (PAPER.md); profile assigns one, the quality suite checks it.
+DOMAINS = (
+    "Math",
+    "Technology & Engineering",
+    "Coding",
+    "Social Science",
+    "Natural Science",
+    "Travel & Lifestyle",
+    "Commerce & Economics",
+    "Medicine & Health",
+    "Education",
+    "Other",
+)

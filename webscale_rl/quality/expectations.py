@@ -20,18 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DOMAINS = [
-    "Math",
-    "Technology & Engineering",
-    "Coding",
-    "Social Science",
-    "Natural Science",
-    "Travel & Lifestyle",
-    "Commerce & Economics",
-    "Medicine & Health",
-    "Education",
-    "Other",
-]
+from .. import DOMAINS as _DOMAINS
+
+DOMAINS = list(_DOMAINS)
 
 TABLE = "qa"
 REQUIRED_NOT_NULL = ("doc_id", "qa_id", "question", "answer", "domain", "persona", "pretrain_text")

@@ -8,22 +8,11 @@ import re
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from .. import DOMAINS
 from ..prompts import defuse_document, load_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 from .llm_stage import run_llm_stage
 
-DOMAINS = (
-    "Math",
-    "Technology & Engineering",
-    "Coding",
-    "Social Science",
-    "Natural Science",
-    "Travel & Lifestyle",
-    "Commerce & Economics",
-    "Medicine & Health",
-    "Education",
-    "Other",
-)
 
 READS = ("doc_id", "text")
 WRITES = ("doc_id", "text", "domain", "personas", "profile_version")
@@ -75,7 +64,9 @@ def profile_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     limit = ctx.cfg.profile.max_personas
 
     def build(row):
-        return prompt.messages(document=defuse_document(row["text"], max_chars), max_personas=str(limit))
+        return prompt.messages(
+            document=defuse_document(row["text"], max_chars), max_personas=str(limit), domains=", ".join(DOMAINS)
+        )
 
     def to_rows(row, reply):
         personas = clean_personas(reply["personas"], limit)
