@@ -64,12 +64,20 @@ def test_filter_first_failing_rule_with_measured_value(spark, ctx):
             Row(doc_id="short", text="Too short to keep."),
             Row(doc_id="symbols", text=" ".join(["heading# about rivers ..."] * 40)),
             Row(doc_id="digits", text=" ".join(["12345 678 90"] * 30) + "."),
+            Row(doc_id="navbar", text="Home | News | Sport | Weather | Contact us\n" * 3 + GOOD_TEXT),
+            Row(doc_id="headlines", text="\n".join(["Breaking news today.", "Markets rally again.", "Storm hits coast."] * 20)),
         ]
     )
     result = filter_stage.filter_documents(docs, ctx)
     assert [r["doc_id"] for r in result.kept.collect()] == ["good"]
     got = reasons(result, "filter")
-    assert got == {"short": "too_few_words", "symbols": "symbol_to_word_ratio_high", "digits": "few_alphabetic_words"}
+    assert got == {
+        "short": "too_few_words",
+        "symbols": "symbol_to_word_ratio_high",
+        "digits": "few_alphabetic_words",
+        "navbar": "separator_to_word_ratio_high",
+        "headlines": "short_line_ratio_high",
+    }
     short = result.rejected("filter", "r").filter("doc_id = 'short'").first()
     assert short["detail"] == "n_words=4.0, required >= 50"
     assert result.kept.first()["n_words"] == len(GOOD_TEXT.split())

@@ -99,7 +99,7 @@ MODELS: dict[str, ModelSpec] = {
         description="Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (upstream Apache-2.0)",
     ),
 }
-DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 
 
 # ---------------------------------------------------------------------------------------------- paths

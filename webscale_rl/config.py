@@ -61,7 +61,8 @@ class LLMConfig:
 
 @dataclass
 class LocalLLMConfig:
-    model: str = "qwen2.5-coder-0.5b-instruct-q4_k_m"
+    # 1.5B: the 0.5B model judges every document alike (measured on the demo sample).
+    model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
     parallel: int = 2
     ctx_size: int = 8192
     threads: int = 2
@@ -79,6 +80,8 @@ class FilterConfig:
     min_alpha_word_ratio: float = 0.7
     max_symbol_word_ratio: float = 0.1
     min_lines_ending_punct_ratio: float = 0.1
+    max_short_line_ratio: float = 0.67
+    max_separator_word_ratio: float = 0.1
     max_doc_chars: int = 1_000_000
 
 

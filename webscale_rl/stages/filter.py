@@ -36,6 +36,8 @@ RULES = (
     Rule("few_alphabetic_words", "alpha_word_ratio", "min", "min_alpha_word_ratio"),
     Rule("symbol_to_word_ratio_high", "symbol_word_ratio", "max", "max_symbol_word_ratio"),
     Rule("few_lines_end_in_punctuation", "punct_line_ratio", "min", "min_lines_ending_punct_ratio"),
+    Rule("short_line_ratio_high", "short_line_ratio", "max", "max_short_line_ratio"),
+    Rule("separator_to_word_ratio_high", "separator_word_ratio", "max", "max_separator_word_ratio"),
 )
 
 
@@ -62,6 +64,8 @@ def measures(text: Column) -> dict[str, Column]:
     lines = F.filter(F.split(text, "\n"), lambda ln: F.trim(ln) != "")
     n_lines = F.greatest(F.size(lines), F.lit(1))
     symbols = F.size(F.split(text, r"#|\.\.\.|…")) - 1
+    # Navigation bars and link lists: "Home | Video | World" or "News » Sport · Weather".
+    separators = F.size(F.split(text, r"[|»›•·]")) - 1
     return {
         "n_chars": F.length(text),
         "n_words": n_words,
@@ -69,6 +73,8 @@ def measures(text: Column) -> dict[str, Column]:
         "alpha_word_ratio": F.size(F.filter(words, lambda w: w.rlike(r"\p{L}"))) / safe_n,
         "symbol_word_ratio": symbols / safe_n,
         "punct_line_ratio": F.size(F.filter(lines, lambda ln: F.trim(ln).rlike(r"[.!?\"'”’:)]$"))) / n_lines,
+        "short_line_ratio": F.size(F.filter(lines, lambda ln: F.length(F.trim(ln)) < 30)) / n_lines,
+        "separator_word_ratio": separators / safe_n,
     }
 
 
