@@ -41,3 +41,15 @@ def test_unknown_until_stage_is_rejected(capsys):
         main(["run", "--input", "x", "--warehouse", "y", "--until", "nonsense"])
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_run_until_filter_with_limit(spark, tmp_path, capsys):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"id": f"d{i}", "text": f"document number {i} " * 30}) + "\n" for i in range(5)))
+    wh = tmp_path / "wh"
+    code = main(["run", "--input", str(docs), "--warehouse", str(wh), "--until", "filter", "--limit", "3", "--set", "mlflow.enabled=false"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "[filter] done" in out and "[dedup]" not in out
+    assert spark.read.format("delta").load(str(wh / "documents")).count() == 3
+    assert not (wh / "deduped").exists()

@@ -18,7 +18,7 @@ from . import STAGES, tables
 from .config import LLM_STAGES, Config
 from .progress import LLMProgress, fmt_seconds
 from .stages import check, dedup, filter as filter_stage, generate, ingest, llm_filter, profile
-from .stages.base import Stage, StageContext, StageResult
+from .stages.base import REASON, Stage, StageContext, StageResult
 from .stages.llm_stage import llm_usage
 
 PIPELINE: tuple[Stage, ...] = (
@@ -191,8 +191,6 @@ def run_stage(
     # Everything below reads the materialised rows: LLM calls are never made twice.
     materialised = StageResult(spark.read.format("delta").load(staging), result.stats)
     marked = materialised.marked
-    from .stages.base import REASON
-
     reasons = {r[REASON]: int(r["count"]) for r in marked.filter(F.col(REASON).isNotNull()).groupBy(REASON).count().collect()}
     n_rejected = sum(reasons.values())
     n_total = marked.count()
