@@ -7,7 +7,7 @@ question leak it. Each failed check is a rejection naming it.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -40,7 +40,8 @@ REFERS_TO_SOURCE = (
 # Pairs about the pipeline's own instructions come from injected text, never from a document's subject.
 ABOUT_INSTRUCTIONS = (
     r"(?i)(ignore (all |any |the |your )?(previous|prior|above)? ?instructions|system prompt|api[ _-]?key"
-    r"|your instructions|as an ai\b|language model|jailbreak|prompt injection)"
+    r"|your instructions|as an ai\b|language model|jailbreak|prompt injection"
+    r"|\b(admin|root|administrator|secret)\s+(password|passcode|key|token)\b)"
 )
 
 
@@ -88,13 +89,26 @@ def deterministic_checks(qa: DataFrame, ctx: StageContext) -> tuple[Column, Colu
     )
 
 
+def collapse_repeated_questions(flagged: DataFrame) -> DataFrame:
+    """Personas of one document often yield the same question; keep one (smallest qa_id) among the
+    pairs that passed the other checks, so a rejected twin never takes a good pair down with it."""
+    same = Window.partitionBy("doc_id", _norm(F.col("question")), F.col(REASON).isNull()).orderBy("qa_id")
+    repeated = F.col(REASON).isNull() & (F.row_number().over(same) > 1)
+    first = F.first("qa_id").over(same)
+    return flagged.select(
+        *[c for c in flagged.columns if c not in (REASON, DETAIL)],
+        F.when(repeated, F.lit("duplicate_question")).otherwise(F.col(REASON)).alias(REASON),
+        F.when(repeated, F.concat(F.lit("duplicate_of="), first)).otherwise(F.col(DETAIL)).alias(DETAIL),
+    )
+
+
 def check_qa(candidates: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(candidates, READS, "check")
     prompt = load_prompt("check")
     max_chars = ctx.cfg.llm.max_doc_chars
     qa = candidates.select(*[f.name for f in QA_FIELDS])
     reason, detail = deterministic_checks(qa, ctx)
-    flagged = qa.withColumn(REASON, reason).withColumn(DETAIL, detail)
+    flagged = collapse_repeated_questions(qa.withColumn(REASON, reason).withColumn(DETAIL, detail))
 
     def build(row):
         return prompt.messages(

@@ -52,6 +52,12 @@ PROMPT_INJECTION = (
     r"|\b(reveal|print|output|show|repeat|leak)\s+(your|the)\s+(system\s+prompt|instructions|api\s*key|secret|password)"
     r"|\b(you\s+are\s+now|act\s+as)\s+(an?\s+)?(ai|assistant|language\s+model|chatbot|dan)\b"
     r"|\{\s*\"(question|answer|informative|self_contained|domain|personas|supported|leaks_answer)\"\s*:"
+    # Text that speaks to an AI reader: "note for any AI model reading this", "if you are an LLM".
+    r"|\b(note|message|instructions?)\s+(for|to)\s+(any\s+|all\s+|the\s+)?(ai|a\.i\.|llm|gpt|chatgpt|language\s+model|assistant|chatbot|bot)s?"
+    r"(\s+(models?|systems?|agents?))?\s*(reading|processing|parsing|[:,])"
+    r"|\bif\s+you\s+are\s+(an?\s+)?(ai|llm|language\s+model|assistant|chatbot|bot)\b"
+    r"|\b(ai|llm|gpt|language\s+model|assistant|chatbot)s?\s+(models?\s+)?(reading|processing|parsing|summari[sz]ing|crawling|scraping)\s+this\b"
+    r"|\b(the\s+)?only\s+(correct|right|valid)\s+(question|answer)\b"
     r")"
 )
 
