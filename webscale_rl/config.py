@@ -45,6 +45,9 @@ class LLMConfig:
     backoff_base_s: float = 1.0
     backoff_max_s: float = 30.0
     temperature: float = 0.0
+    # Judging stages stay deterministic; generation gets some spread so personas of one document
+    # do not all receive the same question.
+    stage_temperature: dict[str, float] = field(default_factory=lambda: {"generate": 0.7})
     seed: int | None = 1234
     # Structured output: "json_schema" (OpenAI, vLLM, llama-server) or "json_object" for servers
     # that only accept the looser form.

@@ -56,7 +56,7 @@ def endpoint_for(ctx: StageContext, stage: str, n_parallel_tasks: int) -> Endpoi
         model=llm.models[stage],
         api_key=ctx.llm_api_key,
         max_tokens=llm.max_tokens.get(stage, 256),
-        temperature=llm.temperature,
+        temperature=llm.stage_temperature.get(stage, llm.temperature),
         seed=llm.seed,
         timeout_s=llm.timeout_s,
         max_retries=llm.max_retries,
