@@ -178,3 +178,10 @@ def test_check_collapses_repeated_questions_of_one_document(spark, ctx):
     flagged = check.collapse_repeated_questions(qa.withColumn("_reject_reason", reason).withColumn("_reject_detail", detail))
     got = {r["qa_id"]: (r["_reject_reason"], r["_reject_detail"]) for r in flagged.collect()}
     assert got == {"a1": (None, None), "a2": ("duplicate_question", "duplicate_of=a1"), "b1": (None, None)}
+
+
+def test_clean_personas_trims_dedupes_and_caps():
+    from webscale_rl.stages.profile import clean_personas
+
+    got = clean_personas(['  a nurse  ', 'A Nurse', '"a pharmacist"', "", "a student", "a parent"], 3)
+    assert got == ["a nurse", "a pharmacist", "a student"]
