@@ -203,7 +203,7 @@ def test_nonexistent_path(spark, tmp_path):
 
 
 def test_folder_without_supported_files(spark, tmp_path):
-    (tmp_path / "notes.md").write_text("# not an input")
+    (tmp_path / "notes.docx").write_bytes(b"PK not an input")
     with pytest.raises(InputError, match="folder holds no supported input file"):
         read_documents(spark, [str(tmp_path)])
 
@@ -300,3 +300,18 @@ def test_strip_tags_drops_scripts_and_styles():
         "<body><p>One &amp;\n two</p><script>x()</script></body></html>"
     )
     assert strip_tags(html) == "One &\ntwo"
+
+
+def test_email_files_and_skipped_files_are_reported(spark, tmp_path, caplog):
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    (folder / "note.eml").write_bytes(
+        b"From: Ann <ann@example.com>\r\nTo: team@example.com\r\nSubject: Boiler works\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nThe boiler is replaced on Tuesday.\r\n"
+    )
+    (folder / "picture.png").write_bytes(b"\x89PNG")
+    with caplog.at_level("WARNING", logger="webscale_rl.readers"):
+        rows = read_documents(spark, [str(folder)]).collect()
+    assert [(r["source_format"], r["text"]) for r in rows] == [("eml", "Boiler works\n\nThe boiler is replaced on Tuesday.")]
+    assert "ann@example.com" not in rows[0]["text"]
+    assert "skipped 1 file(s) of unsupported type" in caplog.text and "picture.png" in caplog.text

@@ -21,6 +21,7 @@ import gzip
 import html.parser
 import io
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -57,9 +58,12 @@ FORMAT_BY_SUFFIX: dict[str, str] = {
     ".html": "html",
     ".htm": "html",
     ".txt": "txt",
+    ".text": "txt",
+    ".md": "txt",
+    ".eml": "eml",
 }
 SUPPORTED_SUFFIXES = ", ".join(FORMAT_BY_SUFFIX)
-BINARY_FORMATS = ("warc", "html", "txt")  # parsed from bytes on the executors
+BINARY_FORMATS = ("warc", "html", "txt", "eml")  # parsed from bytes on the executors
 
 # Rows per pandas batch yielded by the executor-side parsers: bounds memory for big WARC files.
 OUTPUT_BATCH_ROWS = 1000
@@ -181,7 +185,23 @@ def _list_local(path: str) -> tuple[list[str], list[str]]:
         )
     if not files and not tables:
         raise InputError(str(p), f"folder holds no supported input file (extensions: {SUPPORTED_SUFFIXES})")
+    _report_skipped(p)
     return files, tables
+
+
+def _report_skipped(folder: Path) -> None:
+    """Files a folder walk leaves out are named, never dropped in silence."""
+    skipped = [
+        str(Path(root) / n)
+        for root, dirs, names in os.walk(folder)
+        for n in names
+        if not n.startswith(HIDDEN_PREFIXES) and format_of(n) is None and "_delta_log" not in root
+    ]
+    if skipped:
+        shown = ", ".join(sorted(skipped)[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        logging.getLogger("webscale_rl.readers").warning(
+            "skipped %d file(s) of unsupported type in %s: %s (supported: %s)", len(skipped), folder, shown, SUPPORTED_SUFFIXES
+        )
 
 
 def _list_with_spark(spark: SparkSession, path: str) -> list[str]:
@@ -471,6 +491,26 @@ def parse_file_bytes(path: str, content: bytes) -> Iterator[dict]:
     elif fmt == "warc":
         for url, html in iter_warc_html(content):
             yield _document(None, url, html_to_text(html, url), path, "warc")
+    elif fmt == "eml":
+        yield _document(None, None, email_to_text(content), path, "eml")
+
+
+def email_to_text(content: bytes) -> str:
+    """Subject and body of an RFC 822 message (plain-text part preferred, else HTML as text).
+    Addresses and other headers are left out: they are personal data, not content."""
+    import email
+    from email import policy
+
+    try:
+        msg = email.message_from_bytes(content, policy=policy.default)
+        subject = str(msg.get("subject", "") or "").strip()
+        part = msg.get_body(preferencelist=("plain", "html"))
+        body = part.get_content() if part is not None else ""
+        if part is not None and part.get_content_type() == "text/html":
+            body = html_to_text(body)
+    except Exception:  # a broken message is still text; the later stages judge it
+        return _decode(content)
+    return (f"{subject}\n\n{body}" if subject else body).strip()
 
 
 def _document(doc_id: str | None, url: str | None, text: str, source: str, fmt: str) -> dict:
