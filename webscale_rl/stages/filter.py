@@ -58,6 +58,11 @@ PROMPT_INJECTION = (
     r"|\bif\s+you\s+are\s+(an?\s+)?(ai|llm|language\s+model|assistant|chatbot|bot)\b"
     r"|\b(ai|llm|gpt|language\s+model|assistant|chatbot)s?\s+(models?\s+)?(reading|processing|parsing|summari[sz]ing|crawling|scraping)\s+this\b"
     r"|\b(the\s+)?only\s+(correct|right|valid)\s+(question|answer)\b"
+    # Our own delimiters, chat-template headers, and notes to whoever writes the questions.
+    r"|</?\s*document\s*>"
+    r"|(^|\n)\s*#{2,}\s*(instruction|response|system|input)s?\b"
+    r"|\b(new|updated|additional|real)\s+(task|instructions?)\s+(from|for)\b"
+    r"|\b(dear|attention|note\s+to|hey)\s+(the\s+|any\s+)?(question|quiz|dataset|data)\s+(writers?|generators?|annotators?|creators?)\b"
     r")"
 )
 
