@@ -151,3 +151,25 @@ def test_export_formats(spark, tmp_path, input_file):
     assert {"pretrain_text", "question", "answer", "domain", "persona", "qa_id", "doc_id"} <= set(rows[0])
     assert main(["export", "--warehouse", str(warehouse), "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
     assert spark.read.parquet(str(tmp_path / "pq")).count() == 6
+
+    # verl: single Parquet files per split, loadable without Spark, with a rule reward's ground truth.
+    import pandas as pd
+
+    verl_dir = tmp_path / "verl"
+    args = ["export", "--warehouse", str(warehouse), "--format", "verl", "--out", str(verl_dir), "--val-fraction", "0.5"]
+    assert main(args) == 0
+    train, val = pd.read_parquet(verl_dir / "train.parquet"), pd.read_parquet(verl_dir / "validation.parquet")
+    assert len(train) + len(val) == 6 and len(val) > 0
+    row = train.iloc[0]
+    assert row["data_source"] == "webscale_rl" and row["reward_model"]["style"] == "rule"
+    assert row["prompt"][0]["role"] == "user" and "\\boxed{}" in row["prompt"][0]["content"]
+    assert row["reward_model"]["ground_truth"] == row["extra_info"]["answer"]
+    # The split is fixed per qa_id: a second export puts every pair on the same side.
+    assert main(args) == 0
+    again = pd.read_parquet(verl_dir / "validation.parquet")
+    assert sorted(again["extra_info"].map(lambda e: e["qa_id"])) == sorted(val["extra_info"].map(lambda e: e["qa_id"]))
+
+    trl_dir = tmp_path / "trl"
+    assert main(["export", "--warehouse", str(warehouse), "--format", "trl", "--out", str(trl_dir)]) == 0
+    trl = pd.read_parquet(trl_dir / "train.parquet")
+    assert list(trl.columns[:2]) == ["prompt", "answer"] and len(trl) == 6

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
 from pathlib import Path
@@ -31,8 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="export the final QA table", description="Export the `qa` table of a warehouse.")
     export.add_argument("--warehouse", required=True, help="warehouse directory of a previous run")
-    export.add_argument("--format", required=True, choices=["parquet", "jsonl"], help="parquet: a Spark folder; jsonl: one file")
-    export.add_argument("--out", required=True, help="output path")
+    export.add_argument(
+        "--format",
+        required=True,
+        choices=["parquet", "jsonl", "verl", "trl"],
+        help="parquet: a Spark folder; jsonl: one file; verl / trl: <out>/train.parquet (+ validation.parquet)",
+    )
+    export.add_argument("--out", required=True, help="output path (a folder for parquet, verl and trl)")
+    export.add_argument("--val-fraction", type=float, default=0.0, help="share of pairs for a validation split, fixed per qa_id (default 0: no split)")
     which = export.add_mutually_exclusive_group()
     which.add_argument("--run-id", help="export this run (default: the latest run in the table)")
     which.add_argument("--all-runs", action="store_true", help="export the rows of every run")
@@ -158,10 +163,11 @@ def print_report(summary, n_examples: int = 3) -> None:
 
 
 def cmd_export(args) -> int:
-    from . import tables
+    from pyspark.sql import functions as F
+
+    from . import export, tables
     from .config import load_config
     from .spark import get_spark
-    from pyspark.sql import functions as F
 
     cfg = load_config(args.config)
     spark = get_spark(cfg)
@@ -172,22 +178,25 @@ def cmd_export(args) -> int:
             print("error: the qa table is empty", file=sys.stderr)
             return EXIT_FAILURE
         qa = qa.filter(F.col("run_id") == run_id)
-    columns = ["pretrain_text", "question", "answer", "domain", "persona", "qa_id", "doc_id", "prompt_version", "run_id"]
-    qa = qa.select(*columns).orderBy("run_id", "qa_id")
+    qa = qa.orderBy("run_id", "qa_id")
+    if args.val_fraction:
+        qa = export.with_split(qa, args.val_fraction)
     out = Path(args.out)
-    n = 0
     if args.format == "parquet":
-        qa.write.mode("overwrite").parquet(str(out))
-        n = spark.read.parquet(str(out)).count()
+        export.released(qa).write.mode("overwrite").parquet(str(out))
+        written = {str(out): spark.read.parquet(str(out)).count()}
+    elif args.format == "jsonl":
+        written = {str(out): export.write_jsonl(export.released(qa), out)}
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in qa.toLocalIterator():  # streams partition by partition
-                fh.write(json.dumps(row.asDict(), ensure_ascii=False) + "\n")
-                n += 1
-        tmp.replace(out)
-    print(f"exported {n} QA pair(s) to {out} ({args.format})")
+        shaped = export.to_verl(qa) if args.format == "verl" else export.to_trl(qa)
+        splits = ["train", "validation"] if args.val_fraction else [None]
+        written = {}
+        for split in splits:
+            part = shaped if split is None else shaped.filter(F.col("split") == split).drop("split")
+            path = out / f"{split or 'train'}.parquet"
+            written[str(path)] = export.write_single_parquet(part, path)
+    for path, n in written.items():
+        print(f"exported {n} QA pair(s) to {path} ({args.format})")
     return 0
 
 
