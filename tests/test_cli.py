@@ -53,3 +53,15 @@ def test_run_until_filter_with_limit(spark, tmp_path, capsys):
     assert "[filter] done" in out and "[dedup]" not in out
     assert spark.read.format("delta").load(str(wh / "documents")).count() == 3
     assert not (wh / "deduped").exists()
+
+
+def test_bad_eval_set_fails_before_any_stage(spark, tmp_path, capsys):
+    doc = tmp_path / "d.jsonl"
+    doc.write_text(json.dumps({"text": "x"}) + "\n")
+    bench = tmp_path / "bench.csv"
+    bench.write_text("prompt,target\nWhat is two plus two?,4\n")
+    wh = tmp_path / "wh"
+    code = main(["run", "--input", str(doc), "--warehouse", str(wh), "--eval-set", str(bench), "--set", "mlflow.enabled=false"])
+    err = capsys.readouterr().err
+    assert code == 2 and "bench.csv" in err and "question" in err
+    assert not (wh / "documents").exists()

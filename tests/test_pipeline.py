@@ -62,6 +62,12 @@ def input_file(tmp_path) -> Path:
 def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", CANARY)
     warehouse = tmp_path / "wh"
+    # A benchmark question that shares a 13-gram with the photosynthesis article: its pairs must go.
+    eval_set = tmp_path / "mini_bench.jsonl"
+    eval_set.write_text(
+        json.dumps({"question": "True or false: water molecules are split, releasing oxygen, while carbon dioxide from the air is fixed into sugars?", "answer": "true"})
+        + "\n"
+    )
     with FakeOpenAI(require_key=CANARY) as fake:
         cfg = load_config(
             "conf/openai.yaml",
@@ -71,6 +77,7 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
                 "llm.backoff_base_s=0.01",
                 "llm.rows_per_partition=4",
                 "quality.on_failure=warn",
+                f"decontam.eval_sets=[{eval_set}]",
             ],
         )
         lines: list[str] = []
@@ -97,23 +104,24 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
         ("malformed", "llm_filter", "llm_error:malformed_reply"),
         ("inject", "filter", "prompt_injection"),
         ("inject2", "check", "about_instructions"),
+        ("photo", "decontaminate", "contaminated:mini_bench"),
     } <= doc_reasons
     assert docs == all_ids - {"empty", "binary"}  # ingest keeps ids as given, lands only usable texts
-    assert {"danube", "photo", "flaky"} <= kept_docs  # the flaky endpoint recovered on retry
+    assert {"danube", "flaky"} <= kept_docs  # the flaky endpoint recovered on retry
 
     # The final table has the promised columns; nothing obeys the injected instruction.
     for col in ("doc_id", "pretrain_text", "question", "answer", "domain", "persona", "run_id", "prompt_version", "qa_id"):
         assert col in qa.columns
     rows = qa.collect()
-    assert len(rows) == 6  # 3 documents × 2 personas
+    assert len(rows) == 4  # 2 documents × 2 personas
     assert not [r for r in rows if "HACKED" in r["answer"] or "system prompt" in r["question"].lower()]
 
     # Delta history on every stage table; per-stage counts printed and logged.
-    for table in ("documents", "filtered", "deduped", "judged", "profiles", "qa_candidates", "qa", "rejections"):
+    for table in ("documents", "filtered", "deduped", "judged", "profiles", "qa_candidates", "checked", "qa", "rejections"):
         assert tables.history(spark, warehouse, table), table
-    assert any(line.startswith("[check] done") for line in lines)
+    assert any(line.startswith("[decontaminate] done") for line in lines)
     assert summary.validation is not None and summary.validation.success, summary.validation.summary()
-    assert summary.counts["ingest"] == 10 and summary.counts["check"] == 6
+    assert summary.counts["ingest"] == 10 and summary.counts["check"] == 6 and summary.counts["decontaminate"] == 4
 
     # MLflow run with per-stage metrics.
     import mlflow

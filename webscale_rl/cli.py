@@ -64,6 +64,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--warehouse", required=True, metavar="DIR", help="directory holding the Delta tables")
     run.add_argument("--config", metavar="FILE", help="YAML config (default conf/local.yaml)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. llm.max_concurrency=8 (repeatable)")
+    run.add_argument("--eval-set", action="append", default=[], metavar="PATH", help="evaluation set to decontaminate against (JSONL/Parquet/CSV with a question column; name=PATH to name it; repeatable)")
     run.add_argument("--until", choices=STAGES, help="stop after this stage")
     run.add_argument("--limit", type=int, metavar="N", help="read at most N documents")
 
@@ -117,6 +118,7 @@ def cmd_run(args) -> int:
     from .pipeline import run_pipeline
 
     cfg = load_config(args.config, args.overrides)
+    cfg.decontam.eval_sets = [*cfg.decontam.eval_sets, *args.eval_set]
     summary = run_pipeline(args.input, args.warehouse, cfg, until=args.until, limit=args.limit)
     print_report(summary)
     return 0

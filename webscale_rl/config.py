@@ -108,6 +108,25 @@ class CheckConfig:
 
 
 @dataclass
+class DecontamConfig:
+    # Evaluation sets to decontaminate against: paths (JSONL/Parquet/CSV) or name=path; the CLI's
+    # --eval-set adds to this list.
+    eval_sets: list[str] = field(default_factory=list)
+    # Tokens per n-gram (13 as in GPT-3 and the Webscale-RL paper).
+    ngram: int = 13
+    question_column: str = "question"
+    # May be missing from an eval set: then only its questions are used.
+    answer_column: str = "answer"
+    # QA columns checked, in the order hits are reported.
+    fields: tuple[str, ...] = ("pretrain_text", "question", "answer")
+    # Eval texts with fewer than `ngram` tokens are matched whole if they have at least this many
+    # tokens, and ignored below it. >= ngram: no whole-text matching.
+    min_tokens: int = 8
+    # True: broadcast the eval n-gram table; None/False: let Spark (AQE) choose the join.
+    broadcast: bool | None = None
+
+
+@dataclass
 class QualityConfig:
     enabled: bool = True
     max_answer_chars: int = 200
@@ -132,6 +151,7 @@ class Config:
     dedup: DedupConfig = field(default_factory=DedupConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     mlflow: MLflowConfig = field(default_factory=MLflowConfig)
 
@@ -165,6 +185,12 @@ def _coerce(path: str, tp: Any, value: Any) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(path, inner[0], value)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{path}' must be a list, got {value!r}")
+        item_type = args[0] if args else str
+        items = [_coerce(f"{path}[{i}]", item_type, v) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{path}' must be a mapping, got {value!r}")

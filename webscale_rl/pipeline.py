@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from . import STAGES, tables
 from .config import LLM_STAGES, Config
 from .progress import LLMProgress, fmt_seconds
-from .stages import check, dedup, filter as filter_stage, generate, ingest, llm_filter, profile
+from .stages import check, decontaminate, dedup, filter as filter_stage, generate, ingest, llm_filter, profile
 from .stages.base import REASON, Stage, StageContext, StageResult
 from .stages.llm_stage import llm_usage
 
@@ -29,6 +29,7 @@ PIPELINE: tuple[Stage, ...] = (
     profile.STAGE,
     generate.STAGE,
     check.STAGE,
+    decontaminate.STAGE,
 )
 assert tuple(s.name for s in PIPELINE) == STAGES
 
@@ -101,6 +102,8 @@ def run_pipeline(
     spark = spark or get_spark(cfg)
     # Reading validates every input file before any stage runs (clear errors, no half runs).
     raw = read_documents(spark, inputs, limit=limit)
+    if cfg.decontam.eval_sets and decontaminate.STAGE in stages:
+        decontaminate.load_eval_sets(spark, list(cfg.decontam.eval_sets), cfg.decontam)  # fail early on a bad file
 
     from .quality.report import RunReport
 
@@ -114,7 +117,7 @@ def run_pipeline(
             {
                 **cfg.flat(),
                 "run.inputs": ",".join(inputs),
-                "run.until": until or "check",
+                "run.until": until or STAGES[-1],
                 "run.limit": limit,
                 "run.id": run_id,
             }

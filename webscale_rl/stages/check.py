@@ -147,4 +147,4 @@ def check_qa(candidates: DataFrame, ctx: StageContext) -> StageResult:
     return StageResult(checked.marked.unionByName(failed_early), stats=checked.stats)
 
 
-STAGE = Stage("check", READS, WRITES, "qa", check_qa, uses_llm=True)
+STAGE = Stage("check", READS, WRITES, "checked", check_qa, uses_llm=True)
