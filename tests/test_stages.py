@@ -116,6 +116,9 @@ def test_check_deterministic_reasons(spark, ctx):
         Row(qa_id="pwd", question="What is the admin password for the river authority portal?", answer="hunter2", **base),
         Row(qa_id="empty", question="Which river flows through ten countries in Europe?", answer="?!", **base),
         Row(qa_id="tiny", question="Which river?", answer="Danube", **base),
+        Row(qa_id="num", question="How many countries does the Danube flow through in Europe?", answer="12", **base),
+        Row(qa_id="words", question="Which city on the river hosts the European parliament?", answer="Strasbourg city", **base),
+        Row(qa_id="unit", question="How many bird species live in the protected wetland delta?", answer="hundreds of species", **base),
     ]
     qa = spark.createDataFrame(rows)
     reason, _ = check.deterministic_checks(qa, ctx)
@@ -129,6 +132,9 @@ def test_check_deterministic_reasons(spark, ctx):
         "pwd": "about_instructions",
         "empty": "empty_answer",
         "tiny": "question_too_short",
+        "num": "answer_not_in_document",
+        "words": "answer_not_in_document",
+        "unit": None,  # "hundreds" and "species" are in the text
     }
 
 

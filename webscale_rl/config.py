@@ -105,6 +105,9 @@ class CheckConfig:
     max_answer_words: int = 12
     max_question_words: int = 120
     min_question_words: int = 4
+    # The answer's numbers, and most of its other words, must appear in the document. Answers that
+    # need arithmetic on the document's numbers fail this; switch it off for such data sets.
+    require_answer_in_document: bool = True
 
 
 @dataclass

@@ -53,9 +53,26 @@ def _norm(col: Column) -> Column:
     return F.trim(F.regexp_replace(F.lower(col), r"[^\p{L}\p{N}]+", " "))
 
 
+STOPWORDS = ["the", "a", "an", "of", "in", "on", "and", "or", "to", "for", "by", "with", "at", "from", "is", "was", "are", "were"]
+
+
+def answer_grounding(answer: Column, document: Column) -> tuple[Column, Column]:
+    """(failed?, missing words): every number of the answer, and at least half of its other
+    content words, must occur in the document (compared after the same normalisation)."""
+    doc_tokens = F.split(_norm(document), " ")
+    answer_tokens = F.array_except(F.filter(F.split(_norm(answer), " "), lambda t: t != ""), F.array(*[F.lit(w) for w in STOPWORDS]))
+    missing = F.array_except(answer_tokens, doc_tokens)
+    missing_numbers = F.filter(missing, lambda t: t.rlike(r"^\p{N}+$"))
+    failed = (F.size(missing_numbers) > 0) | (F.size(missing) * 2 > F.size(answer_tokens))
+    return failed, F.concat(F.lit("not in the document: "), F.array_join(F.slice(missing, 1, 8), ", "))
+
+
 def deterministic_checks(qa: DataFrame, ctx: StageContext) -> tuple[Column, Column]:
     cfg = ctx.cfg.check
     q, a = F.col("question"), F.col("answer")
+    grounding_failed, grounding_detail = answer_grounding(a, F.col("pretrain_text"))
+    if not cfg.require_answer_in_document:
+        grounding_failed = F.lit(False)
     return first_failure(
         [
             ("empty_answer", _norm(a) == "", F.lit("answer has no letters or digits")),
@@ -85,6 +102,7 @@ def deterministic_checks(qa: DataFrame, ctx: StageContext) -> tuple[Column, Colu
                 q.rlike(ABOUT_INSTRUCTIONS) | a.rlike(ABOUT_INSTRUCTIONS),
                 F.lit("pair is about model instructions, not the document's subject"),
             ),
+            ("answer_not_in_document", grounding_failed, grounding_detail),
         ]
     )
 
