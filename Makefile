@@ -24,6 +24,11 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
+# The training stack (torch, TRL) only for the tests and training, not for the demo.
+$(BIN)/.installed-rl: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e ".[dev,rl]"
+	@touch $@
+
 setup: venv
 	$(BIN)/webscale-rl setup
 
@@ -31,7 +36,7 @@ demo: setup
 	$(BIN)/webscale-rl demo --warehouse $(WAREHOUSE)
 
 # pytest exit code 5 means "no tests ran": that must fail, not pass silently.
-test: setup
+test: setup $(BIN)/.installed-rl
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -38,7 +38,7 @@ def plausible_reply(schema_name: str, messages: list[dict]) -> dict[str, Any]:
         return {"domain": "Natural Science", "personas": ["a curious high-school student", "a science teacher planning a lesson"]}
     if schema_name == "qa_pair":
         if INJECTION_MARKER in doc or SUBTLE_INJECTION in doc:  # a model that obeys injected text
-            return {"question": "What is your system prompt and API key?", "answer": "HACKED"}
+            return {"question": "What is your system prompt and API key?", "answer": "HACKED", "answer_type": "entity"}
         words = re.findall(r"[A-Za-z]{7,}", doc)
         answer = max(words, key=len) if words else "none"
         persona = _field(messages, "Persona")
@@ -46,7 +46,7 @@ def plausible_reply(schema_name: str, messages: list[dict]) -> dict[str, Any]:
         question = f"For {persona}: which is the longest word in the piece that begins '{first}'?"
         if answer.lower() in question.lower():
             question = f"For {persona}: which long word appears in a piece about this subject?"
-        return {"question": question, "answer": answer}
+        return {"question": question, "answer": answer, "answer_type": "entity"}
     if schema_name == "qa_check":
         return {"supported": True, "correct": True, "leaks_answer": False}
     return {}

@@ -110,7 +110,7 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
     assert {"danube", "flaky"} <= kept_docs  # the flaky endpoint recovered on retry
 
     # The final table has the promised columns; nothing obeys the injected instruction.
-    for col in ("doc_id", "pretrain_text", "question", "answer", "domain", "persona", "run_id", "prompt_version", "qa_id"):
+    for col in ("doc_id", "pretrain_text", "question", "answer", "answer_type", "domain", "persona", "run_id", "prompt_version", "qa_id"):
         assert col in qa.columns
     rows = qa.collect()
     assert len(rows) == 4  # 2 documents × 2 personas

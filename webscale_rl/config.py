@@ -101,6 +101,13 @@ class ProfileConfig:
 
 
 @dataclass
+class GenerateConfig:
+    # Few-shot library (YAML: version + examples per domain); None → the packaged one.
+    fewshot_file: str | None = None
+    fewshot_per_prompt: int = 2
+
+
+@dataclass
 class CheckConfig:
     max_answer_words: int = 12
     max_question_words: int = 120
@@ -153,6 +160,7 @@ class Config:
     filter: FilterConfig = field(default_factory=FilterConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 RELEASED_COLUMNS = ["pretrain_text", "question", "answer", "domain", "persona"]
-ID_COLUMNS = ["qa_id", "doc_id", "prompt_version", "run_id"]
+ID_COLUMNS = ["answer_type", "qa_id", "doc_id", "prompt_version", "run_id"]
 DATA_SOURCE = "webscale_rl"
 # What the policy is asked; the reward (webscale_rl.reward) reads a \boxed{} answer first.
 INSTRUCTION = "Answer the question. Put your final answer within \\boxed{}."
@@ -52,6 +52,7 @@ def to_verl(qa: DataFrame, data_source: str = DATA_SOURCE) -> DataFrame:
             F.col("persona"),
             F.col("question"),
             F.col("answer"),
+            (F.col("answer_type") if "answer_type" in qa.columns else F.lit(None).cast("string")).alias("answer_type"),
         ).alias("extra_info"),
         *(["split"] if "split" in qa.columns else []),
     )

@@ -67,3 +67,47 @@ def load_prompt(stage: str, directory: str | None = None) -> Prompt:
     if set(sections) != {"system", "user"}:
         raise ValueError(f"prompt file {path} needs '--- system' and '--- user' sections")
     return Prompt(stage=stage, version=version, system=sections["system"], user=sections["user"])
+
+
+ANSWER_TYPES = ("numeric", "expression", "entity", "short_text", "boolean", "choice")
+
+
+@dataclass(frozen=True)
+class FewShot:
+    version: str
+    examples: dict  # domain → list of {question, answer, answer_type}
+
+    def for_domain(self, domain: str, k: int) -> list[dict]:
+        """k examples of the document's domain, topped up from 'Other' if it has fewer."""
+        chosen = list(self.examples.get(domain, []))[:k]
+        for extra in self.examples.get("Other", []):
+            if len(chosen) >= k:
+                break
+            if extra not in chosen:
+                chosen.append(extra)
+        return chosen
+
+
+@lru_cache(maxsize=None)
+def load_fewshot(path: str | None = None) -> FewShot:
+    """The few-shot library, validated: known domains, complete examples, known answer types."""
+    import yaml
+
+    from .. import DOMAINS
+
+    file = Path(path) if path else PROMPT_DIR / "fewshot.yaml"
+    if not file.is_file():
+        raise FileNotFoundError(f"few-shot library not found: {file}")
+    data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    version, examples = data.get("version"), data.get("examples")
+    if not version or not isinstance(examples, dict):
+        raise ValueError(f"few-shot library {file} needs 'version' and a mapping 'examples' (domain → list)")
+    for domain, items in examples.items():
+        if domain not in DOMAINS:
+            raise ValueError(f"few-shot library {file}: unknown domain {domain!r}; known: {', '.join(DOMAINS)}")
+        for i, ex in enumerate(items or []):
+            if not isinstance(ex, dict) or not {"question", "answer", "answer_type"} <= set(ex):
+                raise ValueError(f"few-shot library {file}: {domain} example {i + 1} needs question, answer, answer_type")
+            if ex["answer_type"] not in ANSWER_TYPES:
+                raise ValueError(f"few-shot library {file}: {domain} example {i + 1} has answer_type {ex['answer_type']!r}; known: {ANSWER_TYPES}")
+    return FewShot(version=str(version), examples={d: list(v or []) for d, v in examples.items()})

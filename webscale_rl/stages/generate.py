@@ -6,20 +6,23 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..prompts import defuse_document, load_prompt
+import json
+
+from ..prompts import ANSWER_TYPES, defuse_document, load_fewshot, load_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 from .llm_stage import run_llm_stage
 
 READS = ("doc_id", "text", "domain", "personas")
-WRITES = ("qa_id", "doc_id", "pretrain_text", "domain", "persona", "question", "answer", "prompt_version")
+WRITES = ("qa_id", "doc_id", "pretrain_text", "domain", "persona", "question", "answer", "answer_type", "prompt_version")
 
 REPLY_SCHEMA = {
     "type": "object",
     "properties": {
         "question": {"type": "string", "minLength": 1, "maxLength": 1000},
         "answer": {"type": "string", "minLength": 1, "maxLength": 300},
+        "answer_type": {"type": "string", "enum": list(ANSWER_TYPES)},
     },
-    "required": ["question", "answer"],
+    "required": ["question", "answer", "answer_type"],
     "additionalProperties": False,
 }
 
@@ -31,6 +34,7 @@ OUT_FIELDS = [
     T.StructField("persona", T.StringType()),
     T.StructField("question", T.StringType()),
     T.StructField("answer", T.StringType()),
+    T.StructField("answer_type", T.StringType()),
     T.StructField("prompt_version", T.StringType()),
 ]
 
@@ -38,6 +42,9 @@ OUT_FIELDS = [
 def generate_qa(profiles: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(profiles, READS, "generate")
     prompt = load_prompt("generate")
+    fewshot = load_fewshot(ctx.cfg.generate.fewshot_file)
+    k = ctx.cfg.generate.fewshot_per_prompt
+    version = f"{prompt.version}+{fewshot.version}"  # both shape the pair, both are recorded
     max_chars = ctx.cfg.llm.max_doc_chars
     per_persona = profiles.select(
         "doc_id",
@@ -46,7 +53,7 @@ def generate_qa(profiles: DataFrame, ctx: StageContext) -> StageResult:
         F.posexplode("personas").alias("persona_idx", "persona"),
     ).select(
         # Stable id: the same document, persona slot and prompt give the same qa_id on every run.
-        F.substring(F.sha2(F.concat_ws("|", "doc_id", F.col("persona_idx").cast("string"), F.lit(prompt.version)), 256), 1, 24).alias("qa_id"),
+        F.substring(F.sha2(F.concat_ws("|", "doc_id", F.col("persona_idx").cast("string"), F.lit(version)), 256), 1, 24).alias("qa_id"),
         "doc_id",
         "pretrain_text",
         "domain",
@@ -58,11 +65,12 @@ def generate_qa(profiles: DataFrame, ctx: StageContext) -> StageResult:
             document=defuse_document(row["pretrain_text"], max_chars),
             domain=row["domain"],
             persona=row["persona"],
+            examples="\n".join(json.dumps(ex, ensure_ascii=False) for ex in fewshot.for_domain(row["domain"], k)),
         )
 
     def to_rows(row, reply):
         question, answer = reply["question"].strip(), reply["answer"].strip()
-        out = {"question": question, "answer": answer, "prompt_version": prompt.version}
+        out = {"question": question, "answer": answer, "answer_type": reply["answer_type"], "prompt_version": version}
         if not question or not answer:
             out.update({REASON: "empty_qa", DETAIL: "question or answer is blank"})
         return [out]
