@@ -131,6 +131,12 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
     assert run.data.metrics["ingest.rows_in"] == 12
     assert run.data.metrics["check.rows_out"] == 6
     assert run.data.params["llm.models.generate"] == "gpt-4.1"
+    # The QA quality report: 4 pairs from 2 documents, every fake answer is a word of its document.
+    assert summary.qa_report["pairs_per_kept_document"] == 2.0
+    assert summary.qa_report["answer_verbatim_share"] == 1.0
+    assert summary.qa_report["answer_types"] == {"entity": 4}
+    assert summary.qa_report["rejections"]["decontaminate/contaminated:mini_bench"] == 2
+    assert run.data.metrics["qa.answer_verbatim_share"] == 1.0
 
     # The key went only into the request header: nowhere in the warehouse, MLflow store or logs.
     assert all(h == f"Bearer {CANARY}" for h in fake.auth_headers)

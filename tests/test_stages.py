@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from webscale_rl.config import Config
@@ -194,3 +195,10 @@ def test_clean_personas_trims_dedupes_and_caps():
 
     got = clean_personas(['  a nurse  ', 'A Nurse', '"a pharmacist"', "", "a student", "a parent"], 3)
     assert got == ["a nurse", "a pharmacist", "a student"]
+
+
+def test_report_finds_numbers_by_value(spark):
+    from webscale_rl.quality.qa_report import _numbers
+
+    df = spark.createDataFrame([Row(t="It flows for 2,850 km and 10.5 hours")])
+    assert df.select(_numbers(F.col("t")).alias("n")).first()["n"] == ["2850", "10.5"]

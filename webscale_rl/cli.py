@@ -133,6 +133,11 @@ def print_report(summary, n_examples: int = 3) -> None:
     print("\n=== funnel ===")
     for s in summary.stages:
         print(f"  {s.stage:<11} in {s.rows_in:>6}  kept {s.kept:>6}  rejected {s.rejected:>6}  ({s.elapsed_s:.1f}s)")
+    if summary.qa_report:
+        from .quality.qa_report import format_qa_report
+
+        print("\n=== QA quality report ===")
+        print("\n".join(format_qa_report(summary.qa_report)))
     if summary.final_table == "qa":
         from pyspark.sql import functions as F
 

@@ -59,6 +59,7 @@ class RunSummary:
     final_table: str | None = None
     validation: object | None = None
     mlflow: object | None = None
+    qa_report: dict | None = None
     elapsed_s: float = 0.0
 
     @property
@@ -156,6 +157,12 @@ def run_pipeline(
             if vanished:
                 raise PipelineError(f"{len(vanished)} document(s) are neither in '{summary.final_table}' nor in rejections, e.g. {vanished[:5]}")
             log(f"accounted for: every document of run {run_id} is in '{summary.final_table}' or 'rejections'")
+        if summary.final_table == "qa":
+            from .quality.qa_report import qa_report, report_metrics
+
+            summary.qa_report = qa_report(spark, warehouse, run_id)
+            report.log_metrics(report_metrics(summary.qa_report))
+            report.log_dict(summary.qa_report, "qa_report.json")
         if summary.final_table == "qa" and cfg.quality.enabled:
             summary.validation = validate_final(spark, cfg, warehouse, run_id, report, log)
         shutil.rmtree(staging_root, ignore_errors=True)
