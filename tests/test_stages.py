@@ -182,12 +182,20 @@ def test_check_collapses_repeated_questions_of_one_document(spark, ctx):
             Row(qa_id="a2", doc_id="d", question=q, **base),
             Row(qa_id="a1", doc_id="d", question=q.upper() + "!", **base),
             Row(qa_id="b1", doc_id="other", question=q, **base),
+            Row(qa_id="a3", doc_id="d", question=q.rstrip("?") + " and Hungary?", **base),
+            Row(qa_id="a4", doc_id="d", question="How long is the river from its source in the Black Forest to the sea?", **base),
         ]
     )
     reason, detail = check.deterministic_checks(qa, ctx)
     flagged = check.collapse_repeated_questions(qa.withColumn("_reject_reason", reason).withColumn("_reject_detail", detail))
     got = {r["qa_id"]: (r["_reject_reason"], r["_reject_detail"]) for r in flagged.collect()}
-    assert got == {"a1": (None, None), "a2": ("duplicate_question", "duplicate_of=a1"), "b1": (None, None)}
+    assert got == {
+        "a1": (None, None),
+        "a2": ("duplicate_question", "duplicate_of=a1"),
+        "a3": ("duplicate_question", "duplicate_of=a1"),  # near-identical: 9 of 11 words shared
+        "a4": (None, None),
+        "b1": (None, None),
+    }
 
 
 def test_clean_personas_trims_dedupes_and_caps():

@@ -115,6 +115,8 @@ class CheckConfig:
     # The answer's numbers, and most of its other words, must appear in the document. Answers that
     # need arithmetic on the document's numbers fail this; switch it off for such data sets.
     require_answer_in_document: bool = True
+    # Two questions of one document whose word sets overlap this much (Jaccard) are one question.
+    near_duplicate_question_jaccard: float = 0.8
 
 
 @dataclass

@@ -7,7 +7,7 @@ question leak it. Each failed check is a rejection naming it.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -107,16 +107,27 @@ def deterministic_checks(qa: DataFrame, ctx: StageContext) -> tuple[Column, Colu
     )
 
 
-def collapse_repeated_questions(flagged: DataFrame) -> DataFrame:
-    """Personas of one document often yield the same question; keep one (smallest qa_id) among the
-    pairs that passed the other checks, so a rejected twin never takes a good pair down with it."""
-    same = Window.partitionBy("doc_id", _norm(F.col("question")), F.col(REASON).isNull()).orderBy("qa_id")
-    repeated = F.col(REASON).isNull() & (F.row_number().over(same) > 1)
-    first = F.first("qa_id").over(same)
-    return flagged.select(
+def collapse_repeated_questions(flagged: DataFrame, jaccard: float = 0.8) -> DataFrame:
+    """Personas of one document often yield the same or a near-identical question: among the pairs
+    that passed the other checks, a question whose word set overlaps an earlier one's (smaller
+    qa_id, same document) by `jaccard` or more is rejected, naming the one kept. A rejected twin
+    never takes a good pair down with it. The join stays within one document (at most 3 pairs)."""
+    words = F.array_distinct(F.filter(F.split(_norm(F.col("question")), " "), lambda t: t != ""))
+    passing = flagged.filter(F.col(REASON).isNull()).select("doc_id", "qa_id", words.alias("_words"))
+    earlier = passing.select("doc_id", F.col("qa_id").alias("_earlier_id"), F.col("_words").alias("_earlier_words"))
+    overlap = F.size(F.array_intersect("_words", "_earlier_words")) / F.greatest(F.size(F.array_union("_words", "_earlier_words")), F.lit(1))
+    duplicates = (
+        passing.join(earlier, "doc_id")
+        .filter((F.col("_earlier_id") < F.col("qa_id")) & (overlap >= F.lit(jaccard)))
+        .groupBy("qa_id")
+        .agg(F.min("_earlier_id").alias("_duplicate_of"))
+    )
+    repeated = F.col(REASON).isNull() & F.col("_duplicate_of").isNotNull()
+    joined = flagged.join(duplicates, "qa_id", "left")
+    return joined.select(
         *[c for c in flagged.columns if c not in (REASON, DETAIL)],
         F.when(repeated, F.lit("duplicate_question")).otherwise(F.col(REASON)).alias(REASON),
-        F.when(repeated, F.concat(F.lit("duplicate_of="), first)).otherwise(F.col(DETAIL)).alias(DETAIL),
+        F.when(repeated, F.concat(F.lit("duplicate_of="), F.col("_duplicate_of"))).otherwise(F.col(DETAIL)).alias(DETAIL),
     )
 
 
@@ -126,7 +137,9 @@ def check_qa(candidates: DataFrame, ctx: StageContext) -> StageResult:
     max_chars = ctx.cfg.llm.max_doc_chars
     qa = candidates.select(*[f.name for f in QA_FIELDS])
     reason, detail = deterministic_checks(qa, ctx)
-    flagged = collapse_repeated_questions(qa.withColumn(REASON, reason).withColumn(DETAIL, detail))
+    flagged = collapse_repeated_questions(
+        qa.withColumn(REASON, reason).withColumn(DETAIL, detail), ctx.cfg.check.near_duplicate_question_jaccard
+    )
 
     def build(row):
         return prompt.messages(
