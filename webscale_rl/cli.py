@@ -132,7 +132,7 @@ def print_report(summary, n_examples: int = 3) -> None:
     wh = summary.warehouse
     print("\n=== funnel ===")
     for s in summary.stages:
-        print(f"  {s.stage:<11} in {s.rows_in:>6}  kept {s.kept:>6}  rejected {s.rejected:>6}  ({s.elapsed_s:.1f}s)")
+        print(f"  {s.stage:<13} in {s.rows_in:>6}  kept {s.kept:>6}  rejected {s.rejected:>6}  ({s.elapsed_s:.1f}s)")
     if summary.qa_report:
         from .quality.qa_report import format_qa_report
 
