@@ -3,6 +3,7 @@ land kept rows and rejections in Delta, count, time, report, and prove nothing v
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 import time
@@ -123,7 +124,7 @@ def run_pipeline(
                 "run.id": run_id,
             }
         )
-        endpoint_cm = _endpoint(cfg, log) if needs_llm else _no_endpoint()
+        endpoint_cm = _endpoint(cfg, log) if needs_llm else contextlib.nullcontext()
         with endpoint_cm as endpoint:
             if endpoint is not None:
                 log(f"LLM: {endpoint.description}")
@@ -253,14 +254,6 @@ def _endpoint(cfg: Config, log):
     from .llm.endpoint import llm_endpoint
 
     return llm_endpoint(cfg, log)
-
-
-class _no_endpoint:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 __all__ = ["run_pipeline", "PIPELINE", "RunSummary", "PipelineError", "LLM_STAGES"]

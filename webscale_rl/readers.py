@@ -129,13 +129,14 @@ def format_of(path: str) -> str | None:
     return None
 
 
-def _is_local(path: str) -> bool:
+def is_local_path(path: str) -> bool:
     """Plain paths and file: URIs are local; anything with another scheme goes through Spark."""
     return path.startswith("file:") or not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path)
 
 
 def _local_path(path: str) -> str:
-    return re.sub(r"^file:(//)?", "", path) if path.startswith("file:") else path
+    """`file:/x/y` (binaryFile's path column, and local paths) → `/x/y`; other URIs unchanged."""
+    return re.sub(r"^file:(//)?", "", path)
 
 
 def _discover(spark: SparkSession, paths: list[str]) -> tuple[dict[str, list[str]], list[str]]:
@@ -144,7 +145,7 @@ def _discover(spark: SparkSession, paths: list[str]) -> tuple[dict[str, list[str
     delta_tables: list[str] = []
     seen: set[str] = set()
     for given in paths:
-        if _is_local(given):
+        if is_local_path(given):
             found, tables = _list_local(_local_path(given))
         else:
             found, tables = _list_with_spark(spark, given), []
@@ -234,7 +235,7 @@ def _list_with_spark(spark: SparkSession, path: str) -> list[str]:
 def _precheck_local_files(files_by_format: dict[str, list[str]]) -> None:
     for fmt, files in files_by_format.items():
         for file in files:
-            if _is_local(file):
+            if is_local_path(file):
                 _precheck_local_file(file, fmt)
 
 
@@ -308,7 +309,7 @@ def _validate_jsonl(parsed: DataFrame, files: list[str]) -> None:
     """One aggregate query over all lines; the failing file is re-read only to name the line."""
     try:
         stats = {
-            os.path.normpath(row.source) if _is_local(row.source) else row.source: (row.lines, row.bad)
+            os.path.normpath(row.source) if is_local_path(row.source) else row.source: (row.lines, row.bad)
             for row in parsed.groupBy("source")
             .agg(F.count("*").alias("lines"), F.count_if(_jsonl_problem(F.col("v")).isNotNull()).alias("bad"))
             .collect()
@@ -317,7 +318,7 @@ def _validate_jsonl(parsed: DataFrame, files: list[str]) -> None:
         _raise_for_unreadable_file(files, exc)
         raise
     for file in files:
-        lines, bad = stats.get(_display_path(file), (0, 0))
+        lines, bad = stats.get(_local_path(file), (0, 0))
         if lines == 0:
             raise InputError(file, "file is empty (no non-blank line)")
         if bad:
@@ -325,7 +326,7 @@ def _validate_jsonl(parsed: DataFrame, files: list[str]) -> None:
 
 
 def _raise_first_bad_line(path: str, bad_count: int) -> None:
-    if _is_local(path):
+    if is_local_path(path):
         with _open_text(_local_path(path)) as fh:
             for number, raw in enumerate(fh, start=1):
                 problem = jsonl_line_problem(raw)
@@ -377,7 +378,7 @@ def _open_text(path: str) -> IO[str]:
 def _raise_for_unreadable_file(files: list[str], exc: Exception) -> None:
     """Spark failed while reading (e.g. a truncated gzip): find and name the file if we can."""
     for file in files:
-        if _is_local(file) and file.lower().endswith(".gz"):
+        if is_local_path(file) and file.lower().endswith(".gz"):
             try:
                 with gzip.open(_local_path(file), "rb") as fh:
                     while fh.read(1 << 20):
@@ -394,7 +395,7 @@ def _read_parquet_files(spark: SparkSession, files: list[str]) -> list[DataFrame
     """Local files are checked one by one from their footers, then read in groups of equal schema."""
     groups: dict[tuple[str, ...], list[str]] = {}
     for file in files:
-        if _is_local(file):
+        if is_local_path(file):
             key = _parquet_column_types(file)
         else:
             key = ("remote",)
@@ -472,7 +473,7 @@ def _parse_binary_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFr
     rows: list[dict] = []
     for batch in batches:
         for path, content in zip(batch["path"], batch["content"]):
-            for row in parse_file_bytes(_display_path(path), bytes(content)):
+            for row in parse_file_bytes(_local_path(path), bytes(content)):
                 rows.append(row)
                 if len(rows) >= OUTPUT_BATCH_ROWS:
                     yield pd.DataFrame(rows, columns=DOCUMENT_COLUMNS)
@@ -600,11 +601,6 @@ def _source_from_metadata() -> Column:
     # url_decode also turns '+' into a space; a '+' in a URI path is literal, so protect it first.
     decoded = F.url_decode(F.regexp_replace(uri, r"\+", "%2B"))
     return F.regexp_replace(decoded, r"^file:(//)?", "")
-
-
-def _display_path(path: str) -> str:
-    """`file:/x/y` (binaryFile's path column, and local paths) → `/x/y`; other URIs unchanged."""
-    return re.sub(r"^file:(//)?", "", path)
 
 
 def _escape_glob(path: str) -> str:

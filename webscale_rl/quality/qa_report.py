@@ -8,10 +8,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .. import tables
-
-
-def _norm(col):
-    return F.concat(F.lit(" "), F.trim(F.regexp_replace(F.lower(col), r"[^\p{L}\p{N}]+", " ")), F.lit(" "))
+from ..stages.check import contains_words
 
 
 def _numbers(col):
@@ -23,7 +20,7 @@ def qa_report(spark: SparkSession, warehouse, run_id: str, final_table: str = "q
     this_run = F.col("run_id") == run_id
     qa: DataFrame = tables.read(spark, warehouse, final_table).filter(this_run)
     report: dict = {"run_id": run_id}
-    verbatim = F.instr(_norm(F.col("pretrain_text")), _norm(F.col("answer"))) > 0
+    verbatim = contains_words(F.col("pretrain_text"), F.col("answer"))
     answer_numbers = _numbers(F.col("answer"))
     by_value = (F.size(answer_numbers) > 0) & (F.size(F.array_except(answer_numbers, _numbers(F.col("pretrain_text")))) == 0)
     row = qa.agg(

@@ -53,6 +53,11 @@ def _norm(col: Column) -> Column:
     return F.trim(F.regexp_replace(F.lower(col), r"[^\p{L}\p{N}]+", " "))
 
 
+def contains_words(text: Column, part: Column) -> Column:
+    """`part` occurs in `text` as whole words, after the same normalisation of both."""
+    return F.instr(F.concat(F.lit(" "), _norm(text), F.lit(" ")), F.concat(F.lit(" "), _norm(part), F.lit(" "))) > 0
+
+
 STOPWORDS = ["the", "a", "an", "of", "in", "on", "and", "or", "to", "for", "by", "with", "at", "from", "is", "was", "are", "were"]
 
 
@@ -93,7 +98,7 @@ def deterministic_checks(qa: DataFrame, ctx: StageContext) -> tuple[Column, Colu
             ),
             (
                 "answer_in_question",
-                F.instr(F.concat(F.lit(" "), _norm(q), F.lit(" ")), F.concat(F.lit(" "), _norm(a), F.lit(" "))) > 0,
+                contains_words(q, a),
                 F.lit("the question contains the answer"),
             ),
             ("refers_to_source", q.rlike(REFERS_TO_SOURCE), F.lit("question refers to the source text instead of standing alone")),

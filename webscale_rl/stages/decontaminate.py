@@ -41,7 +41,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ..config import DecontamConfig
-from ..readers import InputError
+from ..readers import InputError, is_local_path
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 
 log = logging.getLogger("webscale_rl.decontaminate")
@@ -144,13 +144,9 @@ def _eval_format(path: str) -> str:
     raise InputError(path, f"unsupported eval-set file type; supported extensions: {EVAL_SUFFIXES}")
 
 
-def _is_local(path: str) -> bool:
-    return path.startswith("file:") or not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", path)
-
-
 def _read_eval_set(spark: SparkSession, name: str, path: str, cfg: DecontamConfig) -> DataFrame:
     fmt = _eval_format(path)
-    if _is_local(path):
+    if is_local_path(path):
         local = re.sub(r"^file:(//)?", "", path) if path.startswith("file:") else path
         if not os.path.exists(local):
             raise InputError(path, "no such file or folder")
