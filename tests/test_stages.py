@@ -66,7 +66,7 @@ def test_filter_first_failing_rule_with_measured_value(spark, ctx):
             Row(doc_id="symbols", text=" ".join(["heading# about rivers ..."] * 40)),
             Row(doc_id="digits", text=" ".join(["12345 678 90"] * 30) + "."),
             Row(doc_id="navbar", text="Home | News | Sport | Weather | Contact us\n" * 3 + GOOD_TEXT),
-            Row(doc_id="headlines", text="\n".join(["Breaking news today.", "Markets rally again.", "Storm hits coast."] * 20)),
+            Row(doc_id="headlines", text="\n".join(["Breaking news of the day.", "Markets rally with the euro.", "Storm hits the coast."] * 20)),
         ]
     )
     result = filter_stage.filter_documents(docs, ctx)

@@ -74,18 +74,84 @@ class LocalLLMConfig:
 
 
 @dataclass
+class LanguageConfig:
+    """Language identification with py3langid (the langid.py model ships inside the PyPI wheel)."""
+
+    enabled: bool = True
+    # ISO 639-1 codes a document may be in; empty: any language (only the score threshold applies).
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    # Minimum probability of the detected language (DataTrove's LanguageFilter uses 0.65).
+    min_score: float = 0.65
+    # Characters classified per document: the start of a page decides its language.
+    max_chars: int = 20_000
+
+
+@dataclass
 class FilterConfig:
+    """Thresholds of the heuristic rules; `null` switches a rule off. Defaults follow DataTrove's
+    Gopher / C4 / FineWeb filters unless the comment says why not."""
+
     # The paper's cheap heuristic: drop documents under ~50 tokens (words here).
-    min_words: int = 50
-    max_words: int = 100_000
-    min_mean_word_length: float = 3.0
-    max_mean_word_length: float = 10.0
-    min_alpha_word_ratio: float = 0.7
-    max_symbol_word_ratio: float = 0.1
-    min_lines_ending_punct_ratio: float = 0.1
-    max_short_line_ratio: float = 0.67
-    max_separator_word_ratio: float = 0.1
-    max_doc_chars: int = 1_000_000
+    min_words: int | None = 50
+    max_words: int | None = 100_000
+    max_doc_chars: int | None = 1_000_000
+    # Gopher quality.
+    min_mean_word_length: float | None = 3.0
+    max_mean_word_length: float | None = 10.0
+    # Gopher: 0.8; 0.7 keeps news articles dense with figures and dates.
+    min_alpha_word_ratio: float | None = 0.7
+    max_symbol_word_ratio: float | None = 0.1
+    max_bullet_line_ratio: float | None = 0.9
+    max_ellipsis_line_ratio: float | None = 0.3
+    min_stop_words: int | None = 2
+    # Gopher repetition (fractions of lines/paragraphs, or of the document's characters).
+    max_duplicate_line_ratio: float | None = 0.3
+    max_duplicate_paragraph_ratio: float | None = 0.3
+    max_duplicate_paragraph_char_ratio: float | None = 0.2
+    # Gopher: 0.2 of characters in repeated lines; FineWeb: 0.01 (counted without newlines). Both
+    # measure the same thing, so one rule; FineWeb's threshold lets a page repeat a short line or two.
+    max_duplicate_line_char_ratio: float | None = 0.01
+    max_top_2gram_char_ratio: float | None = 0.2
+    max_top_3gram_char_ratio: float | None = 0.18
+    max_top_4gram_char_ratio: float | None = 0.16
+    max_duplicate_5gram_char_ratio: float | None = 0.15
+    max_duplicate_6gram_char_ratio: float | None = 0.14
+    max_duplicate_7gram_char_ratio: float | None = 0.13
+    max_duplicate_8gram_char_ratio: float | None = 0.12
+    max_duplicate_9gram_char_ratio: float | None = 0.11
+    max_duplicate_10gram_char_ratio: float | None = 0.10
+    # C4: a page with "lorem ipsum" or a curly bracket (code, templates) goes; C4 drops single lines
+    # mentioning javascript or a policy, a document-level filter drops pages made of such lines.
+    max_lorem_ipsum: int | None = 0
+    max_curly_brackets: int | None = 0
+    max_javascript_line_ratio: float | None = 0.2
+    max_policy_line_ratio: float | None = 0.2
+    # FineWeb (its line-punctuation threshold is 0.12).
+    min_lines_ending_punct_ratio: float | None = 0.12
+    max_short_line_ratio: float | None = 0.67
+    max_newline_word_ratio: float | None = 0.3
+    # Navigation bars and link lists ("Home | News | Sport").
+    max_separator_word_ratio: float | None = 0.1
+    language: LanguageConfig = field(default_factory=LanguageConfig)
+
+
+@dataclass
+class FuzzyDedupConfig:
+    """MinHash LSH over word n-gram shingles of the normalised text, candidates verified."""
+
+    enabled: bool = True
+    ngram: int = 5
+    # bands x rows permutations; 14 x 8 (DataTrove's default) finds a pair of Jaccard 0.8 with
+    # probability 0.92 in one band; verification then removes pairs below `threshold`.
+    bands: int = 14
+    rows: int = 8
+    seed: int = 1
+    # "jaccard": exact shingle Jaccard of candidate pairs (precise); "signature": the share of
+    # equal MinHash values (no shingles shipped); "none": every LSH candidate is a duplicate.
+    verify: str = "jaccard"
+    threshold: float = 0.8
+    # Label propagation stops when no label changes; this bounds it (chains longer than this fail).
+    max_iterations: int = 50
 
 
 @dataclass
@@ -93,6 +159,7 @@ class DedupConfig:
     lowercase: bool = True
     strip_punctuation: bool = True
     strip_digits: bool = False
+    fuzzy: FuzzyDedupConfig = field(default_factory=FuzzyDedupConfig)
 
 
 @dataclass
@@ -323,6 +390,25 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("profile.max_personas must be between 1 and 3 (the paper's limit)")
     if cfg.quality.on_failure not in ("fail", "warn"):
         raise ConfigError("quality.on_failure must be 'fail' or 'warn'")
+    _validate_filter_dedup(cfg)
+
+
+def _validate_filter_dedup(cfg: Config) -> None:
+    for key, value in dataclasses.asdict(cfg.filter).items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"filter.{key} must be >= 0 or null, got {value}")
+    lang = cfg.filter.language
+    if not 0.0 <= lang.min_score <= 1.0:
+        raise ConfigError(f"filter.language.min_score must be between 0 and 1, got {lang.min_score}")
+    if lang.max_chars < 1:
+        raise ConfigError("filter.language.max_chars must be >= 1")
+    fz = cfg.dedup.fuzzy
+    if fz.ngram < 1 or fz.bands < 1 or fz.rows < 1 or fz.max_iterations < 1:
+        raise ConfigError("dedup.fuzzy.ngram, bands, rows and max_iterations must be >= 1")
+    if fz.verify not in ("jaccard", "signature", "none"):
+        raise ConfigError(f"dedup.fuzzy.verify must be 'jaccard', 'signature' or 'none', got {fz.verify!r}")
+    if not 0.0 < fz.threshold <= 1.0:
+        raise ConfigError(f"dedup.fuzzy.threshold must be in (0, 1], got {fz.threshold}")
 
 
 def api_key_from_env(cfg: Config) -> str | None:

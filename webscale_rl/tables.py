@@ -22,6 +22,8 @@ REJECTION_SCHEMA = T.StructType(
         T.StructField("reason", T.StringType(), False),
         T.StructField("detail", T.StringType(), True),
         T.StructField("run_id", T.StringType(), False),
+        # dedup only: the doc_id of the kept document this one duplicates; null for other stages.
+        T.StructField("duplicate_of", T.StringType(), True),
     ]
 )
 

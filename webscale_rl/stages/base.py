@@ -20,6 +20,8 @@ from ..tables import REJECTION_SCHEMA
 
 REASON = "_reject_reason"
 DETAIL = "_reject_detail"
+# Optional in `marked`: the kept document a rejected duplicate repeats (lands in rejections.duplicate_of).
+DUPLICATE_OF = "_duplicate_of"
 
 
 @dataclass
@@ -47,6 +49,7 @@ class StageResult:
     def rejected(self, stage: str, run_id: str) -> DataFrame:
         cols = self.marked.columns
         qa_id = F.col("qa_id") if "qa_id" in cols else F.lit(None)
+        duplicate_of = F.col(DUPLICATE_OF) if DUPLICATE_OF in cols else F.lit(None)
         return self.marked.filter(F.col(REASON).isNotNull()).select(
             F.col("doc_id").cast("string").alias("doc_id"),
             qa_id.cast("string").alias("qa_id"),
@@ -54,6 +57,7 @@ class StageResult:
             F.col(REASON).alias("reason"),
             F.col(DETAIL).cast("string").alias("detail"),
             F.lit(run_id).alias("run_id"),
+            duplicate_of.cast("string").alias("duplicate_of"),
         )
 
 

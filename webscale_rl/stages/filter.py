@@ -1,44 +1,84 @@
 """filter: cheap heuristic rules before any LLM token is paid for.
 
-Rules are data: a name, a measured value (a column expression), a comparison and a threshold from
-`conf/`. All values are computed in one pass; the first rule that fails names the rejection, and
-the detail records the measured value against its threshold.
+Rules are data: a name (the rejection reason), a measured value, a comparison and a threshold from
+`conf/` (`null` switches a rule off). Values come from Spark column expressions where one does the
+job, and from one Arrow-batch function (`quality_rules`) for n-gram repetition and the language.
+All values are computed in one pass; the first rule that fails names the rejection, and the detail
+records the measured value against its threshold. Order: text addressed to an LLM, length, Gopher
+quality (language just before its English stop words), C4, FineWeb, Gopher repetition.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from ..config import FilterConfig
+from . import quality_rules
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
 
 READS = ("doc_id", "text")
-WRITES = ("doc_id", "url", "text", "source", "source_format", "n_chars", "n_words")
+WRITES = ("doc_id", "url", "text", "source", "source_format", "n_chars", "n_words", "language", "language_score")
 
 
 @dataclass(frozen=True)
 class Rule:
     name: str  # the rejection reason
-    value: str  # a column computed by measures()
+    value: str  # a measure (see measures() and quality_rules)
     op: str  # "min": value must be >= threshold; "max": value must be <= threshold
     threshold_key: str  # attribute of FilterConfig
+
+
+def _repetition_rules() -> tuple[Rule, ...]:
+    top = [Rule(f"top_{n}gram_chars_high", f"top_{n}gram_char_ratio", "max", f"max_top_{n}gram_char_ratio") for n in quality_rules.TOP_NGRAMS]
+    dup = [
+        Rule(f"duplicate_{n}gram_chars_high", f"duplicate_{n}gram_char_ratio", "max", f"max_duplicate_{n}gram_char_ratio")
+        for n in quality_rules.DUPLICATE_NGRAMS
+    ]
+    return tuple(top + dup)
 
 
 RULES = (
     Rule("too_long", "n_chars", "max", "max_doc_chars"),
     Rule("too_few_words", "n_words", "min", "min_words"),
     Rule("too_many_words", "n_words", "max", "max_words"),
+    # Gopher quality
     Rule("mean_word_length_low", "mean_word_length", "min", "min_mean_word_length"),
     Rule("mean_word_length_high", "mean_word_length", "max", "max_mean_word_length"),
     Rule("few_alphabetic_words", "alpha_word_ratio", "min", "min_alpha_word_ratio"),
     Rule("symbol_to_word_ratio_high", "symbol_word_ratio", "max", "max_symbol_word_ratio"),
+    Rule("bullet_lines_high", "bullet_line_ratio", "max", "max_bullet_line_ratio"),
+    Rule("ellipsis_lines_high", "ellipsis_line_ratio", "max", "max_ellipsis_line_ratio"),
+    Rule("too_few_stop_words", "stop_words", "min", "min_stop_words"),
+    # C4
+    Rule("lorem_ipsum", "lorem_ipsum", "max", "max_lorem_ipsum"),
+    Rule("curly_bracket", "curly_brackets", "max", "max_curly_brackets"),
+    Rule("javascript_lines_high", "javascript_line_ratio", "max", "max_javascript_line_ratio"),
+    Rule("policy_lines_high", "policy_line_ratio", "max", "max_policy_line_ratio"),
+    # FineWeb (and navigation bars)
     Rule("few_lines_end_in_punctuation", "punct_line_ratio", "min", "min_lines_ending_punct_ratio"),
     Rule("short_line_ratio_high", "short_line_ratio", "max", "max_short_line_ratio"),
+    Rule("newline_to_word_ratio_high", "newline_word_ratio", "max", "max_newline_word_ratio"),
     Rule("separator_to_word_ratio_high", "separator_word_ratio", "max", "max_separator_word_ratio"),
+    # Gopher repetition (the line-character rule is also FineWeb's)
+    Rule("duplicate_lines_high", "duplicate_line_ratio", "max", "max_duplicate_line_ratio"),
+    Rule("duplicate_paragraphs_high", "duplicate_paragraph_ratio", "max", "max_duplicate_paragraph_ratio"),
+    Rule("duplicate_line_chars_high", "duplicate_line_char_ratio", "max", "max_duplicate_line_char_ratio"),
+    Rule("duplicate_paragraph_chars_high", "duplicate_paragraph_char_ratio", "max", "max_duplicate_paragraph_char_ratio"),
+    *_repetition_rules(),
 )
+
+# Language is checked before the stop-word rule, which is English-specific (so a French page is
+# named as French, not as lacking "the" and "of").
+LANGUAGE_AFTER = "ellipsis_lines_high"
+# Gopher's stop words: real prose uses at least a couple of them.
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+# C4's policy lines (cookie banners, terms of use).
+POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 
 
 # Text addressed to an LLM rather than to a human reader: instructions to ignore rules, fake
@@ -68,32 +108,94 @@ PROMPT_INJECTION = (
 
 
 def measures(text: Column) -> dict[str, Column]:
-    """Per-document statistics used by the rules (Gopher / C4 / FineWeb style), vectorised."""
+    """Per-document statistics computed by the JVM (Gopher / C4 / FineWeb style)."""
     words = F.filter(F.split(F.trim(text), r"\s+"), lambda w: w != "")
     n_words = F.size(words)
     safe_n = F.greatest(n_words, F.lit(1))
-    lines = F.filter(F.split(text, "\n"), lambda ln: F.trim(ln) != "")
+    lines = F.transform(F.filter(F.split(text, "\n"), lambda ln: F.trim(ln) != ""), lambda ln: F.trim(ln))
     n_lines = F.greatest(F.size(lines), F.lit(1))
+    lower = F.lower(text)
+
+    def line_ratio(pred) -> Column:
+        return F.size(F.filter(lines, pred)) / n_lines
+
     symbols = F.size(F.split(text, r"#|\.\.\.|…")) - 1
     # Navigation bars and link lists: "Home | Video | World" or "News » Sport · Weather".
     separators = F.size(F.split(text, r"[|»›•·]")) - 1
+    policy = "|".join(POLICY_SUBSTRINGS)
     return {
         "n_chars": F.length(text),
         "n_words": n_words,
         "mean_word_length": F.aggregate(words, F.lit(0), lambda acc, w: acc + F.length(w)) / safe_n,
         "alpha_word_ratio": F.size(F.filter(words, lambda w: w.rlike(r"\p{L}"))) / safe_n,
         "symbol_word_ratio": symbols / safe_n,
-        "punct_line_ratio": F.size(F.filter(lines, lambda ln: F.trim(ln).rlike(r"[.!?\"'”’:)]$"))) / n_lines,
-        "short_line_ratio": F.size(F.filter(lines, lambda ln: F.length(F.trim(ln)) < 30)) / n_lines,
+        "bullet_line_ratio": line_ratio(lambda ln: ln.rlike(r"^[•‣●○▪◦*-]")),
+        "ellipsis_line_ratio": line_ratio(lambda ln: ln.rlike(r"(\.\.\.|…)$")),
+        "stop_words": F.size(F.filter(words, lambda w: F.lower(w).isin(*STOP_WORDS))),
+        "lorem_ipsum": F.size(F.split(lower, "lorem ipsum")) - 1,
+        "curly_brackets": F.size(F.split(text, r"\{")) - 1,
+        "javascript_line_ratio": line_ratio(lambda ln: F.lower(ln).contains("javascript")),
+        "policy_line_ratio": line_ratio(lambda ln: F.lower(ln).rlike(policy)),
+        "punct_line_ratio": line_ratio(lambda ln: ln.rlike(r"[.!?\"'”’:)]$")),
+        "short_line_ratio": line_ratio(lambda ln: F.length(ln) < 30),
+        "newline_word_ratio": (F.size(F.split(text, "\n")) - 1) / safe_n,
         "separator_word_ratio": separators / safe_n,
     }
+
+
+def batch_measures(cfg: FilterConfig):
+    """The Arrow-batch measures as one pandas UDF returning a struct (one pass over the text)."""
+    fields = [T.StructField(c, T.DoubleType()) for c in quality_rules.REPETITION_COLUMNS]
+    fields += [T.StructField("language", T.StringType()), T.StructField("language_score", T.DoubleType())]
+    lang = cfg.language
+
+    @F.pandas_udf(T.StructType(fields))
+    def text_measures(texts: pd.Series) -> pd.DataFrame:
+        parts = [quality_rules.repetition_measures(texts)]
+        if lang.enabled:
+            parts.append(quality_rules.language_measures(texts, lang.max_chars))
+        else:
+            parts.append(pd.DataFrame({"language": [None] * len(texts), "language_score": [None] * len(texts)}))
+        return pd.concat([p.reset_index(drop=True) for p in parts], axis=1)
+
+    return text_measures
+
+
+def _fmt(value: Column) -> Column:
+    return F.round(value.cast("double"), 4).cast("string")
+
+
+def language_checks(cfg: FilterConfig) -> list[tuple[str, Column, Column]]:
+    lang = cfg.language
+    if not lang.enabled:
+        return []
+    measured = F.format_string("lang=%s, score=%s", F.col("language"), _fmt(F.col("language_score")))
+    checks = []
+    if lang.languages:
+        allowed = ",".join(lang.languages)
+        checks.append(
+            ("language_not_allowed", ~F.col("language").isin(*lang.languages), F.concat(measured, F.lit(f", allowed [{allowed}]")))
+        )
+    checks.append(
+        ("language_score_low", F.col("language_score") < F.lit(lang.min_score), F.concat(measured, F.lit(f", required >= {lang.min_score}")))
+    )
+    return checks
 
 
 def filter_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(docs, READS, "filter")
     cfg: FilterConfig = ctx.cfg.filter
     stats = measures(F.col("text"))
-    df = docs.select("*", *[col.alias(f"_m_{name}") for name, col in stats.items() if name != "n_chars"])
+    df = docs.select(
+        "*",
+        *[col.alias(f"_m_{name}") for name, col in stats.items() if name != "n_chars"],
+        batch_measures(cfg)(F.col("text")).alias("_batch"),
+    )
+    df = df.select(
+        "*",
+        *[F.col(f"_batch.{c}").alias(f"_m_{c}") for c in quality_rules.REPETITION_COLUMNS],
+        *[F.col(f"_batch.{c}").alias(c) for c in quality_rules.LANGUAGE_COLUMNS],
+    ).drop("_batch")
     if "n_chars" not in docs.columns:
         df = df.withColumn("n_chars", stats["n_chars"])
     injection = F.regexp_extract(F.col("text"), PROMPT_INJECTION, 0)
@@ -105,12 +207,15 @@ def filter_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
         )
     ]
     for rule in RULES:
-        value = F.col("n_chars") if rule.value == "n_chars" else F.col(f"_m_{rule.value}")
         threshold = getattr(cfg, rule.threshold_key)
-        failed = value < F.lit(threshold) if rule.op == "min" else value > F.lit(threshold)
-        bound = ">=" if rule.op == "min" else "<="
-        detail = F.format_string(f"{rule.value}=%s, required {bound} {threshold}", F.round(value.cast("double"), 4).cast("string"))
-        checks.append((rule.name, failed, detail))
+        if threshold is not None:
+            value = F.col("n_chars") if rule.value == "n_chars" else F.col(f"_m_{rule.value}")
+            failed = value < F.lit(threshold) if rule.op == "min" else value > F.lit(threshold)
+            bound = ">=" if rule.op == "min" else "<="
+            detail = F.format_string(f"{rule.value}=%s, required {bound} {threshold}", _fmt(value))
+            checks.append((rule.name, failed, detail))
+        if rule.name == LANGUAGE_AFTER:
+            checks += language_checks(cfg)
     reason, detail = first_failure(checks)
     marked = (
         df.withColumn(REASON, reason)
