@@ -92,10 +92,11 @@ def test_dedup_keeps_smallest_id_and_names_it(spark, ctx):
             Row(doc_id="c", text="Something else entirely."),
         ]
     )
-    result = dedup.dedup_exact(docs, ctx)
+    result = dedup.dedup_documents(docs, ctx)
     assertDataFrameEqual(result.kept.select("doc_id"), spark.createDataFrame([Row(doc_id="a"), Row(doc_id="c")]))
-    rejected = result.rejected("dedup", "r").select("doc_id", "reason", "detail")
-    assertDataFrameEqual(rejected, spark.createDataFrame([Row(doc_id="b", reason="exact_duplicate", detail="duplicate_of=a")]))
+    rejected = result.rejected("dedup", "r").select("doc_id", "reason", "detail", "duplicate_of")
+    expected = [Row(doc_id="b", reason="exact_duplicate", detail="duplicate_of=a", duplicate_of="a")]
+    assertDataFrameEqual(rejected, spark.createDataFrame(expected))
 
 
 def test_dedup_digits_option(spark):
@@ -103,7 +104,7 @@ def test_dedup_digits_option(spark):
     cfg.dedup.strip_digits = True
     ctx = StageContext(cfg=cfg, run_id="r")
     docs = spark.createDataFrame([Row(doc_id="a", text="Page 1 of the manual"), Row(doc_id="b", text="Page 2 of the manual")])
-    assert dedup.dedup_exact(docs, ctx).kept.count() == 1
+    assert dedup.dedup_documents(docs, ctx).kept.count() == 1
 
 
 def test_check_deterministic_reasons(spark, ctx):

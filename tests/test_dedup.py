@@ -1,0 +1,133 @@
+"""Exact and near-duplicate removal: known exact groups, a near-duplicate chain (A~B, B~C but not
+A~C), non-duplicates; the survivor is the same across runs and partition counts."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyspark.sql import Row
+
+from webscale_rl.config import Config
+from webscale_rl.stages import dedup, minhash
+from webscale_rl.stages.base import StageContext
+
+VOCAB = [f"{a}{b}" for a in ("river", "stone", "cloud", "field", "light", "north", "quiet", "amber") for b in ("ba", "ce", "di", "fo", "gu", "he", "ji", "ko", "lu", "me")]
+
+
+def article(seed: int, n_words: int = 300) -> list[str]:
+    rng = random.Random(seed)
+    return [rng.choice(VOCAB) + str(rng.randint(0, 99)) for _ in range(n_words)]
+
+
+def substitute(words: list[str], positions: list[int], tag: str) -> list[str]:
+    out = list(words)
+    for p in positions:
+        out[p] = f"changed{tag}{p}"
+    return out
+
+
+def jaccard(a: list[str], b: list[str], n: int = 5) -> float:
+    sa = {tuple(a[i : i + n]) for i in range(len(a) - n + 1)}
+    sb = {tuple(b[i : i + n]) for i in range(len(b) - n + 1)}
+    return len(sa & sb) / len(sa | sb)
+
+
+BASE = article(1)
+CHAIN_A = BASE
+CHAIN_B = substitute(BASE, [30, 100, 170, 240], "b")
+CHAIN_C = substitute(CHAIN_B, [60, 130, 200, 270], "c")
+PAIR = article(2)
+PAIR_NEAR = substitute(PAIR, [150], "p")
+
+
+def fixture_docs() -> list[tuple[str, str]]:
+    text = " ".join
+    return [
+        ("chain-a", text(CHAIN_A) + "."),
+        ("chain-b", text(CHAIN_B) + "."),
+        ("chain-c", text(CHAIN_C) + "."),
+        ("exact-2", text(PAIR).upper() + "!"),  # exact duplicate of exact-1 after normalisation
+        ("exact-1", text(PAIR) + "."),
+        ("exact-3", "  ".join(PAIR) + " ."),
+        ("pair-near", text(PAIR_NEAR) + "."),
+        ("other-1", text(article(3)) + "."),
+        ("other-2", text(article(4)) + "."),
+        ("tiny", "hello world"),
+    ]
+
+
+EXPECTED = {
+    "chain-b": ("near_duplicate", "chain-a"),
+    "chain-c": ("near_duplicate", "chain-a"),
+    "exact-2": ("exact_duplicate", "exact-1"),
+    "exact-3": ("exact_duplicate", "exact-1"),
+    "pair-near": ("near_duplicate", "exact-1"),
+}
+
+
+def test_fixture_is_what_it_claims():
+    assert jaccard(CHAIN_A, CHAIN_B) >= 0.8 and jaccard(CHAIN_B, CHAIN_C) >= 0.8
+    assert jaccard(CHAIN_A, CHAIN_C) < 0.8  # only transitively a duplicate
+    assert jaccard(BASE, article(3)) < 0.05
+
+
+def run(spark, partitions: int, cfg: Config | None = None):
+    docs = spark.createDataFrame([Row(doc_id=i, text=t) for i, t in fixture_docs()]).repartition(partitions)
+    result = dedup.dedup_documents(docs, StageContext(cfg=cfg or Config(), run_id="r", log=lambda _: None))
+    rejected = {r["doc_id"]: (r["reason"], r["duplicate_of"], r["detail"]) for r in result.rejected("dedup", "r").collect()}
+    kept = sorted(r["doc_id"] for r in result.kept.collect())
+    return kept, rejected
+
+
+def test_exact_and_near_duplicates_with_chain(spark):
+    kept, rejected = run(spark, 3)
+    assert {k: v[:2] for k, v in rejected.items()} == EXPECTED
+    assert all(detail == f"duplicate_of={survivor}" for _, survivor, detail in rejected.values())
+    assert kept == ["chain-a", "exact-1", "other-1", "other-2", "tiny"]
+
+
+def test_survivor_same_across_partitions_and_shuffles(spark):
+    first = run(spark, 1)
+    old = spark.conf.get("spark.sql.shuffle.partitions")
+    try:
+        spark.conf.set("spark.sql.shuffle.partitions", "7")
+        assert run(spark, 5) == first
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", old)
+
+
+def test_signature_verification_and_exact_only(spark):
+    cfg = Config()
+    cfg.dedup.fuzzy.verify = "signature"
+    _, rejected = run(spark, 2, cfg)
+    assert {k: v[:2] for k, v in rejected.items()} == EXPECTED
+    cfg = Config()
+    cfg.dedup.fuzzy.enabled = False
+    _, rejected = run(spark, 2, cfg)
+    assert {k: v[0] for k, v in rejected.items()} == {"exact-2": "exact_duplicate", "exact-3": "exact_duplicate"}
+
+
+def test_connected_components_collapse_long_chains(spark):
+    # A path 0-1-2-...-39 given in shuffled order: one component, labelled by its smallest id.
+    ids = [f"d{i:02d}" for i in range(40)]
+    pairs = [(ids[i + 1], ids[i]) for i in range(39)] + [("x2", "x1")]
+    random.Random(0).shuffle(pairs)
+    edges = spark.createDataFrame(pairs, "src string, dst string")
+    got = {r["doc_id"]: r["component"] for r in dedup.connected_components(edges, 20, log=lambda _: None).collect()}
+    assert got == {**{i: "d00" for i in ids}, "x1": "x1", "x2": "x1"}
+
+
+def test_signatures_estimate_jaccard():
+    a, b = minhash.permutations(256, 7)
+    texts = pd.Series([" ".join(CHAIN_A), " ".join(CHAIN_B), " ".join(article(3))])
+    shingles, offsets = minhash.shingle_sets(texts, 5)
+    assert list(np.diff(offsets)) == [len({tuple(w[i : i + 5]) for i in range(len(w) - 4)}) for w in (CHAIN_A, CHAIN_B, article(3))]
+    sig = minhash.signatures(shingles, offsets, a, b)
+    assert (sig[0] == sig[1]).mean() == pytest.approx(jaccard(CHAIN_A, CHAIN_B), abs=0.08)
+    assert (sig[0] == sig[2]).mean() < 0.05
+    # Batches do not change a document's signature.
+    alone = minhash.signatures(*minhash.shingle_sets(texts[1:2].reset_index(drop=True), 5), a, b)
+    assert (alone[0] == sig[1]).all()
