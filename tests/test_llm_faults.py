@@ -35,6 +35,7 @@ def run(fake, texts, **kw):
         ("FAULT_CONTEXT", "llm_error:context_length", 1),
         ("FAULT_TRUNCATED", "llm_error:truncated", 3),
         ("FAULT_MALFORMED", "llm_error:malformed_reply", 3),
+        ("FAULT_BODY", "llm_error:malformed_reply", 3),
     ],
 )
 def test_each_final_error_kind_has_its_reason(marker, reason, attempts):

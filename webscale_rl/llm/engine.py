@@ -149,6 +149,8 @@ def classify(exc: Exception) -> tuple[str, float | None]:
         if "context" in message and ("length" in message or "window" in message or "exceed" in message):
             return "context_length", None
         return "bad_request", None
+    if isinstance(exc, (openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError)):
+        return "malformed_reply", None  # a 200 whose body is not a chat completion (cut, not JSON)
     return "unexpected", None
 
 

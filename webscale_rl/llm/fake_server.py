@@ -2,7 +2,7 @@
 
 It gives plausible replies per stage, and faults either triggered by markers in the document text
 (FAULT_429_ONCE, FAULT_500_ONCE, FAULT_HANG, FAULT_MALFORMED, FAULT_REFUSAL, FAULT_CONTEXT,
-FAULT_TRUNCATED) or drawn at random at `fault_rate` (429, 500, hang, truncated JSON), plus a fixed
+FAULT_TRUNCATED, FAULT_BODY) or drawn at random at `fault_rate` (429, 500, hang, truncated JSON), plus a fixed
 latency per request. It measures what it receives: requests, peak requests in flight, faults sent.
 It also obeys a prompt-injected instruction, so tests can prove the pipeline copes.
 """
@@ -214,6 +214,8 @@ class FakeOpenAI:
                     return self._fault("500")
                 if "FAULT_CONTEXT" in doc:
                     return self._fault("context")
+                if "FAULT_BODY" in doc:  # a 200 whose body is cut mid-JSON
+                    return self._send(200, b'{"id": "chatcmpl-fake", "object": "chat.completion", "choi')
                 refusal = None
                 finish = "stop"
                 if "FAULT_MALFORMED" in doc:
