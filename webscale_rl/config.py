@@ -67,6 +67,12 @@ class LLMConfig:
     tokens_per_minute: float | None = None
     # Response cache (Delta table <warehouse>/llm_cache): false = neither read nor write it.
     cache: bool = True
+    # "online" (chat completions, async) or "batch" (the provider's Batch API, from the driver).
+    mode: str = "online"
+    batch_poll_s: float = 30.0
+    batch_max_requests: int = 50_000  # lines per uploaded file (OpenAI allows 50,000)
+    batch_max_rounds: int = 2  # new batches for lines that expired or failed transiently
+    batch_completion_window: str = "24h"
     # provider "azure": https://<resource>.openai.azure.com and its api-version; models = deployments.
     azure_endpoint: str | None = None
     api_version: str | None = None
@@ -89,7 +95,8 @@ class LLMConfig:
 class LocalLLMConfig:
     # 1.5B: the 0.5B model judges every document alike (measured on the demo sample).
     model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
-    parallel: int = 2
+    # llama-server slots (continuous batching); 0 = one per CPU core, at most 4.
+    parallel: int = 0
     ctx_size: int = 8192
     threads: int = 2
     startup_timeout_s: float = 300.0
@@ -343,6 +350,10 @@ def _validate(cfg: Config) -> None:
     for model, price in cfg.llm.prices.items():
         if sorted(price) != ["input_per_1m", "output_per_1m"]:
             raise ConfigError(f"llm.prices.{model} must have exactly input_per_1m and output_per_1m, got {sorted(price)}")
+    if cfg.llm.mode not in ("online", "batch"):
+        raise ConfigError(f"llm.mode must be 'online' or 'batch', got {cfg.llm.mode!r}")
+    if cfg.llm.mode == "batch" and cfg.llm.provider == "local":
+        raise ConfigError("llm.mode 'batch' needs a provider with a Batch API (openai, azure), not the embedded 'local' server")
     if cfg.llm.api_key_secret is not None and cfg.llm.api_key_secret.count("/") != 1:
         raise ConfigError(f"llm.api_key_secret must be 'scope/key', got {cfg.llm.api_key_secret!r}")
     if cfg.llm.response_format not in ("json_schema", "json_object"):

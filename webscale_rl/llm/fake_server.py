@@ -79,12 +79,18 @@ class FakeOpenAI:
         self.rate_limit_headers = rate_limit_headers or {"retry-after-ms": "50"}
         self.requests: list[dict] = []
         self.auth_headers: list[str] = []
+        self.paths: list[str] = []  # request paths (with query), e.g. Azure's deployment URLs
+        self.api_key_headers: list[str] = []  # Azure sends `api-key`, not a bearer token
         self.attempts: Counter = Counter()
         self.faults: Counter = Counter()  # kind → how many were sent
         self.ok_replies = 0
         self.in_flight = 0
         self.peak_in_flight = 0
         self._rng = random.Random(seed)
+        # Batch API state: uploaded files and batches; a batch completes on its second poll.
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_lines = 0
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -119,6 +125,142 @@ class FakeOpenAI:
             self.ok_replies = 0
             self.peak_in_flight = self.in_flight
 
+    def _fault(self, kind: str) -> tuple[int, bytes, dict[str, str]]:
+        with self._lock:
+            self.faults[kind] += 1
+        if kind == "429":
+            return 429, b'{"error":{"message":"rate limited","type":"rate_limit"}}', self.rate_limit_headers
+        if kind == "500":
+            return 500, b'{"error":{"message":"boom","type":"server_error"}}', {}
+        return (
+            400,
+            b'{"error":{"message":"This model\'s maximum context length is 8192 tokens, however you requested 9000 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}',
+            {},
+        )
+
+    def chat(self, body: dict, in_batch: bool = False) -> tuple[int, bytes, dict[str, str]]:
+        """One chat completion → (HTTP status, body, headers), faults included. In a batch there is
+        no waiting: a hang becomes an expired line (status 0)."""
+        messages = body.get("messages", [])
+        fmt = body.get("response_format") or {}
+        schema_name = (fmt.get("json_schema") or {}).get("name", "")
+        doc = _doc(messages)
+        key = (schema_name, doc[:80], _field(messages, "Persona"), _field(messages, "Question"))
+        with self._lock:
+            self.attempts[key] += 1
+            attempt = self.attempts[key]
+        if self.latency_s and not in_batch:
+            time.sleep(self.latency_s)
+        fault = self._random_fault()
+        if fault == "hang" or "FAULT_HANG" in doc:
+            with self._lock:
+                self.faults["hang"] += 1
+            if in_batch:
+                return 0, b"", {}
+            time.sleep(self.hang_s)
+            if fault == "hang":
+                return 504, b'{"error":{"message":"upstream timeout","type":"server_error"}}', {}
+        if fault in ("429", "500"):
+            return self._fault(fault)
+        if "FAULT_429_ONCE" in doc and attempt == 1:
+            return self._fault("429")
+        if "FAULT_500_ONCE" in doc and attempt == 1:
+            return self._fault("500")
+        if "FAULT_CONTEXT" in doc:
+            return self._fault("context")
+        if "FAULT_BODY" in doc:  # a 200 whose body is cut mid-JSON
+            return 200, b'{"id": "chatcmpl-fake", "object": "chat.completion", "choi', {}
+        refusal = None
+        finish = "stop"
+        if "FAULT_MALFORMED" in doc:
+            content = "Sure! Here is the JSON: {informative: yes"
+        elif "FAULT_REFUSAL" in doc:
+            content, refusal = None, "I'm sorry, I can't help with that."
+        else:
+            content = json.dumps(plausible_reply(schema_name, messages))
+            if fault == "truncated" or "FAULT_TRUNCATED" in doc:
+                with self._lock:
+                    self.faults["truncated"] += 1
+                content, finish = content[: len(content) // 2], "length"
+            else:
+                with self._lock:
+                    self.ok_replies += 1
+        reply = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": refusal}, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+        }
+        return 200, json.dumps(reply).encode(), {}
+
+    # --- Batch API: /v1/files, /v1/batches, /v1/files/{id}/content ---------------------------------
+
+    def upload(self, content_type: str, raw: bytes) -> dict[str, Any]:
+        from email.parser import BytesParser
+        from email.policy import HTTP
+
+        msg = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        data, name = b"", "upload.jsonl"
+        for part in msg.iter_parts():
+            if part.get_param("name", header="content-disposition") == "file":
+                data = part.get_payload(decode=True) or b""
+                name = part.get_filename() or name
+        with self._lock:
+            file_id = f"file-{len(self.files) + 1}"
+            self.files[file_id] = data
+        return {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()), "filename": name, "purpose": "batch", "status": "processed"}
+
+    def create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            batch_id = f"batch_{len(self.batches) + 1}"
+            self.batches[batch_id] = {
+                "id": batch_id, "object": "batch", "endpoint": body.get("endpoint"), "input_file_id": body.get("input_file_id"),
+                "completion_window": body.get("completion_window", "24h"), "created_at": int(time.time()), "status": "validating",
+                "request_counts": {"total": 0, "completed": 0, "failed": 0}, "_polls": 0,
+            }
+        return self._public(batch_id)
+
+    def _public(self, batch_id: str) -> dict[str, Any]:
+        return {k: v for k, v in self.batches[batch_id].items() if not k.startswith("_")}
+
+    def poll_batch(self, batch_id: str) -> dict[str, Any]:
+        batch = self.batches[batch_id]
+        batch["_polls"] += 1
+        if batch["status"] == "validating":
+            batch["status"] = "in_progress"
+        elif batch["status"] == "in_progress":
+            self._run_batch(batch)
+        return self._public(batch_id)
+
+    def _run_batch(self, batch: dict[str, Any]) -> None:
+        lines = [json.loads(x) for x in self.files[batch["input_file_id"]].decode().splitlines() if x.strip()]
+        if any("FAULT_BATCH_FAIL" in json.dumps(x) for x in lines):
+            batch.update(status="failed", errors={"data": [{"code": "invalid_file", "message": "fake failure"}]})
+            return
+        out, err = [], []
+        for n, line in enumerate(lines):
+            with self._lock:
+                self.batch_lines += 1
+            status, body, _ = self.chat(line["body"], in_batch=True)
+            record = {"id": f"batch_req_{n}", "custom_id": line["custom_id"]}
+            if status == 0:
+                err.append({**record, "response": None, "error": {"code": "batch_expired", "message": "not run before the completion window expired"}})
+                continue
+            try:
+                parsed: Any = json.loads(body)
+            except ValueError:
+                parsed = body.decode()
+            (out if status == 200 else err).append({**record, "response": {"status_code": status, "request_id": f"req_{n}", "body": parsed}, "error": None})
+        for kind, records in (("output_file_id", out), ("error_file_id", err)):
+            if records:
+                with self._lock:
+                    file_id = f"file-{len(self.files) + 1}"
+                    self.files[file_id] = ("\n".join(json.dumps(r) for r in records) + "\n").encode()
+                batch[kind] = file_id
+        batch.update(status="completed", request_counts={"total": len(lines), "completed": len(out), "failed": len(err)})
+
     def _random_fault(self) -> str | None:
         with self._lock:
             if self.fault_rate and self._rng.random() < self.fault_rate:
@@ -152,19 +294,34 @@ class FakeOpenAI:
                     pass  # the client gave up (timeout); nothing to tell it
 
             def do_GET(self):
-                if self.path.rstrip("/").endswith("/_stats"):  # what the server saw, for benchmarks
+                path = self.path.split("?")[0].rstrip("/")
+                if path.endswith("/_stats"):  # what the server saw, for benchmarks
                     return self._send(200, json.dumps(fake.stats()).encode())
+                m = re.search(r"/files/([^/]+)/content$", path)
+                if m and m.group(1) in fake.files:
+                    return self._send(200, fake.files[m.group(1)])
+                m = re.search(r"/batches/([^/]+)$", path)
+                if m and m.group(1) in fake.batches:
+                    return self._send(200, json.dumps(fake.poll_batch(m.group(1))).encode())
                 self._send(404, b'{"error":{"message":"not found"}}')
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                path = self.path.split("?")[0].rstrip("/")
+                if path.endswith("/files"):
+                    return self._send(200, json.dumps(fake.upload(self.headers.get("Content-Type", ""), raw)).encode())
+                body = json.loads(raw or b"{}")
+                if path.endswith("/batches"):
+                    return self._send(200, json.dumps(fake.create_batch(body)).encode())
                 if self.path.rstrip("/").endswith("/_stats/reset"):
                     fake.reset_stats()
                     return self._send(200, b"{}")
                 with fake._lock:
                     fake.requests.append(body)
                     fake.auth_headers.append(self.headers.get("Authorization", ""))
+                    fake.paths.append(self.path)
+                    fake.api_key_headers.append(self.headers.get("api-key", ""))
                     fake.in_flight += 1
                     fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)
                 try:
@@ -173,75 +330,10 @@ class FakeOpenAI:
                     with fake._lock:
                         fake.in_flight -= 1
 
-            def _fault(self, kind: str) -> None:
-                with fake._lock:
-                    fake.faults[kind] += 1
-                if kind == "429":
-                    self._send(429, b'{"error":{"message":"rate limited","type":"rate_limit"}}', fake.rate_limit_headers)
-                elif kind == "500":
-                    self._send(500, b'{"error":{"message":"boom","type":"server_error"}}')
-                elif kind == "context":
-                    self._send(
-                        400,
-                        b'{"error":{"message":"This model\'s maximum context length is 8192 tokens, however you requested 9000 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}',
-                    )
-
             def _answer(self, body: dict) -> None:
                 if fake.require_key and self.headers.get("Authorization") != f"Bearer {fake.require_key}":
                     return self._send(401, b'{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}')
-                messages = body.get("messages", [])
-                fmt = body.get("response_format") or {}
-                schema_name = (fmt.get("json_schema") or {}).get("name", "")
-                doc = _doc(messages)
-                key = (schema_name, doc[:80], _field(messages, "Persona"), _field(messages, "Question"))
-                with fake._lock:
-                    fake.attempts[key] += 1
-                    attempt = fake.attempts[key]
-                if fake.latency_s:
-                    time.sleep(fake.latency_s)
-                fault = fake._random_fault()
-                if fault == "hang" or "FAULT_HANG" in doc:
-                    with fake._lock:
-                        fake.faults["hang"] += 1
-                    time.sleep(fake.hang_s)
-                    if fault == "hang":
-                        return self._send(504, b'{"error":{"message":"upstream timeout","type":"server_error"}}')
-                if fault in ("429", "500"):
-                    return self._fault(fault)
-                if "FAULT_429_ONCE" in doc and attempt == 1:
-                    return self._fault("429")
-                if "FAULT_500_ONCE" in doc and attempt == 1:
-                    return self._fault("500")
-                if "FAULT_CONTEXT" in doc:
-                    return self._fault("context")
-                if "FAULT_BODY" in doc:  # a 200 whose body is cut mid-JSON
-                    return self._send(200, b'{"id": "chatcmpl-fake", "object": "chat.completion", "choi')
-                refusal = None
-                finish = "stop"
-                if "FAULT_MALFORMED" in doc:
-                    content = "Sure! Here is the JSON: {informative: yes"
-                elif "FAULT_REFUSAL" in doc:
-                    content, refusal = None, "I'm sorry, I can't help with that."
-                else:
-                    content = json.dumps(plausible_reply(schema_name, messages))
-                    if fault == "truncated" or "FAULT_TRUNCATED" in doc:
-                        with fake._lock:
-                            fake.faults["truncated"] += 1
-                        content, finish = content[: len(content) // 2], "length"
-                    else:
-                        with fake._lock:
-                            fake.ok_replies += 1
-                reply = {
-                    "id": "chatcmpl-fake",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": body.get("model", "fake"),
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": content, "refusal": refusal}, "finish_reason": finish}
-                    ],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-                }
-                self._send(200, json.dumps(reply).encode())
+                self._send(*fake.chat(body))
 
         return Handler
 

@@ -134,9 +134,15 @@ def run_llm_stage(
             yield batch.assign(**{KEY_COL: keys})
 
     rows_df = df
-    if use_cache:
+    batch_mode = llm.mode == "batch"
+    if use_cache or batch_mode:
         keyed = df.mapInPandas(add_key, T.StructType(df.schema.fields + [T.StructField(KEY_COL, T.StringType())]))
-        rows_df = llm_cache.lookup(df.sparkSession, ctx.warehouse, keyed, KEY_COL, CACHED_COL)
+        if use_cache:
+            rows_df = llm_cache.lookup(df.sparkSession, ctx.warehouse, keyed, KEY_COL, CACHED_COL)
+        else:
+            rows_df = keyed.withColumn(CACHED_COL, F.lit(None).cast("string"))
+    if batch_mode:
+        rows_df = _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schema, build_messages)
 
     def process(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         progress = ProgressFile(progress_dir, uuid.uuid4().hex)
@@ -144,7 +150,9 @@ def run_llm_stage(
         try:
             for batch in batches:
                 rows = batch.to_dict("records")
-                results: list[CallResult | None] = [_from_cache(r.get(CACHED_COL), reply_schema) for r in rows]
+                results: list[CallResult | None] = [
+                    _from_cache(r.get(CACHED_COL), reply_schema) or (_from_batch(r) if batch_mode else None) for r in rows
+                ]
                 requests = [None if res is not None else build_messages(r) for r, res in zip(rows, results)]
                 progress.add(sum(res is not None for res in results))
 
@@ -164,6 +172,64 @@ def run_llm_stage(
 
     marked = rows_df.repartition(n_parts).mapInPandas(process, out_schema)
     return StageResult(marked, stats={"llm_calls_planned": float(n_rows)})
+
+
+BATCH_FIELDS = [
+    T.StructField(KEY_COL, T.StringType()),
+    T.StructField("_batch_reply", T.StringType()),
+    T.StructField("_batch_reason", T.StringType()),
+    T.StructField("_batch_detail", T.StringType()),
+    T.StructField("_batch_attempts", T.LongType()),
+    T.StructField("_batch_prompt_tokens", T.LongType()),
+    T.StructField("_batch_completion_tokens", T.LongType()),
+]
+
+
+def _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schema, build_messages) -> DataFrame:
+    """Batch mode: the driver streams the cache misses (toLocalIterator), runs them through the
+    Batch API, writes one result line per key to a JSONL file and joins it back by key."""
+    import tempfile
+
+    from ..llm.batch import BatchSettings, run_batches
+
+    llm = ctx.cfg.llm
+    workdir = os.path.join(ctx.progress_dir or tempfile.mkdtemp(prefix="webscale-rl-batch-"), "_batch", stage)
+    os.makedirs(workdir, exist_ok=True)
+    misses = rows_df.filter(F.col(CACHED_COL).isNull())
+    items = ((r[KEY_COL], build_messages(r.asDict())) for r in misses.toLocalIterator())
+    spill = llm_cache.SpillWriter(str(llm_cache.spill_root(ctx.warehouse)), stage, mid, ctx.run_id) if llm.cache and ctx.warehouse else None
+    results_path = os.path.join(workdir, "results.jsonl")
+    with open(results_path, "w", encoding="utf-8") as out:
+
+        def record(key: str, res: CallResult) -> None:
+            if spill and res.ok:
+                spill.write(key, res.data, res.prompt_tokens, res.completion_tokens)
+            line = {
+                KEY_COL: key, "_batch_reply": json.dumps(res.data) if res.ok else None, "_batch_reason": res.reason,
+                "_batch_detail": res.detail, "_batch_attempts": res.attempts, "_batch_prompt_tokens": res.prompt_tokens,
+                "_batch_completion_tokens": res.completion_tokens,
+            }
+            out.write(json.dumps(line) + "\n")
+
+        settings = BatchSettings(llm.batch_poll_s, llm.batch_max_requests, llm.batch_max_rounds, llm.batch_completion_window)
+        try:
+            run_batches(spec, items, schema_name, reply_schema, workdir, settings, ctx.log, on_result=record, label=stage)
+        finally:
+            if spill:
+                spill.close()
+    spark = rows_df.sparkSession
+    results = spark.read.schema(T.StructType(BATCH_FIELDS)).json(results_path)
+    return rows_df.join(results, KEY_COL, "left")
+
+
+def _from_batch(row: dict[str, Any]) -> CallResult:
+    attempts = int(row.get("_batch_attempts") or 0)
+    tokens = dict(prompt_tokens=int(row.get("_batch_prompt_tokens") or 0), completion_tokens=int(row.get("_batch_completion_tokens") or 0))
+    if isinstance(row.get("_batch_reply"), str):
+        return CallResult(data=json.loads(row["_batch_reply"]), attempts=attempts, **tokens)
+    if isinstance(row.get("_batch_reason"), str):
+        return CallResult(reason=row["_batch_reason"], detail=row.get("_batch_detail"), attempts=attempts, **tokens)
+    return CallResult(reason="llm_error:batch_missing", detail="the batch run returned nothing for this row")
 
 
 def _from_cache(reply_json: Any, schema: dict[str, Any]) -> CallResult | None:
