@@ -133,7 +133,9 @@ class AdaptiveLimiter:
         cond = self._condition()
         async with cond:
             self.in_flight -= 1
-            cond.notify_all()
+            free = max(1, int(self.limit)) - self.in_flight
+            if free > 0:
+                cond.notify(free)  # not notify_all: thousands of waiters would all wake per release
 
     def release_later(self, delay_s: float) -> None:
         """Give the slot back only after `delay_s`: a request we stopped waiting for may still
