@@ -17,6 +17,7 @@ import yaml
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 LLM_STAGES = ("llm_filter", "profile", "generate", "check")
+LLM_PROVIDERS = ("local", "openai", "azure", "databricks")
 
 
 class ConfigError(ValueError):
@@ -34,7 +35,8 @@ class SparkConfig:
 
 @dataclass
 class LLMConfig:
-    # "local": start the embedded llama.cpp server; "openai": any OpenAI-compatible endpoint.
+    # "local": start the embedded llama.cpp server; "openai": any OpenAI-compatible endpoint;
+    # "azure": Azure OpenAI (deployments); "databricks": model serving (base_url + token).
     provider: str = "local"
     base_url: str | None = None
     # Name of the environment variable holding the key; the key itself never enters the config.
@@ -60,13 +62,41 @@ class LLMConfig:
     max_doc_chars: int = 4000
     # Rows per Spark partition for LLM stages; small partitions keep progress and retries fine-grained.
     rows_per_partition: int = 16
+    # Job-wide provider limits (None: none); divided across the Spark tasks that run at once.
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    # Response cache (Delta table <warehouse>/llm_cache): false = neither read nor write it.
+    cache: bool = True
+    # "online" (chat completions, async) or "batch" (the provider's Batch API, from the driver).
+    mode: str = "online"
+    batch_poll_s: float = 30.0
+    batch_max_requests: int = 50_000  # lines per uploaded file (OpenAI allows 50,000)
+    batch_max_rounds: int = 2  # new batches for lines that expired or failed transiently
+    batch_completion_window: str = "24h"
+    # provider "azure": https://<resource>.openai.azure.com and its api-version; models = deployments.
+    azure_endpoint: str | None = None
+    api_version: str | None = None
+    # "scope/key" of a Databricks secret holding the key (read with dbutils on Databricks only).
+    api_key_secret: str | None = None
+    # USD per million tokens, per model name; models missing here are reported with no cost.
+    prices: dict[str, dict[str, float]] = field(
+        default_factory=lambda: {
+            "local": {"input_per_1m": 0.0, "output_per_1m": 0.0},
+            "gpt-4.1": {"input_per_1m": 2.0, "output_per_1m": 8.0},
+            "gpt-4.1-mini": {"input_per_1m": 0.4, "output_per_1m": 1.6},
+            "gpt-4.1-nano": {"input_per_1m": 0.1, "output_per_1m": 0.4},
+            "gpt-4o": {"input_per_1m": 2.5, "output_per_1m": 10.0},
+            "gpt-4o-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6},
+        }
+    )
 
 
 @dataclass
 class LocalLLMConfig:
     # 1.5B: the 0.5B model judges every document alike (measured on the demo sample).
     model: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
-    parallel: int = 2
+    # llama-server slots (continuous batching); 0 = one per CPU core, at most 4.
+    parallel: int = 0
     ctx_size: int = 8192
     threads: int = 2
     startup_timeout_s: float = 300.0
@@ -377,8 +407,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def _validate(cfg: Config) -> None:
-    if cfg.llm.provider not in ("local", "openai"):
-        raise ConfigError(f"llm.provider must be 'local' or 'openai', got {cfg.llm.provider!r}")
+    if cfg.llm.provider not in LLM_PROVIDERS:
+        raise ConfigError(f"llm.provider must be one of {', '.join(LLM_PROVIDERS)}, got {cfg.llm.provider!r}")
+    if cfg.llm.provider == "azure" and not (cfg.llm.azure_endpoint and cfg.llm.api_version):
+        raise ConfigError("llm.provider 'azure' needs llm.azure_endpoint and llm.api_version")
+    for name, limit in (("requests_per_minute", cfg.llm.requests_per_minute), ("tokens_per_minute", cfg.llm.tokens_per_minute)):
+        if limit is not None and limit <= 0:
+            raise ConfigError(f"llm.{name} must be > 0 or null, got {limit}")
+    for model, price in cfg.llm.prices.items():
+        if sorted(price) != ["input_per_1m", "output_per_1m"]:
+            raise ConfigError(f"llm.prices.{model} must have exactly input_per_1m and output_per_1m, got {sorted(price)}")
+    if cfg.llm.mode not in ("online", "batch"):
+        raise ConfigError(f"llm.mode must be 'online' or 'batch', got {cfg.llm.mode!r}")
+    if cfg.llm.mode == "batch" and cfg.llm.provider == "local":
+        raise ConfigError("llm.mode 'batch' needs a provider with a Batch API (openai, azure), not the embedded 'local' server")
+    if cfg.llm.api_key_secret is not None and cfg.llm.api_key_secret.count("/") != 1:
+        raise ConfigError(f"llm.api_key_secret must be 'scope/key', got {cfg.llm.api_key_secret!r}")
     if cfg.llm.response_format not in ("json_schema", "json_object"):
         raise ConfigError("llm.response_format must be 'json_schema' or 'json_object'")
     missing = [s for s in LLM_STAGES if s not in cfg.llm.models]
@@ -412,6 +456,11 @@ def _validate_filter_dedup(cfg: Config) -> None:
 
 
 def api_key_from_env(cfg: Config) -> str | None:
+    """The key from the environment, or from a Databricks secret scope (`llm.api_key_secret`)."""
+    if cfg.llm.api_key_secret:
+        from .llm.secrets import databricks_secret
+
+        return databricks_secret(cfg.llm.api_key_secret)
     return os.environ.get(cfg.llm.api_key_env) or None
 
 

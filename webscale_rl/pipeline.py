@@ -131,6 +131,8 @@ def run_pipeline(
                 report.log_params({"llm.endpoint": endpoint.description})
             current: DataFrame = raw
             staging_root = warehouse / "_staging" / run_id
+            if endpoint is not None and cfg.llm.cache:
+                _fold_llm_cache(spark, warehouse, log, "replies paid for by an earlier, unfinished run")
             for stage in stages:
                 ctx = StageContext(
                     cfg=cfg,
@@ -138,6 +140,7 @@ def run_pipeline(
                     llm_base_url=endpoint.base_url if endpoint else None,
                     llm_api_key=endpoint.api_key if endpoint else None,
                     progress_dir=str(staging_root / "_progress"),
+                    warehouse=str(warehouse),
                     log=log,
                 )
                 stage_summary = run_stage(spark, stage, current, ctx, warehouse, staging_root, log)
@@ -154,6 +157,14 @@ def run_pipeline(
                     report.log_metrics({f"{stage.name}.llm.{k}": v for k, v in stage_summary.llm.items()})
                 current = tables.read(spark, warehouse, stage.table).filter(F.col("run_id") == run_id)
             summary.final_table = stages[-1].table
+            llm_stages = {s.stage: s.llm for s in summary.stages if s.llm}
+            if llm_stages:
+                from .llm.pricing import cost_summary
+
+                cost_metrics, cost_lines = cost_summary(cfg, llm_stages)
+                for line in cost_lines:
+                    log(line)
+                report.log_metrics(cost_metrics)
             vanished = unaccounted_documents(spark, warehouse, run_id, summary.final_table, staging_root / "ingest")
             if vanished:
                 raise PipelineError(f"{len(vanished)} document(s) are neither in '{summary.final_table}' nor in rejections, e.g. {vanished[:5]}")
@@ -197,6 +208,8 @@ def run_stage(
         log(f"  [{stage.name}] {planned} LLM call(s) to make")
         with LLMProgress(stage.name, planned, Path(ctx.progress_dir) / stage.name, log):
             tables.overwrite(result.marked, staging)
+        if ctx.cfg.llm.cache:
+            _fold_llm_cache(spark, warehouse, log, f"new replies of '{stage.name}'")
     else:
         tables.overwrite(result.marked, staging)
     # Everything below reads the materialised rows: LLM calls are never made twice.
@@ -248,6 +261,14 @@ def validate_final(spark, cfg: Config, warehouse: Path, run_id: str, report, log
     report.log_file(Path(outcome.results_path), "validation")
     report.log_metrics({"validation.success": 1.0 if outcome.success else 0.0})
     return outcome
+
+
+def _fold_llm_cache(spark: SparkSession, warehouse: Path, log: Callable[[str], None], what: str) -> None:
+    from .llm.cache import fold_spills
+
+    added = fold_spills(spark, warehouse)
+    if added:
+        log(f"  llm_cache: {added} {what} saved")
 
 
 def _endpoint(cfg: Config, log):

@@ -14,10 +14,12 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import jsonschema
 import openai
+
+from .ratelimit import AdaptiveLimiter, server_wait_s
 
 
 class FatalLLMError(RuntimeError):
@@ -26,7 +28,8 @@ class FatalLLMError(RuntimeError):
 
 @dataclass
 class EndpointSpec:
-    """Everything a worker needs to call the model; picklable so Spark can ship it to executors."""
+    """Everything a worker needs to call the model; picklable so Spark can ship it to executors.
+    Limits here are per Spark task: the job-wide ones divided across the tasks that run at once."""
 
     base_url: str | None
     model: str
@@ -40,6 +43,12 @@ class EndpointSpec:
     backoff_max_s: float = 30.0
     response_format: str = "json_schema"
     concurrency: int = 4
+    requests_per_minute: float | None = None
+    tokens_per_minute: float | None = None
+    # "openai" (any OpenAI-compatible base URL) or "azure" (deployment URLs, api-version).
+    flavour: str = "openai"
+    azure_endpoint: str | None = None
+    api_version: str | None = None
 
     def __repr__(self) -> str:  # never show the key, even by accident in a traceback
         return f"EndpointSpec(base_url={self.base_url!r}, model={self.model!r}, concurrency={self.concurrency})"
@@ -53,6 +62,8 @@ class CallResult:
     attempts: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    rate_limited: int = 0  # 429s this item met
+    cached: bool = False
 
     @property
     def ok(self) -> bool:
@@ -74,8 +85,23 @@ def scrub(text: str, secret: str | None, limit: int = 300) -> str:
 
 def response_format(spec: EndpointSpec, name: str, schema: dict[str, Any]) -> dict[str, Any]:
     if spec.response_format == "json_object":
-        return {"type": "json_object", "schema": schema}
+        # OpenAI's json_object takes no schema (it refuses unknown keys); the schema is in the prompt
+        # and every reply is validated against it anyway.
+        return {"type": "json_object"}
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+
+
+_VALIDATORS: dict[int, tuple[dict, Any]] = {}
+
+
+def _validator(schema: dict[str, Any]):
+    """A compiled validator per schema object (building one per reply costs more than the call's
+    HTTP work at high request rates)."""
+    hit = _VALIDATORS.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        hit = (schema, jsonschema.validators.validator_for(schema)(schema))
+        _VALIDATORS[id(schema)] = hit
+    return hit[1]
 
 
 def parse_reply(content: str | None, schema: dict[str, Any]) -> tuple[dict | None, str | None, str | None]:
@@ -93,32 +119,25 @@ def parse_reply(content: str | None, schema: dict[str, Any]) -> tuple[dict | Non
     if not isinstance(data, dict):
         return None, "malformed_reply", f"reply is {type(data).__name__}, not an object"
     try:
-        jsonschema.validate(data, schema)
+        _validator(schema).validate(data)
     except jsonschema.ValidationError as exc:
         return None, "schema_violation", exc.message[:200]
     return data, None, None
 
 
-def _retry_after_s(exc: openai.APIStatusError) -> float | None:
-    headers = getattr(exc.response, "headers", None) or {}
-    for key, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(key)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                return None
-    return None
+def _headers(exc: Exception) -> Mapping[str, str] | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "headers", None)
 
 
 def classify(exc: Exception) -> tuple[str, float | None]:
     """→ (kind, server-requested wait). Raises FatalLLMError for errors every call would hit."""
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APITimeoutError, asyncio.TimeoutError)):
         return "timeout", None
     if isinstance(exc, openai.APIConnectionError):
         return "connection", None
     if isinstance(exc, openai.RateLimitError):
-        return "rate_limit", _retry_after_s(exc)
+        return "rate_limit", server_wait_s(_headers(exc))
     if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
         raise FatalLLMError(f"the LLM endpoint refused the credentials (HTTP {exc.status_code}); check the API key variable")
     if isinstance(exc, openai.NotFoundError):
@@ -126,11 +145,18 @@ def classify(exc: Exception) -> tuple[str, float | None]:
     if isinstance(exc, openai.APIStatusError):
         message = (exc.message or "").lower()
         if exc.status_code >= 500:
-            return "server_error", _retry_after_s(exc)
+            return "server_error", server_wait_s(_headers(exc))
         if "context" in message and ("length" in message or "window" in message or "exceed" in message):
             return "context_length", None
         return "bad_request", None
+    if isinstance(exc, (openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError)):
+        return "malformed_reply", None  # a 200 whose body is not a chat completion (cut, not JSON)
     return "unexpected", None
+
+
+def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
+    """What a request may cost against a tokens-per-minute budget (≈4 characters a token)."""
+    return sum(len(m.get("content") or "") for m in messages) // 4 + max_tokens
 
 
 async def call_once_with_retries(
@@ -139,23 +165,28 @@ async def call_once_with_retries(
     messages: list[dict[str, str]],
     schema_name: str,
     schema: dict[str, Any],
+    limiter: AdaptiveLimiter | None = None,
 ) -> CallResult:
+    """One item: attempts until a valid reply, a final error or the retry budget is spent. A slot of
+    the limiter is held per attempt only, so items waiting out a backoff leave room for others."""
+    limiter = limiter or AdaptiveLimiter(spec.concurrency, spec.requests_per_minute, spec.tokens_per_minute)
     result = CallResult()
     fmt = response_format(spec, schema_name, schema)
+    kwargs: dict[str, Any] = dict(
+        model=spec.model, messages=messages, max_tokens=spec.max_tokens, temperature=spec.temperature, response_format=fmt
+    )
+    if spec.seed is not None:
+        kwargs["seed"] = spec.seed
+    est = estimate_tokens(messages, spec.max_tokens)
     for attempt in range(spec.max_retries + 1):
         result.attempts = attempt + 1
         wait_hint: float | None = None
+        await limiter.acquire(est)
+        slot_held = True
         try:
-            kwargs: dict[str, Any] = dict(
-                model=spec.model,
-                messages=messages,
-                max_tokens=spec.max_tokens,
-                temperature=spec.temperature,
-                response_format=fmt,
-            )
-            if spec.seed is not None:
-                kwargs["seed"] = spec.seed
-            reply = await client.chat.completions.create(**kwargs)
+            raw = await asyncio.wait_for(client.chat.completions.with_raw_response.create(**kwargs), spec.timeout_s)
+            reply = raw.parse()
+            limiter.on_success(raw.headers)
             if reply.usage:
                 result.prompt_tokens += reply.usage.prompt_tokens or 0
                 result.completion_tokens += reply.usage.completion_tokens or 0
@@ -176,52 +207,76 @@ async def call_once_with_retries(
             raise
         except Exception as exc:  # classified below; one item's failure never fails the batch
             kind, wait_hint = classify(exc)
-            detail = f"{type(exc).__name__}: {exc}"
+            if kind == "timeout":
+                limiter.release_later(spec.timeout_s)  # the server may still be working on it
+                slot_held = False
+            detail = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} after {spec.timeout_s:g} s"
+            if kind == "rate_limit":
+                result.rate_limited += 1
+                backoff = min(spec.backoff_max_s, spec.backoff_base_s * (2**attempt))
+                limiter.on_rate_limit(wait_hint if wait_hint is not None else backoff)
+        finally:
+            if slot_held:
+                await limiter.release()
         result.reason, result.detail = f"llm_error:{kind}", scrub(detail, spec.api_key)
         if kind not in RETRYABLE or attempt == spec.max_retries:
             return result
         backoff = min(spec.backoff_max_s, spec.backoff_base_s * (2**attempt))
-        delay = wait_hint if wait_hint is not None else backoff * (0.5 + random.random() / 2)
+        # The server's word wins (plus a little jitter so a crowd does not return at once).
+        delay = wait_hint * (1 + random.random() / 10) if wait_hint is not None else backoff * (0.5 + random.random() / 2)
         await asyncio.sleep(min(delay, spec.backoff_max_s))
     return result
 
 
+def make_client(spec: EndpointSpec) -> openai.AsyncOpenAI:
+    common = dict(api_key=spec.api_key or "not-needed", timeout=spec.timeout_s, max_retries=0)  # retries are ours
+    if spec.flavour == "azure":
+        return openai.AsyncAzureOpenAI(azure_endpoint=spec.azure_endpoint, api_version=spec.api_version, **common)
+    return openai.AsyncOpenAI(base_url=spec.base_url, **common)
+
+
 async def _complete_many(
     spec: EndpointSpec,
-    requests: list[list[dict[str, str]]],
+    requests: list[list[dict[str, str]] | None],
     schema_name: str,
     schema: dict[str, Any],
     on_done: Callable[[int], None] | None,
-) -> list[CallResult]:
-    semaphore = asyncio.Semaphore(max(1, spec.concurrency))
-    async with openai.AsyncOpenAI(
-        base_url=spec.base_url,
-        api_key=spec.api_key or "not-needed",
-        timeout=spec.timeout_s,
-        max_retries=0,  # retries are ours: classified, bounded and counted
-    ) as client:
+    on_result: Callable[[int, CallResult], None] | None = None,
+) -> list[CallResult | None]:
+    limiter = AdaptiveLimiter(spec.concurrency, spec.requests_per_minute, spec.tokens_per_minute)
+    async with make_client(spec) as client:
 
-        async def one(messages: list[dict[str, str]]) -> CallResult:
-            async with semaphore:
-                res = await call_once_with_retries(client, spec, messages, schema_name, schema)
+        async def one(i: int, messages: list[dict[str, str]]) -> CallResult:
+            res = await call_once_with_retries(client, spec, messages, schema_name, schema, limiter)
+            if on_result:
+                on_result(i, res)
             if on_done:
                 on_done(1)
             return res
 
-        return list(await asyncio.gather(*(one(m) for m in requests)))
+        # Requests are created lazily by the limiter's gate, so a million rows cost only futures.
+        tasks = {i: one(i, m) for i, m in enumerate(requests) if m is not None}
+        done = await asyncio.gather(*tasks.values())
+        out: list[CallResult | None] = [None] * len(requests)
+        for i, res in zip(tasks, done):
+            out[i] = res
+        return out
 
 
 def complete_many(
     spec: EndpointSpec,
-    requests: list[list[dict[str, str]]],
+    requests: list[list[dict[str, str]] | None],
     schema_name: str,
     schema: dict[str, Any],
     on_done: Callable[[int], None] | None = None,
-) -> list[CallResult]:
-    """Run all requests concurrently (at most spec.concurrency in flight); results in input order."""
-    if not requests:
-        return []
-    return asyncio.run(_complete_many(spec, requests, schema_name, schema, on_done))
+    on_result: Callable[[int, CallResult], None] | None = None,
+) -> list[CallResult | None]:
+    """Run all requests concurrently (at most spec.concurrency in flight); results in input order.
+    A None request (e.g. answered from the cache) gets a None result. `on_result(i, result)` runs as
+    each item finishes (the cache spills successes at once, so a killed task's paid replies stay)."""
+    if not any(r is not None for r in requests):
+        return [None] * len(requests)
+    return asyncio.run(_complete_many(spec, requests, schema_name, schema, on_done, on_result))
 
 
 class ProgressFile:

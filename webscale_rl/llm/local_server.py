@@ -165,6 +165,13 @@ def _unregister(srv: "LocalLLMServer") -> None:
                     _prev_sigterm = None
 
 
+def slots(cfg: LocalLLMConfig) -> int:
+    """`local_llm.parallel`, or when 0 one slot per CPU core, at most 4: slots share the context
+    (ctx_size / slots each) and, on a CPU, decode in one batch, so more slots than cores buys
+    nothing but shorter contexts."""
+    return cfg.parallel if cfg.parallel > 0 else max(1, min(4, os.cpu_count() or 1))
+
+
 class LocalLLMServer:
     """Context manager around one `llama-server` process serving `cfg.model` as model name "local"."""
 
@@ -188,7 +195,7 @@ class LocalLLMServer:
         return [
             str(binary), "-m", str(model),
             "--host", c.host, "--port", str(port),
-            "--parallel", str(c.parallel), "--ctx-size", str(c.ctx_size), "--threads", str(c.threads),
+            "--parallel", str(slots(c)), "--ctx-size", str(c.ctx_size), "--threads", str(c.threads),
             "--alias", MODEL_ALIAS, *EXTRA_FLAGS,
         ]
 
@@ -229,7 +236,7 @@ class LocalLLMServer:
             log_path = cache_dir() / "logs" / f"llama-server-{port}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command(binary, model, port)
-        self.log(f"[local-llm] starting llama-server ({c.model}, parallel={c.parallel}, ctx={c.ctx_size}, "
+        self.log(f"[local-llm] starting llama-server ({c.model}, parallel={slots(c)}, ctx={c.ctx_size}, "
                  f"threads={c.threads}) on {c.host}:{port}; log: {log_path}")
         t0 = time.monotonic()
         with open(log_path, "ab") as logf:

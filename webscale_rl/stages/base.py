@@ -32,6 +32,8 @@ class StageContext:
     llm_base_url: str | None = None
     llm_api_key: str | None = field(default=None, repr=False)
     progress_dir: str | None = None
+    # The run's warehouse: LLM stages keep their response cache there.
+    warehouse: str | None = None
     log: Callable[[str], None] = print
 
 

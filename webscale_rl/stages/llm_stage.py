@@ -1,21 +1,25 @@
-"""What every LLM stage shares: ship rows to executors with mapInPandas, call the model through the
-engine (async, bounded, retried), map each reply to output rows, and turn every failure into a
-rejection with its reason. A stage module supplies only its prompt, reply schema and mapping.
+"""What every LLM stage shares: ship rows to executors with mapInPandas, answer from the response
+cache what it already holds, call the model through the engine (async, bounded, rate-limited,
+retried) for the rest, map each reply to output rows, and turn every failure into a rejection with
+its reason. A stage module supplies only its prompt, reply schema and mapping.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import uuid
 from typing import Any, Callable, Iterator
 
+import jsonschema
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from ..llm import cache as llm_cache
 from ..llm.engine import CallResult, EndpointSpec, ProgressFile, complete_many
 from .base import DETAIL, REASON, StageContext, StageResult
 
@@ -23,13 +27,19 @@ from .base import DETAIL, REASON, StageContext, StageResult
 PROMPT_TOKENS = "_llm_prompt_tokens"
 COMPLETION_TOKENS = "_llm_completion_tokens"
 ATTEMPTS = "_llm_attempts"
+RATE_LIMITED = "_llm_rate_limited"
+CACHE_HIT = "_llm_cache_hit"
 INTERNAL_FIELDS = [
     T.StructField(REASON, T.StringType()),
     T.StructField(DETAIL, T.StringType()),
     T.StructField(PROMPT_TOKENS, T.LongType()),
     T.StructField(COMPLETION_TOKENS, T.LongType()),
     T.StructField(ATTEMPTS, T.LongType()),
+    T.StructField(RATE_LIMITED, T.LongType()),
+    T.StructField(CACHE_HIT, T.LongType()),
 ]
+KEY_COL = "_llm_cache_key"
+CACHED_COL = "_llm_cached_reply"
 
 BuildMessages = Callable[[dict[str, Any]], list[dict[str, str]]]
 # (input row, reply data) → output rows (without internal columns); may return a rejection by
@@ -49,8 +59,28 @@ def concurrent_tasks(spark) -> int:
         return 8
 
 
+def plan_partitions(n_rows: int, max_concurrency: int, rows_per_partition: int, slots: int) -> tuple[int, int]:
+    """→ (partitions, tasks running at once). Never more tasks at once than requests allowed in
+    flight (each task holds at least one), and partitions long enough (8 rounds of the task's
+    share) that the ramp-down at a partition's end costs little throughput."""
+    parallel = max(1, min(slots, max_concurrency))
+    per_task = max(1, max_concurrency // parallel)
+    rows = max(rows_per_partition, 8 * per_task)
+    n_parts = max(1, math.ceil(n_rows / rows))
+    if max_concurrency < slots:
+        n_parts = min(n_parts, max_concurrency)  # Spark would otherwise run `slots` tasks at once
+    return n_parts, min(n_parts, parallel)
+
+
+def model_id(ctx: StageContext, stage: str) -> str:
+    """The model as the cache sees it: `local` names the embedded weights, not just 'local'."""
+    model = ctx.cfg.llm.models[stage]
+    return f"local:{ctx.cfg.local_llm.model}" if ctx.cfg.llm.provider == "local" else f"{ctx.cfg.llm.provider}:{model}"
+
+
 def endpoint_for(ctx: StageContext, stage: str, n_parallel_tasks: int) -> EndpointSpec:
     llm = ctx.cfg.llm
+    share = max(1, n_parallel_tasks)  # job-wide limits, divided across the tasks that run at once
     return EndpointSpec(
         base_url=ctx.llm_base_url,
         model=llm.models[stage],
@@ -63,7 +93,12 @@ def endpoint_for(ctx: StageContext, stage: str, n_parallel_tasks: int) -> Endpoi
         backoff_base_s=llm.backoff_base_s,
         backoff_max_s=llm.backoff_max_s,
         response_format=llm.response_format,
-        concurrency=max(1, math.ceil(llm.max_concurrency / max(1, n_parallel_tasks))),
+        concurrency=max(1, llm.max_concurrency // share),
+        requests_per_minute=llm.requests_per_minute / share if llm.requests_per_minute else None,
+        tokens_per_minute=llm.tokens_per_minute / share if llm.tokens_per_minute else None,
+        flavour="azure" if llm.provider == "azure" else "openai",
+        azure_endpoint=llm.azure_endpoint,
+        api_version=llm.api_version,
     )
 
 
@@ -78,33 +113,144 @@ def run_llm_stage(
     to_rows: ToRows,
     out_fields: list[T.StructField],
 ) -> StageResult:
-    """One model call per input row. Output rows: out_fields + internal columns."""
+    """One model call per input row (none for rows the cache answers). Output rows: out_fields +
+    internal columns."""
+    llm = ctx.cfg.llm
     n_rows = df.count()
-    n_parts = max(1, math.ceil(n_rows / max(1, ctx.cfg.llm.rows_per_partition)))
-    parallel = min(n_parts, concurrent_tasks(df.sparkSession))
+    n_parts, parallel = plan_partitions(n_rows, llm.max_concurrency, llm.rows_per_partition, concurrent_tasks(df.sparkSession))
     spec = endpoint_for(ctx, stage, parallel)
     out_schema = T.StructType(out_fields + INTERNAL_FIELDS)
     out_names = out_schema.fieldNames()
     progress_dir = f"{ctx.progress_dir}/{stage}" if ctx.progress_dir else None
+    mid = model_id(ctx, stage)
+    sampling = {"temperature": spec.temperature, "seed": spec.seed, "max_tokens": spec.max_tokens, "response_format": spec.response_format}
+    use_cache = llm.cache and ctx.warehouse is not None
+    spill_dir = str(llm_cache.spill_root(ctx.warehouse)) if use_cache else None
+    run_id = ctx.run_id
+
+    def add_key(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            keys = [llm_cache.cache_key(mid, build_messages(r), sampling, schema_name, reply_schema) for r in batch.to_dict("records")]
+            yield batch.assign(**{KEY_COL: keys})
+
+    rows_df = df
+    batch_mode = llm.mode == "batch"
+    if use_cache or batch_mode:
+        keyed = df.mapInPandas(add_key, T.StructType(df.schema.fields + [T.StructField(KEY_COL, T.StringType())]))
+        if use_cache:
+            rows_df = llm_cache.lookup(df.sparkSession, ctx.warehouse, keyed, KEY_COL, CACHED_COL)
+        else:
+            rows_df = keyed.withColumn(CACHED_COL, F.lit(None).cast("string"))
+    if batch_mode:
+        rows_df = _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schema, build_messages)
 
     def process(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         progress = ProgressFile(progress_dir, uuid.uuid4().hex)
-        for batch in batches:
-            rows = batch.to_dict("records")
-            requests = [build_messages(r) for r in rows]
-            results = complete_many(spec, requests, schema_name, reply_schema, on_done=progress.add)
-            out: list[dict[str, Any]] = []
-            for row, res in zip(rows, results):
-                out.extend(_rows_for(row, res, to_rows, out_names))
-            yield pd.DataFrame(out, columns=out_names)
-        progress.flush()
+        spill = llm_cache.SpillWriter(spill_dir, stage, mid, run_id) if spill_dir else None
+        try:
+            for batch in batches:
+                rows = batch.to_dict("records")
+                results: list[CallResult | None] = [
+                    _from_cache(r.get(CACHED_COL), reply_schema) or (_from_batch(r) if batch_mode else None) for r in rows
+                ]
+                requests = [None if res is not None else build_messages(r) for r, res in zip(rows, results)]
+                progress.add(sum(res is not None for res in results))
 
-    marked = df.repartition(n_parts).mapInPandas(process, out_schema)
+                def keep(i: int, res: CallResult) -> None:
+                    if spill and res.ok:
+                        spill.write(rows[i][KEY_COL], res.data, res.prompt_tokens, res.completion_tokens)
+
+                called = complete_many(spec, requests, schema_name, reply_schema, on_done=progress.add, on_result=keep)
+                out: list[dict[str, Any]] = []
+                for row, cached, res in zip(rows, results, called):
+                    out.extend(_rows_for(row, cached or res, to_rows, out_names))
+                yield pd.DataFrame(out, columns=out_names)
+        finally:
+            if spill:
+                spill.close()
+            progress.flush()
+
+    marked = rows_df.repartition(n_parts).mapInPandas(process, out_schema)
     return StageResult(marked, stats={"llm_calls_planned": float(n_rows)})
 
 
+BATCH_FIELDS = [
+    T.StructField(KEY_COL, T.StringType()),
+    T.StructField("_batch_reply", T.StringType()),
+    T.StructField("_batch_reason", T.StringType()),
+    T.StructField("_batch_detail", T.StringType()),
+    T.StructField("_batch_attempts", T.LongType()),
+    T.StructField("_batch_prompt_tokens", T.LongType()),
+    T.StructField("_batch_completion_tokens", T.LongType()),
+]
+
+
+def _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schema, build_messages) -> DataFrame:
+    """Batch mode: the driver streams the cache misses (toLocalIterator), runs them through the
+    Batch API, writes one result line per key to a JSONL file and joins it back by key."""
+    import tempfile
+
+    from ..llm.batch import BatchSettings, run_batches
+
+    llm = ctx.cfg.llm
+    workdir = os.path.join(ctx.progress_dir or tempfile.mkdtemp(prefix="webscale-rl-batch-"), "_batch", stage)
+    os.makedirs(workdir, exist_ok=True)
+    misses = rows_df.filter(F.col(CACHED_COL).isNull())
+    items = ((r[KEY_COL], build_messages(r.asDict())) for r in misses.toLocalIterator())
+    spill = llm_cache.SpillWriter(str(llm_cache.spill_root(ctx.warehouse)), stage, mid, ctx.run_id) if llm.cache and ctx.warehouse else None
+    results_path = os.path.join(workdir, "results.jsonl")
+    with open(results_path, "w", encoding="utf-8") as out:
+
+        def record(key: str, res: CallResult) -> None:
+            if spill and res.ok:
+                spill.write(key, res.data, res.prompt_tokens, res.completion_tokens)
+            line = {
+                KEY_COL: key, "_batch_reply": json.dumps(res.data) if res.ok else None, "_batch_reason": res.reason,
+                "_batch_detail": res.detail, "_batch_attempts": res.attempts, "_batch_prompt_tokens": res.prompt_tokens,
+                "_batch_completion_tokens": res.completion_tokens,
+            }
+            out.write(json.dumps(line) + "\n")
+
+        settings = BatchSettings(llm.batch_poll_s, llm.batch_max_requests, llm.batch_max_rounds, llm.batch_completion_window)
+        try:
+            run_batches(spec, items, schema_name, reply_schema, workdir, settings, ctx.log, on_result=record, label=stage)
+        finally:
+            if spill:
+                spill.close()
+    spark = rows_df.sparkSession
+    results = spark.read.schema(T.StructType(BATCH_FIELDS)).json(results_path)
+    return rows_df.join(results, KEY_COL, "left")
+
+
+def _from_batch(row: dict[str, Any]) -> CallResult:
+    attempts = int(row.get("_batch_attempts") or 0)
+    tokens = dict(prompt_tokens=int(row.get("_batch_prompt_tokens") or 0), completion_tokens=int(row.get("_batch_completion_tokens") or 0))
+    if isinstance(row.get("_batch_reply"), str):
+        return CallResult(data=json.loads(row["_batch_reply"]), attempts=attempts, **tokens)
+    if isinstance(row.get("_batch_reason"), str):
+        return CallResult(reason=row["_batch_reason"], detail=row.get("_batch_detail"), attempts=attempts, **tokens)
+    return CallResult(reason="llm_error:batch_missing", detail="the batch run returned nothing for this row")
+
+
+def _from_cache(reply_json: Any, schema: dict[str, Any]) -> CallResult | None:
+    if not isinstance(reply_json, str):
+        return None
+    try:
+        data = json.loads(reply_json)
+        jsonschema.validate(data, schema)
+    except (ValueError, jsonschema.ValidationError):
+        return None  # unusable entry: ask the model again
+    return CallResult(data=data, cached=True)
+
+
 def _rows_for(row: dict[str, Any], res: CallResult, to_rows: ToRows, out_names: list[str]) -> list[dict[str, Any]]:
-    accounting = {PROMPT_TOKENS: res.prompt_tokens, COMPLETION_TOKENS: res.completion_tokens, ATTEMPTS: res.attempts}
+    accounting = {
+        PROMPT_TOKENS: res.prompt_tokens,
+        COMPLETION_TOKENS: res.completion_tokens,
+        ATTEMPTS: res.attempts,
+        RATE_LIMITED: res.rate_limited,
+        CACHE_HIT: int(res.cached),
+    }
     if res.ok:
         try:
             produced = to_rows(row, res.data or {})
@@ -117,17 +263,23 @@ def _rows_for(row: dict[str, Any], res: CallResult, to_rows: ToRows, out_names: 
         merged = {name: row.get(name) for name in out_names}
         merged.update(item)
         # Charge a call's tokens once, to the first row it produced.
-        merged.update(accounting if i == 0 else {PROMPT_TOKENS: 0, COMPLETION_TOKENS: 0, ATTEMPTS: 0})
+        merged.update(accounting if i == 0 else {k: 0 for k in accounting})
         out.append(merged)
     return out
 
 
 def llm_usage(marked: DataFrame) -> dict[str, float]:
-    """Calls, attempts and tokens of a materialised LLM stage."""
+    """Calls, retries, 429s, cache hits and tokens of a materialised LLM stage."""
+    cols = set(marked.columns)
+    opt = lambda c: F.sum(c) if c in cols else F.lit(0)  # noqa: E731 (tables from before the cache)
     row = marked.agg(
         F.sum(F.when(F.col(ATTEMPTS) > 0, 1).otherwise(0)).alias("calls"),
         F.sum(ATTEMPTS).alias("attempts"),
+        opt(RATE_LIMITED).alias("rate_limited"),
+        opt(CACHE_HIT).alias("cache_hits"),
         F.sum(PROMPT_TOKENS).alias("prompt_tokens"),
         F.sum(COMPLETION_TOKENS).alias("completion_tokens"),
     ).collect()[0]
-    return {k: float(row[k] or 0) for k in ("calls", "attempts", "prompt_tokens", "completion_tokens")}
+    usage = {k: float(row[k] or 0) for k in ("calls", "attempts", "rate_limited", "cache_hits", "prompt_tokens", "completion_tokens")}
+    usage["retries"] = usage["attempts"] - usage["calls"]
+    return usage

@@ -1,0 +1,99 @@
+"""The response cache end to end: a re-run of a finished run makes zero LLM calls; a run killed half
+way (SIGKILL) resumes paying only for the replies it had not received; `llm.cache: false` bypasses."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from webscale_rl import tables
+from webscale_rl.config import load_config
+from webscale_rl.pipeline import run_pipeline
+
+from .fake_openai import FakeOpenAI
+from .test_pipeline import ARTICLE, ARTICLE2
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_docs(path: Path, n: int) -> Path:
+    docs = [{"id": f"d{i}", "text": f"Report {i}. " + (ARTICLE if i % 2 else ARTICLE2)} for i in range(n)]
+    path.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    return path
+
+
+def config(fake: FakeOpenAI, *extra: str):
+    return load_config(
+        "conf/openai.yaml",
+        [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "llm.max_concurrency=4", "mlflow.enabled=false", *extra],
+    )
+
+
+def accounted(spark, warehouse: Path, run_id: str, final: str) -> set[str]:
+    this_run = F.col("run_id") == run_id
+    kept = {r["doc_id"] for r in tables.read(spark, warehouse, final).filter(this_run).select("doc_id").collect()}
+    rejected = {r["doc_id"] for r in tables.read(spark, warehouse, "rejections").filter(this_run).select("doc_id").collect()} if tables.exists(spark, warehouse, "rejections") else set()
+    return kept | rejected
+
+
+def test_rerun_makes_zero_calls_and_cache_can_be_bypassed(spark, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    docs = write_docs(tmp_path / "docs.jsonl", 6)
+    warehouse = tmp_path / "wh"
+    with FakeOpenAI() as fake:
+        first = run_pipeline([str(docs)], warehouse, config(fake), until="generate", spark=spark, log=lambda _: None)
+        paid = len(fake.requests)
+        lines: list[str] = []
+        second = run_pipeline([str(docs)], warehouse, config(fake), until="generate", spark=spark, log=lines.append)
+        assert len(fake.requests) == paid  # zero calls on the re-run
+        run_pipeline([str(docs)], warehouse, config(fake, "llm.cache=false"), until="llm_filter", spark=spark, log=lambda _: None)
+        assert len(fake.requests) == paid + 6  # bypassed: every document asked again
+    assert paid == 6 + 6 + 12  # judge 6, profile 6, generate 2 personas each
+    by_stage = {s.stage: s.llm for s in second.stages if s.llm}
+    assert {k: (v["calls"], v["cache_hits"]) for k, v in by_stage.items()} == {"llm_filter": (0, 6), "profile": (0, 6), "generate": (0, 12)}
+    assert any("run.llm" not in ln and ln.strip().startswith("run") and " 0 / 24 / " in ln for ln in lines), lines
+    # Same rows as the paid run: the cache answers exactly what the model said.
+    q = lambda s: sorted(r["question"] for r in tables.read(spark, warehouse, "qa_candidates").filter(F.col("run_id") == s.run_id).collect())  # noqa: E731
+    assert q(first) == q(second) and len(q(first)) == 12
+
+
+def test_killed_run_resumes_paying_only_for_what_is_missing(spark, tmp_path):
+    docs = write_docs(tmp_path / "docs.jsonl", 40)
+    warehouse = tmp_path / "wh"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "WEBSCALE_RL_DRIVER_MEMORY": "1g"}
+    env.pop("OPENAI_API_KEY", None)
+    with FakeOpenAI(latency_s=0.25) as fake:
+        args = [sys.executable, "-m", "webscale_rl.cli", "run", "--config", "conf/openai.yaml", "--input", str(docs), "--warehouse", str(warehouse),
+                "--until", "llm_filter", "--set", f"llm.base_url={fake.base_url}", "--set", "llm.max_concurrency=2", "--set", "mlflow.enabled=false",
+                "--set", "spark.master=local[2]"]
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 240
+            while fake.ok_replies < 12 and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.05)
+            assert fake.ok_replies >= 12, "the first run never got going"
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its JVM, mid-stage
+            proc.wait()
+        paid_before_kill = fake.ok_replies
+        assert paid_before_kill < 40
+        spilled = sum(1 for p in (warehouse / "_llm_cache" / "spill").glob("*.jsonl") for _ in p.open())
+        assert spilled >= 12
+
+        fake.requests.clear()
+        lines: list[str] = []
+        summary = run_pipeline([str(docs)], warehouse, config(fake), until="llm_filter", spark=spark, log=lines.append)
+        resumed_calls = len(fake.requests)
+    assert any(re.search(rf"llm_cache: {spilled} replies paid for by an earlier", ln) for ln in lines), lines
+    assert resumed_calls == 40 - spilled  # only the missing replies are paid again
+    usage = summary.stages[-1].llm
+    assert (usage["cache_hits"], usage["calls"]) == (spilled, 40 - spilled)
+    assert accounted(spark, warehouse, summary.run_id, "judged") == {f"d{i}" for i in range(40)}
