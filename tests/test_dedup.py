@@ -82,19 +82,23 @@ def run(spark, partitions: int, cfg: Config | None = None):
     return kept, rejected
 
 
-def test_exact_and_near_duplicates_with_chain(spark):
-    kept, rejected = run(spark, 3)
+@pytest.fixture(scope="module")
+def three_partitions(spark):
+    return run(spark, 3)
+
+
+def test_exact_and_near_duplicates_with_chain(three_partitions):
+    kept, rejected = three_partitions
     assert {k: v[:2] for k, v in rejected.items()} == EXPECTED
     assert all(detail == f"duplicate_of={survivor}" for _, survivor, detail in rejected.values())
     assert kept == ["chain-a", "exact-1", "other-1", "other-2", "tiny"]
 
 
-def test_survivor_same_across_partitions_and_shuffles(spark):
-    first = run(spark, 1)
+def test_survivor_same_across_partitions_and_shuffles(spark, three_partitions):
     old = spark.conf.get("spark.sql.shuffle.partitions")
     try:
         spark.conf.set("spark.sql.shuffle.partitions", "7")
-        assert run(spark, 5) == first
+        assert run(spark, 1) == three_partitions
     finally:
         spark.conf.set("spark.sql.shuffle.partitions", old)
 

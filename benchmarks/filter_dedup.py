@@ -1,0 +1,373 @@
+"""Throughput of the filter and dedup stages against DataTrove, side by side in one run, and the
+near-duplicate recall / precision of our MinHash dedup against brute-force Jaccard on a sample.
+
+Corpus: the Python 3.11 documentation from the Debian package `python3.11-doc` (real HTML pages,
+text by lxml, cut into ~3,000-character documents at paragraph breaks). Scaled by repetition with
+perturbation: copy k > 0 of a document has 30 % of its words replaced (a different document to
+dedup); then 5 % of documents get an exact copy (upper-cased) and 10 % a near copy (1 % of words
+replaced), so the duplicates are known.
+
+    pip install -e '.[bench]'
+    python benchmarks/filter_dedup.py                      # 1x and 10x, DataTrove at 1x
+    python benchmarks/filter_dedup.py --scales 1 --base-mb 2 --datatrove-scales 1
+
+MB/s per core = input MB / (wall seconds x cores). The machine may be shared: compare the ratios
+printed for one run, not absolute numbers across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEB = "python3.11-doc"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --- corpus ---------------------------------------------------------------------------------------
+
+
+def base_corpus(cache: Path, base_mb: float) -> list[str]:
+    out = cache / "python-doc-chunks.jsonl"
+    if not out.exists():
+        import lxml.html
+
+        work = cache / "deb"
+        work.mkdir(parents=True, exist_ok=True)
+        if not list(work.glob("*.deb")):
+            log(f"fetching {DEB} (Debian) ...")
+            subprocess.run(["apt-get", "download", DEB], cwd=work, check=True, capture_output=True)
+        deb = next(work.glob("*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "x")], check=True)
+        files = sorted({os.path.realpath(f) for f in glob.glob(str(work / "x" / "**" / "*.html"), recursive=True)})
+        chunks = []
+        for f in files:
+            root = lxml.html.parse(f).getroot()
+            body = root.find_class("body") or [root.body]
+            if body[0] is None:
+                continue
+            text = re.sub(r"\n\s*\n+", "\n\n", body[0].text_content()).strip()
+            buf = ""
+            for para in text.split("\n\n"):
+                buf = f"{buf}\n\n{para}" if buf else para
+                if len(buf) >= 3000:
+                    chunks.append(buf)
+                    buf = ""
+            if len(buf) >= 500:
+                chunks.append(buf)
+        with out.open("w") as fh:
+            for c in chunks:
+                fh.write(json.dumps({"text": c}) + "\n")
+    texts = [json.loads(line)["text"] for line in out.open()]
+    random.Random(0).shuffle(texts)
+    keep, size = [], 0
+    for t in texts:
+        if size >= base_mb * 1e6:
+            break
+        keep.append(t)
+        size += len(t.encode())
+    return keep
+
+
+def perturb(text: str, rate: float, vocab: list[str], rng: random.Random) -> str:
+    # Replace words in place (keeps lines and punctuation around them).
+    tokens = re.split(r"(\s+)", text)
+    for i in range(0, len(tokens), 2):
+        if tokens[i] and rng.random() < rate:
+            tokens[i] = rng.choice(vocab)
+    return "".join(tokens)
+
+
+def scaled_corpus(base: list[str], scale: int, out_dir: Path, shards: int = 2) -> tuple[list[dict], float]:
+    rng = random.Random(scale)
+    vocab = [w for t in base[:200] for w in t.split() if w.isalpha()][:20000]
+    docs = []
+    for k in range(scale):
+        for i, t in enumerate(base):
+            docs.append({"id": f"d{k:02d}-{i:06d}", "text": t if k == 0 else perturb(t, 0.3, vocab, rng), "family": f"{k}-{i}"})
+    extra = []
+    for d in docs:
+        r = rng.random()
+        if r < 0.05:
+            extra.append({"id": d["id"] + "-exact", "text": d["text"].upper(), "family": d["family"]})
+        elif r < 0.15:
+            extra.append({"id": d["id"] + "-near", "text": perturb(d["text"], 0.01, vocab, rng), "family": d["family"]})
+    docs += extra
+    rng.shuffle(docs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handles = [(out_dir / f"part-{s}.jsonl").open("w") for s in range(shards)]
+    for i, d in enumerate(docs):
+        handles[i % shards].write(json.dumps({"id": d["id"], "text": d["text"]}) + "\n")
+    for h in handles:
+        h.close()
+    mb = sum(len(d["text"].encode()) for d in docs) / 1e6
+    return docs, mb
+
+
+# --- ours -----------------------------------------------------------------------------------------
+
+
+def run_ours(spark, input_dir: Path, work: Path, language: bool) -> dict[str, float]:
+    from pyspark.sql import functions as F
+
+    from webscale_rl.config import Config
+    from webscale_rl.stages import dedup, filter as filter_stage
+    from webscale_rl.stages.base import StageContext
+
+    cfg = Config()
+    cfg.filter.language.enabled = language
+    quiet = StageContext(cfg=cfg, run_id="bench", log=lambda _: None)
+    docs = spark.read.json(str(input_dir)).select(F.col("id").alias("doc_id"), "text")
+    times = {}
+    t0 = time.perf_counter()
+    filter_stage.filter_documents(docs, quiet).marked.write.format("noop").mode("overwrite").save()
+    times["filter"] = time.perf_counter() - t0
+
+    exact_cfg = Config()
+    exact_cfg.dedup.fuzzy.enabled = False
+    t0 = time.perf_counter()
+    dedup.dedup_documents(docs, StageContext(cfg=exact_cfg, run_id="bench", log=lambda _: None)).marked.write.format("noop").mode("overwrite").save()
+    times["exact dedup"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    marked = dedup.dedup_documents(docs, quiet).marked
+    out = str(work / "ours_dedup")
+    marked.select("doc_id", "_reject_reason", "_duplicate_of").write.mode("overwrite").parquet(out)
+    times["exact + fuzzy dedup"] = time.perf_counter() - t0
+    return times
+
+
+# --- DataTrove ------------------------------------------------------------------------------------
+
+
+def _xxhash_accepts_str() -> None:
+    """DataTrove 0.10 hashes str with xxhash<4; the project pins xxhash 4, which wants bytes."""
+    import xxhash
+
+    from datatrove.utils.hashes import xxhash as dt_xxhash
+
+    dt_xxhash.xxhash32 = lambda data: xxhash.xxh32_intdigest(data.encode() if isinstance(data, str) else data)
+    dt_xxhash.xxhash64 = lambda data: xxhash.xxh64_intdigest(data.encode() if isinstance(data, str) else data)
+
+
+def run_datatrove(input_dir: Path, work: Path, cores: int) -> dict[str, float]:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.utils.hashing import HashConfig
+
+    from webscale_rl.config import Config
+
+    _xxhash_accepts_str()
+    shutil.rmtree(work, ignore_errors=True)  # DataTrove skips work it finds completed
+    f = Config().filter
+    shards = len(list(input_dir.glob("*.jsonl")))
+    times = {}
+
+    def reader():
+        return JsonlReader(str(input_dir), id_key="id")
+
+    def execute(name, pipeline, tasks, depends=None):
+        # fork: workers inherit the xxhash shim below.
+        ex = LocalPipelineExecutor(
+            pipeline=pipeline, tasks=tasks, workers=cores, logging_dir=str(work / "dt_logs" / name), depends=depends, start_method="fork"
+        )
+        return ex
+
+    filters = [
+        reader(),
+        GopherRepetitionFilter(
+            dup_line_frac=f.max_duplicate_line_ratio,
+            dup_para_frac=f.max_duplicate_paragraph_ratio,
+            dup_line_char_frac=0.2,
+            dup_para_char_frac=f.max_duplicate_paragraph_char_ratio,
+        ),
+        GopherQualityFilter(
+            min_doc_words=f.min_words,
+            max_doc_words=f.max_words,
+            min_avg_word_length=f.min_mean_word_length,
+            max_avg_word_length=f.max_mean_word_length,
+            max_symbol_word_ratio=f.max_symbol_word_ratio,
+            max_bullet_lines_ratio=f.max_bullet_line_ratio,
+            max_ellipsis_lines_ratio=f.max_ellipsis_line_ratio,
+            max_non_alpha_words_ratio=f.min_alpha_word_ratio,
+            min_stop_words=f.min_stop_words,
+        ),
+        C4QualityFilter(filter_no_terminal_punct=False, min_num_sentences=-1),
+        FineWebQualityFilter(
+            line_punct_thr=f.min_lines_ending_punct_ratio,
+            short_line_thr=f.max_short_line_ratio,
+            char_duplicates_ratio=f.max_duplicate_line_char_ratio,
+            new_line_ratio=f.max_newline_word_ratio,
+        ),
+    ]
+    t0 = time.perf_counter()
+    execute("filters", filters, shards).run()
+    times["filter"] = time.perf_counter() - t0
+
+    mh = MinhashConfig(hash_config=HashConfig(precision=64), num_buckets=14, hashes_per_bucket=8, n_grams=5)
+    sigs, buckets, clusters = work / "dt_sigs", work / "dt_buckets", work / "dt_clusters"
+    t0 = time.perf_counter()
+    execute("sig", [reader(), MinhashDedupSignature(output_folder=str(sigs), config=mh)], shards).run()
+    execute("buckets", [MinhashDedupBuckets(input_folder=str(sigs), output_folder=str(buckets), config=mh)], mh.num_buckets).run()
+    execute("cluster", [MinhashDedupCluster(input_folder=str(buckets), output_folder=str(clusters), config=mh)], 1).run()
+    execute("filter_dups", [reader(), MinhashDedupFilter(input_folder=str(clusters))], shards).run()
+    times["exact + fuzzy dedup"] = time.perf_counter() - t0
+    return times
+
+
+# --- recall / precision -----------------------------------------------------------------------------
+
+
+def brute_force_pairs(docs: list[dict], threshold: float) -> set[tuple[str, str]]:
+    """All pairs with shingle Jaccard >= threshold: exact, via an inverted index of the same shingles."""
+    import pandas as pd
+
+    from webscale_rl.config import Config
+    from webscale_rl.stages import minhash
+
+    cfg = Config().dedup
+    norm = pd.Series([re.sub(r"\s+", " ", re.sub(r"[^\w\s]|_", " ", d["text"].lower())).strip() for d in docs])
+    shingles, offsets = minhash.shingle_sets(norm, cfg.fuzzy.ngram)
+    ids = [d["id"] for d in docs]
+    sizes = dict(zip(range(len(docs)), (offsets[1:] - offsets[:-1]).tolist()))
+    import numpy as np
+
+    doc_of = np.repeat(np.arange(len(docs)), np.diff(offsets))
+    frame = pd.DataFrame({"doc": doc_of, "sh": shingles})
+    pairs = frame.merge(frame, on="sh")
+    pairs = pairs[pairs.doc_x < pairs.doc_y].groupby(["doc_x", "doc_y"]).size().reset_index(name="inter")
+    union = pairs.doc_x.map(sizes) + pairs.doc_y.map(sizes) - pairs.inter
+    hits = pairs[pairs.inter / union >= threshold]
+    return {(ids[a], ids[b]) for a, b in zip(hits.doc_x, hits.doc_y)}
+
+
+def family_sample(docs: list[dict], size: int) -> list[dict]:
+    """Whole families (a document with its exact and near copies), so the sample holds duplicates."""
+    families: dict[str, list[dict]] = {}
+    for d in docs:
+        families.setdefault(d["family"], []).append(d)
+    names = sorted(families)
+    random.Random(1).shuffle(names)
+    sample: list[dict] = []
+    for name in names:
+        if len(sample) >= size:
+            break
+        sample += families[name]
+    return sample
+
+
+def recall_precision(spark, sample: list[dict], work: Path) -> dict[str, float]:
+    from webscale_rl.config import Config
+    from webscale_rl.stages import dedup
+    from webscale_rl.stages.base import StageContext
+
+    truth = brute_force_pairs(sample, Config().dedup.fuzzy.threshold)
+    df = spark.createDataFrame([(d["id"], d["text"]) for d in sample], "doc_id string, text string")
+    rows = dedup.dedup_documents(df, StageContext(cfg=Config(), run_id="b", log=lambda _: None)).marked.select("doc_id", "_duplicate_of").collect()
+    cluster = {r["doc_id"]: r["_duplicate_of"] or r["doc_id"] for r in rows}
+    members: dict[str, list[str]] = {}
+    for d, c in cluster.items():
+        members.setdefault(c, []).append(d)
+    predicted = {tuple(sorted((a, b))) for m in members.values() for i, a in enumerate(m) for b in m[i + 1 :]}
+    truth = {tuple(sorted(p)) for p in truth}
+    found = len(truth & predicted)
+    # A dropped document is right if it has a true (Jaccard >= threshold) partner in its group.
+    partners = {}
+    for a, b in truth:
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
+    dropped = [d for d, c in cluster.items() if c != d]
+    right = sum(1 for d in dropped if partners.get(d, set()) & set(members[cluster[d]]))
+    return {
+        "sample": len(sample),
+        "true_pairs": len(truth),
+        "predicted_pairs": len(predicted),
+        "pair_recall": found / max(len(truth), 1),
+        "pair_precision": found / max(len(predicted), 1),
+        "dropped_docs": len(dropped),
+        "dropped_precision": right / max(len(dropped), 1),
+    }
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scales", type=int, nargs="+", default=[1, 10])
+    ap.add_argument("--datatrove-scales", type=int, nargs="*", default=[1], help="scales DataTrove also runs (it is ~10x slower)")
+    ap.add_argument("--base-mb", type=float, default=4.0, help="size of the 1x corpus before duplicates")
+    ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--sample", type=int, default=1500, help="documents in the recall/precision sample")
+    ap.add_argument("--work", default=None)
+    args = ap.parse_args()
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from webscale_rl.config import Config, cache_dir
+    from webscale_rl.spark import build_local_session
+
+    cache = cache_dir() / "bench"
+    cache.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work or tempfile.mkdtemp(prefix="filter_dedup_"))
+    base = base_corpus(cache, args.base_mb)
+    log(f"base corpus: {len(base)} documents, {sum(len(t.encode()) for t in base) / 1e6:.2f} MB (Debian {DEB})")
+
+    cfg = Config()
+    cfg.spark.master = f"local[{args.cores}]"
+    cfg.spark.shuffle_partitions = args.cores * 2
+    spark = build_local_session(cfg)
+    spark.range(10).count()  # start-up is not timed
+
+    rows = []
+    for scale in args.scales:
+        input_dir = work / f"corpus_{scale}x"
+        docs, mb = scaled_corpus(base, scale, input_dir)
+        log(f"\n== {scale}x: {len(docs)} documents, {mb:.2f} MB ==")
+        ours = run_ours(spark, input_dir, work, language=False)
+        ours_lang = run_ours(spark, input_dir, work, language=True)["filter"]
+        theirs = run_datatrove(input_dir, work / f"dt_{scale}", args.cores) if scale in args.datatrove_scales else {}
+        for stage, secs in [*ours.items(), ("filter + language ID", ours_lang)]:
+            other = theirs.get(stage)
+            rows.append((scale, stage, len(docs), mb, secs, other))
+        if scale == args.scales[0]:
+            quality = recall_precision(spark, family_sample(docs, args.sample), work)
+
+    log("\nscale | stage | docs | MB | ours s | ours docs/s | ours MB/s/core | DataTrove s | DataTrove MB/s/core | speed-up")
+    for scale, stage, n, mb, secs, other in rows:
+        ours_rate = mb / (secs * args.cores)
+        line = f"{scale}x | {stage} | {n} | {mb:.1f} | {secs:.1f} | {n / secs:.0f} | {ours_rate:.2f}"
+        if other:
+            line += f" | {other:.1f} | {mb / (other * args.cores):.3f} | {other / secs:.1f}x"
+        else:
+            line += " | - | - | -"
+        log(line)
+    log(
+        f"\nnear duplicates on a {quality.pop('sample')}-document sample vs brute-force Jaccard >= {Config().dedup.fuzzy.threshold}: "
+        + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in quality.items())
+    )
+    spark.stop()
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
