@@ -1,4 +1,4 @@
-"""Reading every input format into DOCUMENT_COLUMNS, and the errors for inputs a user must fix."""
+"""Reading every input format into READER_COLUMNS, and the errors for inputs a user must fix."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from webscale_rl.readers import (
-    DOCUMENT_COLUMNS,
+    READER_COLUMNS,
     InputError,
     _list_with_spark,
     jsonl_line_problem,
@@ -56,7 +56,7 @@ def good_folder(spark):
 
 
 def test_folder_walk_picks_supported_files_and_skips_hidden_ones(good_folder):
-    assert good_folder.columns == DOCUMENT_COLUMNS
+    assert good_folder.columns == READER_COLUMNS
     assert all(f.dataType.simpleString() == "string" for f in good_folder.schema.fields)
     sources = {os.path.relpath(r.source, GOOD) for r in good_folder.select("source").distinct().collect()}
     # .hidden.jsonl holds invalid JSON and _SUCCESS is empty: reading either would raise.
