@@ -17,7 +17,7 @@ ON_TOO_LARGE = ("reject", "truncate")
 LONG_DOCUMENT = ("truncate", "chunk")
 # Room for what a prompt adds around its template: persona, domain, few-shot examples, question
 # and answer (check.max_question_words words and the answer), and the chat template's own tokens.
-FILLED_FIELDS_BYTES = 2000
+FILLED_FIELDS_BYTES = 1200
 CHAT_TEMPLATE_TOKENS = 64
 # A budget that leaves a document fewer bytes than this is a configuration mistake, not a limit.
 MIN_DOCUMENT_BYTES = 500

@@ -104,9 +104,9 @@ def ingest_documents(raw: DataFrame, ctx: StageContext) -> StageResult:
     if ctx.cfg.pii.enabled:
         clean, pii_counts = scrub_pii(clean, ctx.cfg.pii.kinds)
         counters.update({f"pii__{kind}": F.when(kept, n).otherwise(F.lit(0)) for kind, n in pii_counts.items()})
-    marked = marked.withColumn("text", clean)
+    # One select: the counts must read the text before it is replaced.
     marked = marked.select(
-        *[c for c in marked.columns if c not in (REASON, DETAIL)],
+        *[clean.alias("text") if c == "text" else c for c in marked.columns if c not in (REASON, DETAIL)],
         *[F.coalesce(flag.cast("long"), F.lit(0)).alias(COUNT_PREFIX + name) for name, flag in counters.items()],
         REASON,
         DETAIL,
