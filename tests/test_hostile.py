@@ -26,7 +26,7 @@ from webscale_rl.readers import InputError, read_documents
 from webscale_rl.stages import ingest
 from webscale_rl.stages.base import DETAIL, REASON, StageContext, summed_counts
 
-from .fake_openai import FakeOpenAI
+from .fake_openai import FakeOpenAI, _doc
 
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 HOSTILE_ERRORS = Path(__file__).parent / "fixtures" / "hostile_errors"
@@ -361,7 +361,7 @@ class ObedientFake(FakeOpenAI):
                     return self._send(400, json.dumps({"error": {"message": f"bad request from {key}", "type": "invalid_request_error"}}).encode())
                 if schema == "qa_pair":
                     for marker, (question, answer) in OBEYED.items():
-                        if marker in text.split("</document>")[0]:
+                        if marker in _doc(messages):
                             with fake._lock:
                                 fake.requests.append(body)
                             reply = {"question": question, "answer": answer, "answer_type": "entity"}
@@ -382,10 +382,9 @@ def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
     shutil.copytree(HOSTILE, corpus)
     generated = write_generated_corpus(tmp_path / "gen")
     (corpus / "generated").mkdir()
-    for name in ("truncated_warc", "nested", "long_line"):
-        shutil.copy(generated[name], corpus / "generated" / generated[name].name)
-    small_big = corpus / "generated" / "big.jsonl"  # 3 MB instead of 10 MB: same rule, less time
-    small_big.write_text(json.dumps({"id": "too-big", "text": SENTENCE * 30_000}) + "\n")
+    shutil.copy(generated["truncated_warc"], corpus / "generated" / "truncated.warc")
+    # 200 kB over a 100 kB limit instead of 10 MB over 2 MB: the same rule, less time.
+    (corpus / "generated" / "big.jsonl").write_text(json.dumps({"id": "too-big", "text": SENTENCE * 2_000}) + "\n")
     (corpus / "generated" / "echo.jsonl").write_text(
         json.dumps({"id": "echo", "text": "ECHO_KEY " + SENTENCE * 8 + "Mail anna@example.org or call +1 415 555 0100."}) + "\n"
     )
@@ -395,7 +394,7 @@ def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
         cfg = load_config(
             "conf/openai.yaml",
             [f"llm.base_url={fake.base_url}", "llm.max_retries=1", "llm.backoff_base_s=0.01", "llm.rows_per_partition=8",
-             "quality.on_failure=warn", "pii.enabled=true", "profile.max_personas=1"],
+             "quality.on_failure=warn", "pii.enabled=true", "limits.max_doc_chars=100000"],
         )
         summary = run_pipeline([str(corpus)], warehouse, cfg, spark=spark, log=lines.append)
     this_run = F.col("run_id") == summary.run_id
