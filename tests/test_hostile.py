@@ -354,11 +354,13 @@ class ObedientFake(FakeOpenAI):
                 messages = body.get("messages", [])
                 schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("name", "")
                 text = "\n".join(m.get("content", "") for m in messages)
-                if "ECHO_KEY" in text:
+                echo = re.search(r"ECHO_KEY_?(\d{3})?", text)
+                if echo:  # a server that echoes the caller's key in its error body (as some do)
                     with fake._lock:
                         fake.requests.append(body)
                     key = self.headers.get("Authorization", "")
-                    return self._send(400, json.dumps({"error": {"message": f"bad request from {key}", "type": "invalid_request_error"}}).encode())
+                    status = int(echo.group(1) or 400)
+                    return self._send(status, json.dumps({"error": {"message": f"request from {key} failed", "type": "invalid_request_error"}}).encode())
                 if schema == "qa_pair":
                     for marker, (question, answer) in OBEYED.items():
                         if marker in _doc(messages):
@@ -438,3 +440,30 @@ def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
     for path in warehouse.rglob("*"):
         if path.is_file():
             assert CANARY.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        400,
+        401,
+        pytest.param(404, marks=pytest.mark.xfail(strict=True, reason="llm/engine.py classify(): the 404 FatalLLMError quotes exc.message unscrubbed (engine owner: scrub it)")),
+        500,
+    ],
+)
+def test_key_echoed_by_the_server_never_reaches_error_text(status):
+    from webscale_rl.llm.engine import EndpointSpec, FatalLLMError, complete_many
+    from webscale_rl.prompts import load_prompt
+    from webscale_rl.stages.llm_filter import REPLY_SCHEMA
+
+    with ObedientFake() as fake:
+        spec = EndpointSpec(base_url=fake.base_url, model="fake", api_key=CANARY, timeout_s=5, max_retries=1,
+                            backoff_base_s=0.01, backoff_max_s=0.02, concurrency=1)
+        messages = [load_prompt("llm_filter").messages(document=f"ECHO_KEY_{status} " + SENTENCE)]
+        try:
+            results = complete_many(spec, messages, "document_judgement", REPLY_SCHEMA)
+            text = " ".join(f"{r.reason} {r.detail}" for r in results)
+        except FatalLLMError as exc:
+            text = str(exc)
+    assert fake.requests, "the fake was called"
+    assert CANARY not in text, text
