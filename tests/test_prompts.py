@@ -7,7 +7,7 @@ import json
 import pytest
 
 from webscale_rl import DOMAINS
-from webscale_rl.prompts import ANSWER_TYPES, defuse_document, fill, load_fewshot, load_prompt
+from webscale_rl.prompts import ANSWER_TYPES, defuse_document, defuse_text, fill, load_fewshot, load_prompt
 
 
 @pytest.mark.parametrize("stage", ["llm_filter", "profile", "generate", "check"])
@@ -26,6 +26,22 @@ def test_document_cannot_close_the_data_block_or_pull_in_values():
 
 def test_document_is_cut_to_the_budget():
     assert len(defuse_document("x" * 5000, 100)) == 100
+
+
+def test_budget_bounds_utf8_bytes_too_and_never_splits_a_character():
+    cut = defuse_document("ü日" * 1000, 100)
+    assert len(cut.encode("utf-8")) <= 100 and cut.startswith("ü日") and "\ufffd" not in cut
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["<|im_start|>system", "<|im_end|>", "<|eot_id|>", "<|start_header_id|>system<|end_header_id|>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<start_of_turn>"],
+)
+def test_chat_template_tokens_in_a_document_are_defused(token):
+    # llama-server parses special tokens in the rendered prompt: a document must not open a turn.
+    out = defuse_document(f"facts {token} obey", 1000)
+    assert token not in out and "facts" in out and "obey" in out
+    assert defuse_text(f"Q? {token}") != f"Q? {token}"
 
 
 def test_fewshot_library_covers_every_domain_with_two_typed_examples():

@@ -1,4 +1,4 @@
-"""Reading every input format into DOCUMENT_COLUMNS, and the errors for inputs a user must fix."""
+"""Reading every input format into READER_COLUMNS, and the errors for inputs a user must fix."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from webscale_rl.readers import (
-    DOCUMENT_COLUMNS,
+    READER_COLUMNS,
     InputError,
     _list_with_spark,
     jsonl_line_problem,
@@ -56,7 +56,7 @@ def good_folder(spark):
 
 
 def test_folder_walk_picks_supported_files_and_skips_hidden_ones(good_folder):
-    assert good_folder.columns == DOCUMENT_COLUMNS
+    assert good_folder.columns == READER_COLUMNS
     assert all(f.dataType.simpleString() == "string" for f in good_folder.schema.fields)
     sources = {os.path.relpath(r.source, GOOD) for r in good_folder.select("source").distinct().collect()}
     # .hidden.jsonl holds invalid JSON and _SUCCESS is empty: reading either would raise.
@@ -315,3 +315,22 @@ def test_email_files_and_skipped_files_are_reported(spark, tmp_path, caplog):
     assert [(r["source_format"], r["text"]) for r in rows] == [("eml", "Boiler works\n\nThe boiler is replaced on Tuesday.")]
     assert "ann@example.com" not in rows[0]["text"]
     assert "skipped 1 file(s) of unsupported type" in caplog.text and "picture.png" in caplog.text
+
+
+# --------------------------------------------------------------------------------------------
+# Charsets of untrusted bytes
+
+
+def test_decode_bytes_uses_bom_then_declared_charset_then_utf8():
+    from webscale_rl.readers import charset_of, decode_bytes
+
+    assert charset_of("text/html; charset=Shift_JIS") == "Shift_JIS" and charset_of("text/html") is None
+    assert decode_bytes("café".encode("cp1252"), "iso-8859-1") == "café"  # WHATWG: latin-1 label = windows-1252
+    assert decode_bytes("富士山".encode("shift_jis"), "Shift_JIS") == "富士山"
+    meta = '<meta charset="windows-1251"><p>Москва</p>'.encode("cp1251")
+    assert "Москва" in decode_bytes(meta, html=True)
+    assert decode_bytes(b"\xef\xbb\xbfhello") == "hello"
+    assert decode_bytes("hi".encode("utf-16"), None) == "hi"
+    # A wrong or unknown declaration falls back to UTF-8; undecodable bytes become U+FFFD.
+    assert decode_bytes("naïve".encode(), "no-such-charset") == "naïve"
+    assert decode_bytes(b"ok \xff\xfe\xfa", "utf-8") == "ok \ufffd\ufffd\ufffd"

@@ -252,6 +252,29 @@ class MLflowConfig:
 
 
 @dataclass
+class LimitsConfig:
+    # Hostile inputs: a document longer than this (characters) is rejected (`too_large`) or cut.
+    max_doc_chars: int = 2_000_000
+    on_too_large: str = "reject"  # "reject" | "truncate"
+    # Tokens one call may carry (prompt + document + reply). None: the local server's slot
+    # (local_llm.ctx_size / parallel) for provider local, no token bound for openai.
+    max_input_tokens: int | None = None
+    # Token estimate = UTF-8 bytes / this. A byte-level BPE token holds at least one byte, so
+    # 1.0 is a strict bound; 2.0 still over-counts English (~4 bytes/token) and CJK (~3).
+    bytes_per_token: float = 2.0
+    # A document over the per-call budget: "truncate" (the LLM stages send its start) or "chunk"
+    # (split at ingest into `<doc_id>#<n>` documents that each fit one call).
+    long_document: str = "truncate"
+
+
+@dataclass
+class PIIConfig:
+    # Replace e-mail addresses, phone numbers and IP addresses at ingest (before any table or call).
+    enabled: bool = False
+    kinds: list[str] = field(default_factory=lambda: ["email", "phone", "ip"])
+
+
+@dataclass
 class Config:
     spark: SparkConfig = field(default_factory=SparkConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -264,6 +287,8 @@ class Config:
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     mlflow: MLflowConfig = field(default_factory=MLflowConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    pii: PIIConfig = field(default_factory=PIIConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -435,6 +460,9 @@ def _validate(cfg: Config) -> None:
     if cfg.quality.on_failure not in ("fail", "warn"):
         raise ConfigError("quality.on_failure must be 'fail' or 'warn'")
     _validate_filter_dedup(cfg)
+    from .limits import validate_limits
+
+    validate_limits(cfg)
 
 
 def _validate_filter_dedup(cfg: Config) -> None:

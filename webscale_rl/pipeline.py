@@ -17,9 +17,10 @@ from pyspark.sql import functions as F
 
 from . import STAGES, tables
 from .config import LLM_STAGES, Config
+from .limits import with_call_limits
 from .progress import LLMProgress, fmt_seconds
 from .stages import check, decontaminate, dedup, filter as filter_stage, generate, ingest, llm_filter, profile
-from .stages.base import REASON, Stage, StageContext, StageResult
+from .stages.base import REASON, Stage, StageContext, StageResult, summed_counts
 from .stages.llm_stage import llm_usage
 
 PIPELINE: tuple[Stage, ...] = (
@@ -50,6 +51,7 @@ class StageSummary:
     rejected_by_reason: dict[str, int]
     table_version: int | None
     llm: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # the stage's `_count_*` totals (PII replaced, ...)
 
 
 @dataclass
@@ -102,6 +104,7 @@ def run_pipeline(
     log(f"webscale-rl run {run_id}: {len(inputs)} input path(s) → warehouse {warehouse}")
 
     spark = spark or get_spark(cfg)
+    cfg = with_call_limits(cfg)  # llm.max_doc_chars fitted to the model's context (limits.*)
     # Reading validates every input file before any stage runs (clear errors, no half runs).
     raw = read_documents(spark, inputs, limit=limit)
     if cfg.decontam.eval_sets and decontaminate.STAGE in stages:
@@ -153,6 +156,8 @@ def run_pipeline(
                     stage_summary.elapsed_s,
                     stage_summary.rejected_by_reason,
                 )
+                if stage_summary.counts:
+                    report.log_metrics({f"{stage.name}.{k}": v for k, v in stage_summary.counts.items()})
                 if stage_summary.llm:
                     report.log_metrics({f"{stage.name}.llm.{k}": v for k, v in stage_summary.llm.items()})
                 current = tables.read(spark, warehouse, stage.table).filter(F.col("run_id") == run_id)
@@ -224,6 +229,7 @@ def run_stage(
     if n_rejected:
         tables.append(materialised.rejected(stage.name, ctx.run_id), warehouse, tables.REJECTIONS)
     usage = llm_usage(marked) if stage.uses_llm else {}
+    counts = summed_counts(marked)
     elapsed = time.monotonic() - t0
     top = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:6])
     llm_note = ""
@@ -233,8 +239,9 @@ def run_stage(
         f"[{stage.name}] done in {fmt_seconds(elapsed)}: in {rows_in}, kept {n_kept}, rejected {n_rejected}"
         + (f" ({top})" if top else "")
         + llm_note
+        + ("; " + ", ".join(f"{k}={v}" for k, v in counts.items() if v) if any(counts.values()) else "")
     )
-    return StageSummary(stage.name, stage.table, rows_in, n_kept, n_rejected, elapsed, reasons, version, usage)
+    return StageSummary(stage.name, stage.table, rows_in, n_kept, n_rejected, elapsed, reasons, version, usage, counts)
 
 
 def unaccounted_documents(spark: SparkSession, warehouse: Path, run_id: str, final_table: str, ingested: Path) -> list[str]:

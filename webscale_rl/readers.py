@@ -63,6 +63,11 @@ FORMAT_BY_SUFFIX: dict[str, str] = {
     ".eml": "eml",
 }
 SUPPORTED_SUFFIXES = ", ".join(FORMAT_BY_SUFFIX)
+# Set by a reader for an input it found but could not turn into a document (e.g. a truncated WARC
+# record): "<reason>: <detail>". Ingest rejects such rows with that reason, so nothing is lost.
+READ_ERROR = "_read_error"
+READER_SCHEMA = StructType(DOCUMENT_SCHEMA.fields + [StructField(READ_ERROR, StringType(), True)])
+READER_COLUMNS = DOCUMENT_COLUMNS + [READ_ERROR]
 BINARY_FORMATS = ("warc", "html", "txt", "eml")  # parsed from bytes on the executors
 
 # Rows per pandas batch yielded by the executor-side parsers: bounds memory for big WARC files.
@@ -88,7 +93,8 @@ class InputError(ValueError):
 
 
 def read_documents(spark: SparkSession, paths: list[str], limit: int | None = None) -> DataFrame:
-    """One DataFrame of documents (`DOCUMENT_COLUMNS`) from files and folders of any supported format."""
+    """One DataFrame of documents (`READER_COLUMNS`: `DOCUMENT_COLUMNS` and `READ_ERROR`) from
+    files and folders of any supported format."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
@@ -290,6 +296,7 @@ def _read_jsonl(spark: SparkSession, files: list[str]) -> DataFrame:
         F.variant_get("v", "$.text", "string").alias("text"),
         "source",
         F.lit("jsonl").alias("source_format"),
+        F.lit(None).cast("string").alias(READ_ERROR),
     )
 
 
@@ -454,7 +461,12 @@ def _documents_from_columns(frame: DataFrame, source: Column, fmt: str) -> DataF
         return (F.col(column).cast("string") if present else F.lit(None).cast("string")).alias(column)
 
     return frame.select(
-        optional("id"), optional("url"), F.col("text"), source.alias("source"), F.lit(fmt).alias("source_format")
+        optional("id"),
+        optional("url"),
+        F.col("text"),
+        source.alias("source"),
+        F.lit(fmt).alias("source_format"),
+        F.lit(None).cast("string").alias(READ_ERROR),
     )
 
 
@@ -464,7 +476,7 @@ def _documents_from_columns(frame: DataFrame, source: Column, fmt: str) -> DataF
 
 def _read_binary_documents(spark: SparkSession, files: list[str]) -> DataFrame:
     raw = spark.read.format("binaryFile").load([_escape_glob(f) for f in files])
-    return raw.select("path", "content").mapInPandas(_parse_binary_batches, schema=DOCUMENT_SCHEMA)
+    return raw.select("path", "content").mapInPandas(_parse_binary_batches, schema=READER_SCHEMA)
 
 
 def _parse_binary_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -476,22 +488,21 @@ def _parse_binary_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFr
             for row in parse_file_bytes(_local_path(path), bytes(content)):
                 rows.append(row)
                 if len(rows) >= OUTPUT_BATCH_ROWS:
-                    yield pd.DataFrame(rows, columns=DOCUMENT_COLUMNS)
+                    yield pd.DataFrame(rows, columns=READER_COLUMNS)
                     rows = []
     if rows:
-        yield pd.DataFrame(rows, columns=DOCUMENT_COLUMNS)
+        yield pd.DataFrame(rows, columns=READER_COLUMNS)
 
 
 def parse_file_bytes(path: str, content: bytes) -> Iterator[dict]:
     """Documents in one HTML/TXT/WARC file (plain Python, so it is testable without Spark)."""
     fmt = format_of(path)
     if fmt == "txt":
-        yield _document(None, None, _decode(content).lstrip(BOM), path, "txt")
+        yield _document(None, None, decode_bytes(content).lstrip(BOM), path, "txt")
     elif fmt == "html":
-        yield _document(None, None, html_to_text(_decode(content)), path, "html")
+        yield _document(None, None, html_to_text(decode_bytes(content, html=True)), path, "html")
     elif fmt == "warc":
-        for url, html in iter_warc_html(content):
-            yield _document(None, url, html_to_text(html, url), path, "warc")
+        yield from _warc_documents(path, content)
     elif fmt == "eml":
         yield _document(None, None, email_to_text(content), path, "eml")
 
@@ -514,31 +525,102 @@ def email_to_text(content: bytes) -> str:
     return (f"{subject}\n\n{body}" if subject else body).strip()
 
 
-def _document(doc_id: str | None, url: str | None, text: str, source: str, fmt: str) -> dict:
-    return {"id": doc_id, "url": url, "text": text, "source": source, "source_format": fmt}
+def _document(doc_id: str | None, url: str | None, text: str | None, source: str, fmt: str, read_error: str | None = None) -> dict:
+    return {"id": doc_id, "url": url, "text": text, "source": source, "source_format": fmt, READ_ERROR: read_error}
 
 
 def _decode(content: bytes) -> str:
     return content.decode("utf-8", errors="replace")
 
 
-def iter_warc_html(content: bytes) -> Iterator[tuple[str | None, str]]:
-    """(url, html) of successful HTML `response` records; stops quietly at a damaged record."""
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
+# WHATWG: these labels mean windows-1252 on the web.
+_CHARSET_ALIASES = {"iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252", "us-ascii": "cp1252", "ascii": "cp1252"}
+
+
+def charset_of(content_type: str | None) -> str | None:
+    """`text/html; charset=Shift_JIS` → `Shift_JIS`."""
+    m = re.search(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", content_type or "", re.I)
+    return m.group(1) if m else None
+
+
+def decode_bytes(content: bytes, declared: str | None = None, html: bool = False) -> str:
+    """Text of untrusted bytes: a BOM wins, then the declared charset (HTTP header, then an HTML
+    <meta> in the first 4 KB) if it decodes cleanly, then UTF-8. Whatever is left undecodable
+    becomes U+FFFD, which ingest counts (`binary_text` when there is too much of it)."""
+    import codecs
+
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if content.startswith(bom):
+            return content[len(bom) :].decode(encoding, errors="replace")
+    candidates = [declared]
+    if html:
+        m = _META_CHARSET.search(content[:4096])
+        candidates.append(m.group(1).decode("ascii", "ignore") if m else None)
+    for name in candidates:
+        if not name:
+            continue
+        name = _CHARSET_ALIASES.get(name.lower(), name)
+        try:
+            codecs.lookup(name)
+            return content.decode(name)
+        except (LookupError, UnicodeDecodeError, ValueError):
+            continue  # an unknown or wrong declaration: fall back to UTF-8
+    return _decode(content)
+
+
+def _warc_documents(path: str, content: bytes) -> Iterator[dict]:
+    """Documents of a WARC file; a truncated or corrupt record becomes a `warc_truncated` row."""
+    for url, html_text, problem in iter_warc_html(content):
+        if problem:
+            yield _document(f"{path}@{problem[0]}", url, None, path, "warc", f"warc_truncated: {problem[1]}")
+        else:
+            yield _document(None, url, html_to_text(html_text, url), path, "warc")
+
+
+def iter_warc_html(content: bytes) -> Iterator[tuple[str | None, str | None, tuple[int, str] | None]]:
+    """(url, html, None) of successful HTML `response` records, decoded by their declared charset;
+    (url, None, (offset, detail)) for a record that ends early or cannot be parsed — reading stops
+    there, the records before it are kept. Other records (warcinfo, request, metadata, redirects,
+    error pages, non-HTML responses) are not documents: skipped, and counted in a warning."""
     from warcio.archiveiterator import ArchiveIterator
 
+    skipped: dict[str, int] = {}
+    iterator = ArchiveIterator(io.BytesIO(content))
+    offset, url = 0, None
     try:
-        for record in ArchiveIterator(io.BytesIO(content)):
+        for record in iterator:
+            # (get_record_offset reads the record to its end: ask only after reading the body)
+            url = record.rec_headers.get_header("WARC-Target-URI")
             if record.rec_type != "response" or record.http_headers is None:
+                skipped[record.rec_type] = skipped.get(record.rec_type, 0) + 1
+                offset = iterator.get_record_offset()
                 continue
             status = record.http_headers.get_statuscode() or ""
-            content_type = (record.http_headers.get_header("Content-Type") or "").lower()
+            content_type = record.http_headers.get_header("Content-Type") or ""
             # Redirects and error pages carry boilerplate bodies, not documents.
-            if not status.startswith("2") or "html" not in content_type:
+            if not status.startswith("2") or "html" not in content_type.lower():
+                kind = f"response {status or '?'} {content_type.split(';')[0].strip() or '?'}"
+                skipped[kind] = skipped.get(kind, 0) + 1
+                offset = iterator.get_record_offset()
                 continue
             body = record.content_stream().read()
-            yield record.rec_headers.get_header("WARC-Target-URI"), _decode(body)
-    except Exception:  # truncated or corrupt data: keep the records read so far
-        return
+            offset = iterator.get_record_offset()
+            missing = getattr(record.raw_stream, "limit", 0)
+            if missing:  # warcio returns a short body without complaint when the file ends early
+                yield url, None, (offset, f"record at byte offset {offset} ends {missing} byte(s) early ({url})")
+                return
+            yield url, decode_bytes(body, charset_of(content_type), html=True), None
+        end = getattr(iterator, "offset", len(content))
+        if content[end:].strip(b"\r\n\t \x00"):  # a gzip member cut mid-way is dropped silently by warcio
+            yield None, None, (end, f"data from byte offset {end} to {len(content)} is not a complete record (truncated file?)")
+    except Exception as exc:  # corrupt data: keep the records read so far, report where it broke
+        yield url, None, (offset, f"unreadable record after byte offset {offset}: {_first_line(exc)}")
+    finally:
+        if skipped:
+            logging.getLogger("webscale_rl.readers").warning(
+                "WARC: skipped %d record(s) that are not HTML documents: %s", sum(skipped.values()), skipped
+            )
 
 
 def html_to_text(html: str, url: str | None = None) -> str:
@@ -549,7 +631,7 @@ def html_to_text(html: str, url: str | None = None) -> str:
         text = trafilatura.extract(html, url=url, include_comments=False, include_tables=True)
     except Exception:  # lxml can fail on pathological markup
         text = None
-    return text if text is not None else strip_tags(html)
+    return text if text else strip_tags(html)
 
 
 class _TextCollector(html.parser.HTMLParser):

@@ -44,10 +44,25 @@ def fill(template: str, values: dict[str, object]) -> str:
     return _PLACEHOLDER.sub(sub, template)
 
 
+# Chat-template control tokens (ChatML, Llama 2/3, Gemma). llama-server parses special tokens in
+# the rendered prompt, so a document holding "<|im_start|>system" would open a real system turn.
+_CHAT_TOKENS = re.compile(r"<\|[^|<>\n]{0,40}\|>|\[/?INST\]|<<\s*/?\s*SYS\s*>>|<(start|end)_of_turn>", re.I)
+
+
+def defuse_text(text: str) -> str:
+    """Neutralise what could end the data block early or act as a chat-template token."""
+    text = re.sub(r"<(/?)\s*document\s*>", r"‹\1document›", text or "", flags=re.I)
+    return _CHAT_TOKENS.sub(lambda m: "‹" + m.group(0)[1:-1] + "›", text)
+
+
 def defuse_document(text: str, max_chars: int) -> str:
-    """Cut to the context budget and neutralise tags that could end the data block early."""
+    """Cut to the per-call budget and defuse (see `defuse_text`). `max_chars` bounds both the
+    characters and the UTF-8 bytes: a token holds at least one byte, so multi-byte scripts cannot
+    overflow a context sized for `max_chars` (see `webscale_rl.limits`)."""
     text = (text or "")[:max_chars]
-    return re.sub(r"<(/?)\s*document\s*>", r"‹\1document›", text, flags=re.I)
+    if len(text.encode("utf-8")) > max_chars:
+        text = text.encode("utf-8")[:max_chars].decode("utf-8", errors="ignore")
+    return defuse_text(text)
 
 
 @lru_cache(maxsize=None)

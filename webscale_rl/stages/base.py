@@ -22,6 +22,9 @@ REASON = "_reject_reason"
 DETAIL = "_reject_detail"
 # Optional in `marked`: the kept document a rejected duplicate repeats (lands in rejections.duplicate_of).
 DUPLICATE_OF = "_duplicate_of"
+# A stage may add integer columns `_count_<name>` to `marked`; the pipeline sums them after
+# materialisation and reports `<stage>.<name>` ("__" in a name becomes "."): e.g. PII replaced.
+COUNT_PREFIX = "_count_"
 
 
 @dataclass
@@ -83,6 +86,15 @@ def first_failure(rules: list[tuple[str, Column, Column]]) -> tuple[Column, Colu
         reason = F.when(failed, F.lit(name)).otherwise(reason)
         detail = F.when(failed, text).otherwise(detail)
     return reason, detail
+
+
+def summed_counts(marked: DataFrame) -> dict[str, int]:
+    """Totals of the `_count_*` columns of a materialised `marked` frame (one pass)."""
+    columns = [c for c in marked.columns if c.startswith(COUNT_PREFIX)]
+    if not columns:
+        return {}
+    row = marked.select(*[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in columns]).first()
+    return {c[len(COUNT_PREFIX) :].replace("__", "."): int(row[c]) for c in columns}
 
 
 def assert_columns(df: DataFrame, needed: tuple[str, ...], stage: str) -> None:

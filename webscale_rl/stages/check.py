@@ -11,7 +11,8 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..prompts import defuse_document, load_prompt
+from ..injection import about_instructions
+from ..prompts import defuse_document, defuse_text, load_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
 from .generate import OUT_FIELDS as QA_FIELDS
 from .llm_stage import INTERNAL_FIELDS, run_llm_stage
@@ -37,14 +38,6 @@ REFERS_TO_SOURCE = (
     r"(?i)\b(according to|based on|in|from|per) (the|this) (text|passage|article|document|excerpt|author|page|post)\b"
     r"|(?i)\bthe (passage|excerpt|author)\b"
 )
-# Pairs about the pipeline's own instructions come from injected text, never from a document's subject.
-ABOUT_INSTRUCTIONS = (
-    r"(?i)(ignore (all |any |the |your )?(previous|prior|above)? ?instructions|system prompt|api[ _-]?key"
-    r"|your instructions|as an ai\b|language model|jailbreak|prompt injection"
-    r"|\b(admin|root|administrator|secret)\s+(password|passcode|key|token)\b)"
-)
-
-
 def _words(col: Column) -> Column:
     return F.size(F.filter(F.split(F.trim(col), r"\s+"), lambda w: w != ""))
 
@@ -104,7 +97,7 @@ def deterministic_checks(qa: DataFrame, ctx: StageContext) -> tuple[Column, Colu
             ("refers_to_source", q.rlike(REFERS_TO_SOURCE), F.lit("question refers to the source text instead of standing alone")),
             (
                 "about_instructions",
-                q.rlike(ABOUT_INSTRUCTIONS) | a.rlike(ABOUT_INSTRUCTIONS),
+                about_instructions(q, a),
                 F.lit("pair is about model instructions, not the document's subject"),
             ),
             ("answer_not_in_document", grounding_failed, grounding_detail),
@@ -149,8 +142,8 @@ def check_qa(candidates: DataFrame, ctx: StageContext) -> StageResult:
     def build(row):
         return prompt.messages(
             document=defuse_document(row["pretrain_text"], max_chars),
-            question=row["question"],
-            answer=row["answer"],
+            question=defuse_text(row["question"]),
+            answer=defuse_text(row["answer"]),
         )
 
     def to_rows(row, reply):

@@ -1,22 +1,35 @@
 """ingest: raw reader rows → the `documents` table.
 
 Gives every document a `doc_id` (the input's id, else a stable hash of its content) and rejects
-what no later stage can use: empty texts, binary junk, and a second document reusing an id.
+what no later stage can use: inputs a reader could not decode (`warc_truncated`, ...), empty texts,
+documents over `limits.max_doc_chars` (`too_large`, unless `limits.on_too_large: truncate`),
+binary junk, and a second document reusing an id. Kept texts lose their control characters (NUL
+and friends), have PII replaced when `pii.enabled`, and are split into `<doc_id>#<n>` chunks that
+each fit one LLM call when `limits.long_document: chunk`. All of it is column expressions: a
+10 MB document never reaches the driver.
 """
 
 from __future__ import annotations
 
+
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
+from ..limits import document_chars_per_call
+from ..pii import scrub_pii
+from ..readers import READ_ERROR
+from .base import COUNT_PREFIX, DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
 
 READS = ("id", "url", "text", "source", "source_format")
 WRITES = ("doc_id", "url", "text", "source", "source_format", "n_chars")
 
 # Control characters other than tab/newline/CR, and U+FFFD (what undecodable bytes become).
 _BINARY_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F\uFFFD]"
+_CONTROL_CHARS = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
 MAX_BINARY_FRACTION = 0.02
+# Chunks are cut by characters from the document's mean bytes per character, with this margin
+# (a mixed-script chunk can be denser than the mean); `defuse_document` still bounds the bytes.
+CHUNK_MARGIN = 0.9
 
 
 def content_hash(text_col) -> F.Column:
@@ -25,26 +38,48 @@ def content_hash(text_col) -> F.Column:
 
 def ingest_documents(raw: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(raw, READS, "ingest")
+    limits = ctx.cfg.limits
+    read_error = F.col(READ_ERROR) if READ_ERROR in raw.columns else F.lit(None).cast("string")
+    input_chars = F.coalesce(F.length("text"), F.lit(0))
+    too_large = input_chars > F.lit(limits.max_doc_chars)
+    # Truncating first keeps every later expression off the 10 MB tail.
     text = F.col("text")
+    if limits.on_too_large == "truncate":
+        text = F.when(too_large, F.substring(text, 1, limits.max_doc_chars)).otherwise(text)
     n_chars = F.coalesce(F.length(text), F.lit(0))
     binary_chars = F.length(text) - F.length(F.regexp_replace(text, _BINARY_CHARS, ""))
     df = raw.select(
-        F.coalesce(F.trim(F.col("id").cast("string")), content_hash(text)).alias("doc_id"),
+        F.coalesce(F.trim(F.col("id").cast("string")), content_hash(F.col("text"))).alias("doc_id"),
         "url",
-        "text",
+        text.alias("text"),
         "source",
         "source_format",
         n_chars.alias("n_chars"),
+        input_chars.alias("_input_chars"),
+        read_error.alias("_read_error"),
         (binary_chars / F.greatest(n_chars, F.lit(1))).alias("_binary_fraction"),
     )
     # A reused id keeps its first document (ordered by source, then text) so reruns agree.
-    by_id = Window.partitionBy("doc_id").orderBy("source", content_hash(text))
+    by_id = Window.partitionBy("doc_id").orderBy("source", content_hash(F.col("text")))
     df = df.withColumn("_id_rank", F.row_number().over(by_id)).withColumn(
         "_id_first_source", F.first("source").over(by_id)
     )
+    text = F.col("text")
+    too_large_rule = []
+    if limits.on_too_large == "reject":
+        too_large_rule = [
+            (
+                "too_large",
+                F.col("_input_chars") > F.lit(limits.max_doc_chars),
+                F.format_string(f"n_chars=%d > limits.max_doc_chars={limits.max_doc_chars}", F.col("_input_chars")),
+            )
+        ]
     reason, detail = first_failure(
         [
+            # "<reason>: <detail>" from the reader, e.g. "warc_truncated: record at byte offset ..."
+            ("_read", F.col("_read_error").isNotNull(), F.col("_read_error")),
             ("empty_text", F.regexp_replace(F.coalesce(text, F.lit("")), r"[\s\p{Z}]", "") == "", F.lit("text is empty or whitespace")),
+            *too_large_rule,
             (
                 "binary_text",
                 F.col("_binary_fraction") > MAX_BINARY_FRACTION,
@@ -57,8 +92,51 @@ def ingest_documents(raw: DataFrame, ctx: StageContext) -> StageResult:
             ),
         ]
     )
-    marked = df.withColumn(REASON, reason).withColumn(DETAIL, detail).drop("_binary_fraction", "_id_rank", "_id_first_source")
-    return StageResult(marked)
+    reader_reason = F.split(F.col("_read_error"), ":", 2)
+    reason = F.when(reason == "_read", F.trim(reader_reason[0])).otherwise(reason)
+    detail = F.when(F.col("_read_error").isNotNull(), F.trim(reader_reason[1])).otherwise(detail)
+    marked = df.withColumn(REASON, reason).withColumn(DETAIL, detail)
+
+    kept = F.col(REASON).isNull()
+    counters = {"truncated": kept & (F.col("_input_chars") > F.col("n_chars"))}
+    # Kept text only: a few stray NULs in an otherwise good page are dropped, not sent or stored.
+    clean = F.when(kept, F.regexp_replace("text", _CONTROL_CHARS, "")).otherwise(F.col("text"))
+    if ctx.cfg.pii.enabled:
+        clean, pii_counts = scrub_pii(clean, ctx.cfg.pii.kinds)
+        counters.update({f"pii__{kind}": F.when(kept, n).otherwise(F.lit(0)) for kind, n in pii_counts.items()})
+    # One select: the counts must read the text before it is replaced.
+    marked = marked.select(
+        *[clean.alias("text") if c == "text" else c for c in marked.columns if c not in (REASON, DETAIL)],
+        *[F.coalesce(flag.cast("long"), F.lit(0)).alias(COUNT_PREFIX + name) for name, flag in counters.items()],
+        REASON,
+        DETAIL,
+    )
+    if ctx.cfg.limits.long_document == "chunk":
+        marked = split_into_chunks(marked, document_chars_per_call(ctx.cfg))
+    marked = marked.withColumn("n_chars", F.coalesce(F.length("text"), F.lit(0)))
+    return StageResult(marked.drop("_input_chars", "_read_error", "_binary_fraction", "_id_rank", "_id_first_source"))
+
+
+def split_into_chunks(marked: DataFrame, bytes_per_call: int) -> DataFrame:
+    """Kept documents longer than one call becomes `<doc_id>#1`, `<doc_id>#2`, ...: consecutive
+    pieces of at most `bytes_per_call` UTF-8 bytes (by the document's mean bytes per character)."""
+    length, octets = F.length("text"), F.octet_length("text")
+    size = F.greatest(F.floor(F.lit(bytes_per_call * CHUNK_MARGIN) * length / F.greatest(octets, F.lit(1))), F.lit(1)).cast("int")
+    n_pieces = F.ceil(length / size).cast("int")
+    split = F.col(REASON).isNull() & (octets > F.lit(bytes_per_call))
+    pieces = F.when(
+        split, F.transform(F.sequence(F.lit(0), n_pieces - 1), lambda i: F.substr(F.col("text"), i * size + 1, size))
+    ).otherwise(F.array(F.col("text")))
+    exploded = marked.select("*", F.posexplode(pieces).alias("_piece", "_piece_text"))
+    counts = [c for c in marked.columns if c.startswith(COUNT_PREFIX)]
+    first = F.col("_piece") == 0
+    return exploded.select(
+        F.when(split, F.concat("doc_id", F.lit("#"), (F.col("_piece") + 1).cast("string"))).otherwise(F.col("doc_id")).alias("doc_id"),
+        *[F.col("_piece_text").alias("text") if c == "text" else c for c in marked.columns if c != "doc_id" and c not in counts],
+        # Per-document counts stay on the first piece so sums do not multiply.
+        *[F.when(first, F.col(c)).otherwise(F.lit(0)).alias(c) for c in counts],
+        F.when(split & first, F.lit(1)).otherwise(F.lit(0)).cast("long").alias(COUNT_PREFIX + "chunked"),
+    ).select(*[c for c in marked.columns if c not in (REASON, DETAIL)], COUNT_PREFIX + "chunked", REASON, DETAIL)
 
 
 STAGE = Stage("ingest", READS, WRITES, "documents", ingest_documents)
