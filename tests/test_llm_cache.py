@@ -52,6 +52,7 @@ def test_rerun_makes_zero_calls_and_cache_can_be_bypassed(spark, tmp_path, monke
     with FakeOpenAI() as fake:
         first = run_pipeline([str(docs)], warehouse, config(fake), until="generate", spark=spark, log=lambda _: None)
         paid = len(fake.requests)
+        assert fake.peak_in_flight <= 4  # llm.max_concurrency holds for the whole job (2 tasks at once)
         lines: list[str] = []
         second = run_pipeline([str(docs)], warehouse, config(fake), until="generate", spark=spark, log=lines.append)
         assert len(fake.requests) == paid  # zero calls on the re-run
