@@ -85,6 +85,12 @@ def test_killed_run_resumes_paying_only_for_what_is_missing(spark, tmp_path):
         finally:
             os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its JVM, mid-stage
             proc.wait()
+        # Spark's Python workers notice their JVM is gone within about a second (the daemon sees
+        # EOF and hangs up its process group); replies they got meanwhile are spilled too.
+        seen = -1
+        while seen != len(fake.requests):
+            seen = len(fake.requests)
+            time.sleep(3)
         paid_before_kill = fake.ok_replies
         assert paid_before_kill < 40
         spilled = set()  # distinct keys of whole lines (a line cut by the kill would not count)
