@@ -118,3 +118,16 @@ def test_token_bucket_waits_for_tokens():
         return time.monotonic() - t0
 
     assert 0.45 <= asyncio.run(go()) < 1.0
+
+
+def test_job_wide_cap_is_divided_so_tasks_at_once_never_exceed_it():
+    from webscale_rl.stages.llm_stage import plan_partitions
+
+    for n_rows in (1, 10, 100, 5000):
+        for cap in (1, 2, 3, 5, 16, 64):
+            for slots in (1, 2, 8):
+                n_parts, parallel = plan_partitions(n_rows, cap, 16, slots)
+                at_once = min(n_parts, slots)  # Spark runs at most this many tasks together
+                assert at_once * max(1, cap // parallel) <= cap, (n_rows, cap, slots)
+                assert parallel == at_once
+    assert plan_partitions(1000, 16, 16, 2) == (16, 2)  # 64 rows a partition: 8 rounds of 8 in flight
