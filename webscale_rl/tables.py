@@ -1,7 +1,8 @@
 """Delta I/O: the one place tables are written and read.
 
-Every table lives at `<warehouse>/<name>` as a Delta table. Writes append (each run's rows carry
-its `run_id`), so every run is a new table version that can be time-travelled to.
+Every table lives at `<warehouse>/<name>` as a Delta table. The pipeline lands a stage's batch
+with `append_once`: an idempotent Delta append (txnAppId/txnVersion), so landing the same batch
+again after a crash adds nothing. Every landing is a new table version that can be time-travelled to.
 """
 
 from __future__ import annotations
@@ -50,6 +51,21 @@ def append(df: DataFrame, warehouse: str | Path, name: str) -> int:
         df.write.format("delta")
         .mode("append")
         .option("mergeSchema", "true")  # later issues add columns; old versions stay readable
+        .save(table_path(warehouse, name))
+    )
+    return latest_version(df.sparkSession, warehouse, name)
+
+
+def append_once(df: DataFrame, warehouse: str | Path, name: str, batch_id: str) -> int:
+    """Append a batch exactly once. Delta records (txnAppId, txnVersion) in the same commit as the
+    rows and skips a later write with a version it has already seen, so re-landing a batch whose
+    first landing was killed just before or after its commit converges to one copy."""
+    (
+        df.write.format("delta")
+        .mode("append")
+        .option("mergeSchema", "true")
+        .option("txnAppId", batch_id)
+        .option("txnVersion", 1)
         .save(table_path(warehouse, name))
     )
     return latest_version(df.sparkSession, warehouse, name)

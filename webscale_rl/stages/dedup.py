@@ -30,7 +30,10 @@ def normalized_text(text: Column, cfg: DedupConfig) -> Column:
 def dedup_exact(docs: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(docs, READS, "dedup")
     df = docs.withColumn("text_hash", F.sha2(normalized_text(F.col("text"), ctx.cfg.dedup), 256))
-    group = Window.partitionBy("text_hash").orderBy("doc_id")
+    # Rows an earlier run already kept (flagged `_prior` by the pipeline on incremental runs) win,
+    # so a new copy of a kept document is the duplicate, never the old one.
+    order = [F.col("_prior").desc(), "doc_id"] if "_prior" in docs.columns else ["doc_id"]
+    group = Window.partitionBy("text_hash").orderBy(*order)
     df = df.withColumn("_rank", F.row_number().over(group)).withColumn("_survivor", F.first("doc_id").over(group))
     duplicate = F.col("_rank") > 1
     marked = (
