@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import shutil
+import signal
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -77,12 +79,16 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-def stages_until(until: str | None) -> tuple[Stage, ...]:
-    if until is None:
-        return PIPELINE
-    if until not in STAGES:
-        raise PipelineError(f"--until must be one of {', '.join(STAGES)}; got {until!r}")
-    return PIPELINE[: STAGES.index(until) + 1]
+def stages_until(until: str | None, start: str | None = None) -> tuple[Stage, ...]:
+    """The stages from `start` (default the first) to `until` (default the last), in order."""
+    for flag, name in (("--from", start), ("--until", until)):
+        if name is not None and name not in STAGES:
+            raise PipelineError(f"{flag} must be one of {', '.join(STAGES)}; got {name!r}")
+    first = STAGES.index(start) if start else 0
+    last = STAGES.index(until) if until else len(STAGES) - 1
+    if first > last:
+        raise PipelineError(f"--from {start} comes after --until {until}")
+    return PIPELINE[first : last + 1]
 
 
 def run_pipeline(
@@ -91,6 +97,7 @@ def run_pipeline(
     cfg: Config,
     *,
     until: str | None = None,
+    start: str | None = None,
     limit: int | None = None,
     spark: SparkSession | None = None,
     log: Callable[[str], None] = print,
@@ -104,14 +111,17 @@ def run_pipeline(
     t_run = time.monotonic()
     warehouse = Path(warehouse).resolve()
     warehouse.mkdir(parents=True, exist_ok=True)
-    stages = stages_until(until)
+    stages = stages_until(until, start)
+    if stages[0] is PIPELINE[0] and not inputs:
+        raise PipelineError("the ingest stage needs --input (later stages read the warehouse)")
     run_id = new_run_id()
     summary = RunSummary(run_id=run_id, warehouse=warehouse)
-    log(f"webscale-rl run {run_id}: {len(inputs)} input path(s) → warehouse {warehouse}")
+    log(f"webscale-rl run {run_id}: stages {stages[0].name}..{stages[-1].name}, {len(inputs)} input path(s) → warehouse {warehouse}")
 
     spark = spark or get_spark(cfg)
+    tables.use_catalog(spark, warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)
     # Reading validates every input file before any stage runs (clear errors, no half runs).
-    raw = read_documents(spark, inputs, limit=limit)
+    raw = read_documents(spark, inputs, limit=limit) if stages[0] is PIPELINE[0] else None
     if cfg.decontam.eval_sets and decontaminate.STAGE in stages:
         decontaminate.load_eval_sets(spark, list(cfg.decontam.eval_sets), cfg.decontam)  # fail early on a bad file
 
@@ -129,6 +139,7 @@ def run_pipeline(
             {
                 **cfg.flat(),
                 "run.inputs": ",".join(inputs),
+                "run.from": stages[0].name,
                 "run.until": until or STAGES[-1],
                 "run.limit": limit,
                 "run.id": run_id,
@@ -148,7 +159,12 @@ def run_pipeline(
                     progress_dir=str(progress_root / run_id),
                     log=log,
                 )
-                upstream = raw if stage is PIPELINE[0] else tables.read(spark, warehouse, upstream_table(stage))
+                if stage is PIPELINE[0]:
+                    upstream = raw
+                elif tables.exists(spark, warehouse, upstream_table(stage)):
+                    upstream = tables.read(spark, warehouse, upstream_table(stage))
+                else:
+                    raise PipelineError(f"stage '{stage.name}' reads table '{upstream_table(stage)}', which is not in {warehouse}: run the earlier stages first")
                 stage_summary = run_stage(spark, stage, upstream, ctx, warehouse, log)
                 summary.stages.append(stage_summary)
                 report.log_stage(
@@ -270,6 +286,14 @@ def discard(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def crash_point(name: str) -> None:
+    """Fault injection for the crash-safety tests: WEBSCALE_RL_KILL_AT=<name> SIGKILLs this process
+    here (no cleanup, no finally: like a lost machine). Names: staged:<stage> (batch committed,
+    nothing landed), kept:<stage> (kept rows landed, rejections not), landed:<stage> (batch not yet dropped)."""
+    if os.environ.get("WEBSCALE_RL_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @dataclass
 class Landed:
     version: int | None
@@ -291,11 +315,14 @@ def land_batch(spark: SparkSession, stage: Stage, batch: Path, warehouse: Path) 
     reasons = {r[REASON]: int(r["count"]) for r in marked.filter(F.col(REASON).isNotNull()).groupBy(REASON).count().collect()}
     n_rejected = sum(reasons.values())
     n_kept = marked.count() - n_rejected
+    crash_point(f"staged:{stage.name}")
     version = None
     if n_kept or not tables.exists(spark, warehouse, stage.table):  # an empty batch still creates the table once
         version = tables.append_once(materialised.kept.withColumn("run_id", F.lit(run_id)), warehouse, stage.table, txn)
+    crash_point(f"kept:{stage.name}")
     if n_rejected:
         tables.append_once(materialised.rejected(stage.name, run_id), warehouse, tables.REJECTIONS, txn)
+    crash_point(f"landed:{stage.name}")
     usage = llm_usage(marked) if stage.uses_llm else {}
     discard(batch)
     return Landed(version, n_kept, n_rejected, reasons, usage)
@@ -358,7 +385,7 @@ def run_stage(
 def unaccounted_documents(spark: SparkSession, warehouse: Path, final_table: str) -> list[str]:
     """doc_ids of every document ingest ever saw (landed or rejected) that are neither in the
     final table nor rejected at some stage."""
-    docs = tables.read(spark, warehouse, "documents").select("doc_id")
+    docs = tables.read(spark, warehouse, PIPELINE[0].table).select("doc_id")
     accounted = tables.read(spark, warehouse, final_table).select("doc_id")
     if tables.exists(spark, warehouse, tables.REJECTIONS):
         rejections = tables.read(spark, warehouse, tables.REJECTIONS)
