@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def overrides(fake) -> list[str]:
 
 
 def run_cli(inputs: Path, wh: Path, fake, *, kill_on_line: str | None = None, delay_s: float = 0.0, kill_at: str | None = None):
-    """Run the CLI in its own process group; SIGKILL the group once a log line starts with
+    """Run the CLI in its own process group; SIGKILL the group once a log line matches the regex
     `kill_on_line` (after `delay_s`), or let WEBSCALE_RL_KILL_AT kill it. Returns (code, log)."""
     env = {
         **os.environ,
@@ -89,7 +90,7 @@ def run_cli(inputs: Path, wh: Path, fake, *, kill_on_line: str | None = None, de
     try:
         for line in proc.stdout:
             lines.append(line)
-            if kill_on_line and killer is None and line.lstrip().startswith(kill_on_line):
+            if kill_on_line and killer is None and re.search(kill_on_line, line):
                 killer = threading.Timer(delay_s, os.killpg, (proc.pid, signal.SIGKILL))
                 killer.start()
         code = proc.wait(timeout=300)
@@ -105,12 +106,12 @@ def run_cli(inputs: Path, wh: Path, fake, *, kill_on_line: str | None = None, de
 
 # (log line that triggers the kill, seconds after it, or a fault-injection point)
 KILLS = [
-    ("[ingest] start", 0.0, None),  # while reading and ingesting
+    (r"^\[ingest\] start", 0.0, None),  # while reading and ingesting
     (None, 0.0, "kept:filter"),  # filter's kept rows committed, its rejections not
-    ("[dedup] start", 0.0, None),
+    (r"^\[dedup\] start", 0.0, None),
     (None, 0.0, "staged:profile"),  # profile's LLM results committed to staging, nothing landed
-    ("[generate] ", 1.5, None),  # in the middle of the generate stage's LLM calls
-    ("[check] done", 0.0, None),  # right after check landed
+    (r"\[generate\] \d+ LLM call", 1.5, None),  # in the middle of the generate stage's LLM calls
+    (r"^\[check\] done", 0.0, None),  # right after check landed
 ]
 
 
@@ -130,7 +131,9 @@ def test_killed_runs_converge_to_a_clean_run(spark, tmp_path, monkeypatch):
         code, log = run_cli(inputs, wh, fake)
         assert code == 0, log[-3000:]
         # Batches of killed runs were picked up, not redone; the last run had only the rest to do.
-        assert "[profile] done" in logs[4] or "landed batch of interrupted run" in "".join(logs)
+        # Profile's batch, staged by run 4, was landed by run 5 with no profile call made again.
+        assert "[profile] landed batch of interrupted run" in logs[4]
+        assert re.search(r"\[profile\] done .*nothing new to process", logs[4]), logs[4][-3000:]
         assert "accounted for" in log
 
         clean = tmp_path / "wh-clean"
