@@ -1,6 +1,6 @@
 """Crash safety: the CLI run is SIGKILLed (its whole process group: driver, JVM, Python workers)
-at several points — while ingesting, between the two commits of a landing, at a stage start, with
-a batch staged but not landed, in the middle of the LLM generate stage, right after a stage —
+at several points — while ingesting, between the two commits of dedup's landing, with profile's
+batch staged but not landed, in the middle of the LLM generate stage, right after check landed —
 each time resumed by the next run, which is killed at a later point. The final run completes, and
 the warehouse equals one clean uninterrupted run: same rows, no duplicate key, nothing missing."""
 
@@ -107,8 +107,7 @@ def run_cli(inputs: Path, wh: Path, fake, *, kill_on_line: str | None = None, de
 # (log line that triggers the kill, seconds after it, or a fault-injection point)
 KILLS = [
     (r"^\[ingest\] start", 0.0, None),  # while reading and ingesting
-    (None, 0.0, "kept:filter"),  # filter's kept rows committed, its rejections not
-    (r"^\[dedup\] start", 0.0, None),
+    (None, 0.0, "kept:dedup"),  # dedup's kept rows committed, its rejection (the copy) not
     (None, 0.0, "staged:profile"),  # profile's LLM results committed to staging, nothing landed
     (r"\[generate\] \d+ LLM call", 1.5, None),  # in the middle of the generate stage's LLM calls
     (r"^\[check\] done", 0.0, None),  # right after check landed
@@ -126,14 +125,14 @@ def test_killed_runs_converge_to_a_clean_run(spark, tmp_path, monkeypatch):
             code, log = run_cli(inputs, wh, fake, kill_on_line=line, delay_s=delay, kill_at=point)
             logs.append(log)
             assert code == -signal.SIGKILL, f"run was not killed at {line or point}:\n{log[-2000:]}"
-        generate_log = logs[4]
+        generate_log = logs[3]
         assert "[generate] done" not in generate_log and "LLM call(s) to make" in generate_log
         code, log = run_cli(inputs, wh, fake)
         assert code == 0, log[-3000:]
         # Batches of killed runs were picked up, not redone; the last run had only the rest to do.
-        # Profile's batch, staged by run 4, was landed by run 5 with no profile call made again.
-        assert "[profile] landed batch of interrupted run" in logs[4]
-        assert re.search(r"\[profile\] done .*nothing new to process", logs[4]), logs[4][-3000:]
+        # Profile's batch, staged by run 3, was landed by run 4 with no profile call made again.
+        assert "[profile] landed batch of interrupted run" in logs[3]
+        assert re.search(r"\[profile\] done .*nothing new to process", logs[3]), logs[3][-3000:]
         assert "accounted for" in log
 
         clean = tmp_path / "wh-clean"

@@ -267,7 +267,8 @@ def staged_batches(warehouse: Path, stage: Stage) -> list[Path]:
         return []
     committed = []
     for path in sorted(root.iterdir()):
-        if path.name.startswith("."):
+        if path.name.startswith(".trash-"):  # a removal that a kill interrupted
+            shutil.rmtree(path, ignore_errors=True)
             continue
         if (path / "_delta_log" / "00000000000000000000.json").is_file():
             committed.append(path)
