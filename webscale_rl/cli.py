@@ -39,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="output path (a folder for parquet, verl and trl)")
     export.add_argument("--val-fraction", type=float, default=0.0, help="share of pairs for a validation split, fixed per qa_id (default 0: no split)")
     which = export.add_mutually_exclusive_group()
-    which.add_argument("--run-id", help="export this run (default: the latest run in the table)")
-    which.add_argument("--all-runs", action="store_true", help="export the rows of every run")
+    which.add_argument("--run-id", help="export only the pairs this run added (default: the whole table)")
+    which.add_argument("--latest-run", action="store_true", help="export only the pairs the latest run added")
+    which.add_argument("--all-runs", action="store_true", help="the whole table, every pair once (the default)")
     export.add_argument("--config", help="YAML config file (default conf/local.yaml)")
+    export.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. warehouse.catalog=main")
 
     setup = sub.add_parser(
         "setup",
@@ -60,11 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("--input", nargs="+", required=True, metavar="PATH", help="JSONL(.gz), Parquet, WARC(.gz), .txt/.html files or folders")
+    run.add_argument("--input", nargs="+", default=[], metavar="PATH", help="JSONL(.gz), Parquet, WARC(.gz), .txt/.html files or folders (needed when ingest runs)")
     run.add_argument("--warehouse", required=True, metavar="DIR", help="directory holding the Delta tables")
     run.add_argument("--config", metavar="FILE", help="YAML config (default conf/local.yaml)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. llm.max_concurrency=8 (repeatable)")
     run.add_argument("--eval-set", action="append", default=[], metavar="PATH", help="evaluation set to decontaminate against (JSONL/Parquet/CSV with a question column; name=PATH to name it; repeatable)")
+    run.add_argument("--from", dest="start", choices=STAGES, help="start at this stage (it reads the earlier stage's table); with --until the same stage: one stage")
     run.add_argument("--until", choices=STAGES, help="stop after this stage")
     run.add_argument("--limit", type=int, metavar="N", help="read at most N documents")
 
@@ -119,9 +122,30 @@ def cmd_run(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     cfg.decontam.eval_sets = [*cfg.decontam.eval_sets, *args.eval_set]
-    summary = run_pipeline(args.input, args.warehouse, cfg, until=args.until, limit=args.limit)
+    api_key_from_secret_scope(cfg)
+    summary = run_pipeline(args.input, args.warehouse, cfg, until=args.until, start=args.start, limit=args.limit)
     print_report(summary)
     return 0
+
+
+def api_key_from_secret_scope(cfg, dbutils=None) -> bool:
+    """On Databricks without the key's env variable (serverless has no cluster env vars): read it
+    from the configured secret scope into this process's environment. Returns whether it did."""
+    import os
+
+    scope, key = cfg.databricks.secret_scope, cfg.databricks.secret_key
+    if not (scope and key) or os.environ.get(cfg.llm.api_key_env):
+        return False
+    if dbutils is None:
+        if "DATABRICKS_RUNTIME_VERSION" not in os.environ:
+            return False
+        from pyspark.dbutils import DBUtils  # only on Databricks
+
+        from .spark import get_spark
+
+        dbutils = DBUtils(get_spark(cfg))
+    os.environ[cfg.llm.api_key_env] = dbutils.secrets.get(scope=scope, key=key)
+    return True
 
 
 def print_report(summary, n_examples: int = 3) -> None:
@@ -176,10 +200,12 @@ def cmd_export(args) -> int:
     from .config import load_config
     from .spark import get_spark
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.overrides)
     spark = get_spark(cfg)
+    tables.use_catalog(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)
     qa = tables.read(spark, args.warehouse, "qa")
-    if not args.all_runs:
+    # Incremental runs add to one table, each pair once: the data set is the whole table.
+    if args.run_id or args.latest_run:
         run_id = args.run_id or qa.agg(F.max("run_id")).collect()[0][0]
         if run_id is None:
             print("error: the qa table is empty", file=sys.stderr)

@@ -34,6 +34,23 @@ class SparkConfig:
 
 
 @dataclass
+class WarehouseConfig:
+    # With both set, tables are <catalog>.<schema>.<table> in the metastore (Unity Catalog on
+    # Databricks) instead of folders under --warehouse; --warehouse still holds what is not a
+    # table (staged batches, validation results, the MLflow store).
+    catalog: str | None = None
+    schema: str | None = None
+
+
+@dataclass
+class DatabricksConfig:
+    # Where a Databricks job finds the LLM key when its env variable (llm.api_key_env) is unset:
+    # dbutils.secrets.get(secret_scope, secret_key), read on the driver, never logged.
+    secret_scope: str | None = None
+    secret_key: str | None = None
+
+
+@dataclass
 class LLMConfig:
     # "local": start the embedded llama.cpp server; "openai": any OpenAI-compatible endpoint;
     # "azure": Azure OpenAI (deployments); "databricks": model serving (base_url + token).
@@ -277,6 +294,8 @@ class PIIConfig:
 @dataclass
 class Config:
     spark: SparkConfig = field(default_factory=SparkConfig)
+    warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
+    databricks: DatabricksConfig = field(default_factory=DatabricksConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     local_llm: LocalLLMConfig = field(default_factory=LocalLLMConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
@@ -453,6 +472,12 @@ def _validate(cfg: Config) -> None:
     missing = [s for s in LLM_STAGES if s not in cfg.llm.models]
     if missing:
         raise ConfigError(f"llm.models lacks a model for stage(s) {missing}")
+    if bool(cfg.warehouse.catalog) != bool(cfg.warehouse.schema):
+        raise ConfigError("warehouse.catalog and warehouse.schema go together: set both or neither")
+    for key in ("catalog", "schema"):
+        value = getattr(cfg.warehouse, key)
+        if value and not value.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"warehouse.{key} must be a plain identifier (letters, digits, _ or -), got {value!r}")
     if cfg.llm.max_concurrency < 1:
         raise ConfigError("llm.max_concurrency must be >= 1")
     if not 1 <= cfg.profile.max_personas <= 3:

@@ -90,10 +90,38 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
+    if launched_by_spark():
+        return submitted_session(cfg or Config())
     remote = os.environ.get("SPARK_REMOTE")
     if remote:
         return SparkSession.builder.remote(remote).getOrCreate()
     return build_local_session(cfg or Config())
+
+
+DELTA_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
+
+
+def launched_by_spark() -> bool:
+    """True when a JVM started this Python driver (spark-submit, a Databricks job): the master,
+    jars and confs are the launcher's, and building a local session would override its master."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def submitted_session(cfg: Config) -> SparkSession:
+    """The launcher's session. Its --master/--jars/--conf win; only Delta's two settings are added
+    when the launcher did not give them (the jars must be on its classpath: --jars or --packages)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to the launcher's JVM, so SparkConf sees its settings
+    launcher = SparkConf()
+    builder = SparkSession.builder.appName(launcher.get("spark.app.name", cfg.spark.app_name))
+    for key, value in DELTA_CONF.items():
+        if not launcher.contains(key):
+            builder = builder.config(key, value)
+    return builder.getOrCreate()
 
 
 def build_local_session(cfg: Config) -> SparkSession:

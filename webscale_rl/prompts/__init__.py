@@ -8,12 +8,14 @@ instructions, and its own copies of the delimiters are defused so it cannot clos
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-PROMPT_DIR = Path(__file__).resolve().parent
+# A Traversable, not a Path: the package may be imported from a zip (a wheel in spark-submit --py-files).
+PROMPT_DIR = importlib.resources.files(__name__)
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 
@@ -67,7 +69,7 @@ def defuse_document(text: str, max_chars: int) -> str:
 
 @lru_cache(maxsize=None)
 def load_prompt(stage: str, directory: str | None = None) -> Prompt:
-    path = Path(directory or PROMPT_DIR) / f"{stage}.txt"
+    path = (Path(directory) if directory else PROMPT_DIR) / f"{stage}.txt"
     if not path.is_file():
         raise FileNotFoundError(f"no prompt file for stage '{stage}' at {path}")
     raw = path.read_text(encoding="utf-8")

@@ -41,9 +41,20 @@ def normalized_text(text: Column, cfg: DedupConfig) -> Column:
     return F.trim(F.regexp_replace(out, r"\s+", " "))
 
 
+# Set by the pipeline on incremental runs: rows an earlier run already kept. They enter the stage
+# only to be judged against, and they win, so a new copy of a kept document is the duplicate.
+PRIOR = "_prior"
+
+
+def survivor_order(df: DataFrame) -> Column:
+    """Orders candidates for survival: rows kept by an earlier run first, then the smallest doc_id."""
+    prior = F.coalesce(F.col(PRIOR), F.lit(False)) if PRIOR in df.columns else F.lit(False)
+    return F.struct((~prior).alias("new"), F.col("doc_id").alias("doc_id"))
+
+
 def exact_survivors(df: DataFrame) -> DataFrame:
-    """doc_id → survivor of its text_hash group (the smallest doc_id), by aggregation and join."""
-    first = df.groupBy("text_hash").agg(F.min("doc_id").alias("_survivor"))
+    """doc_id → survivor of its text_hash group (see `survivor_order`), by aggregation and join."""
+    first = df.groupBy("text_hash").agg(F.min(survivor_order(df)).getField("doc_id").alias("_survivor"))
     return df.join(first, "text_hash").select("doc_id", "_survivor")
 
 
@@ -122,7 +133,11 @@ def near_duplicate_survivors(df: DataFrame, cfg: DedupConfig, log=print) -> Data
     signed = df.select("doc_id", "norm_text").mapInPandas(body, schema).localCheckpoint()
     edges = verified_edges(candidate_edges(signed), signed, fz).localCheckpoint()
     components = connected_components(edges, fz.max_iterations, log)
-    return components.filter(F.col("component") != F.col("doc_id")).select("doc_id", F.col("component").alias("_near_survivor"))
+    if PRIOR not in df.columns:  # the component's label is its smallest doc_id: the survivor
+        return components.filter(F.col("component") != F.col("doc_id")).select("doc_id", F.col("component").alias("_near_survivor"))
+    members = components.join(df.select("doc_id", survivor_order(df).alias("_order")), "doc_id")
+    best = members.groupBy("component").agg(F.min("_order").getField("doc_id").alias("_near_survivor"))
+    return members.join(best, "component").filter(F.col("_near_survivor") != F.col("doc_id")).select("doc_id", "_near_survivor")
 
 
 def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:

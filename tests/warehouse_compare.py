@@ -1,0 +1,51 @@
+"""Helpers for tests that compare whole warehouses: table contents without run ids, and keys
+that occur more than once (an idempotent pipeline has none)."""
+
+from __future__ import annotations
+
+import json
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from webscale_rl import tables
+
+# Table → the key each of its rows must hold once.
+KEYS = {
+    "documents": ("doc_id",),
+    "filtered": ("doc_id",),
+    "deduped": ("doc_id",),
+    "judged": ("doc_id",),
+    "profiles": ("doc_id",),
+    "qa_candidates": ("qa_id",),
+    "checked": ("qa_id",),
+    "qa": ("qa_id",),
+    "rejections": ("stage", "doc_id", "qa_id"),
+}
+
+
+def snapshot(spark: SparkSession, warehouse) -> dict[str, list[str]]:
+    """Every table's rows as sorted JSON strings, without run_id (which run made a row differs)."""
+    out = {}
+    for name in KEYS:
+        if not tables.exists(spark, warehouse, name):
+            continue
+        df = tables.read(spark, warehouse, name).drop("run_id")
+        out[name] = sorted(json.dumps(r.asDict(recursive=True), sort_keys=True, default=str) for r in df.collect())
+    return out
+
+
+def duplicate_keys(spark: SparkSession, warehouse) -> dict[str, int]:
+    """Table → number of keys held by more than one row (only tables that have any)."""
+    dupes = {}
+    for name, key in KEYS.items():
+        if not tables.exists(spark, warehouse, name):
+            continue
+        n = tables.read(spark, warehouse, name).groupBy(*key).count().filter(F.col("count") > 1).count()
+        if n:
+            dupes[name] = n
+    return dupes
+
+
+def versions(spark: SparkSession, warehouse) -> dict[str, int]:
+    return {name: tables.latest_version(spark, warehouse, name) for name in KEYS if tables.exists(spark, warehouse, name)}
