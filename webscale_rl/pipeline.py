@@ -50,6 +50,7 @@ class StageSummary:
     rejected_by_reason: dict[str, int]
     table_version: int | None
     llm: dict[str, float] = field(default_factory=dict)
+    gate: object | None = None  # quality.gates.GateOutcome; not ok → the batch is in quarantine
 
 
 @dataclass
@@ -152,6 +153,12 @@ def run_pipeline(
                 )
                 if stage_summary.llm:
                     report.log_metrics({f"{stage.name}.llm.{k}": v for k, v in stage_summary.llm.items()})
+                if stage_summary.gate is not None and not stage_summary.gate.ok:
+                    raise PipelineError(
+                        f"stage '{stage.name}': batch failed critical expectation(s) and was quarantined in "
+                        f"{warehouse / 'quarantine'} (not merged into '{stage.table}'): "
+                        + "; ".join(stage_summary.gate.failed_expectations)
+                    )
                 current = tables.read(spark, warehouse, stage.table).filter(F.col("run_id") == run_id)
             summary.final_table = stages[-1].table
             vanished = unaccounted_documents(spark, warehouse, run_id, summary.final_table, staging_root / "ingest")
@@ -207,9 +214,21 @@ def run_stage(
     n_total = marked.count()
     n_kept = n_total - n_rejected
     rows_in = n_total if stage.name == "ingest" else current.count()
-    version = tables.append(materialised.kept.withColumn("run_id", F.lit(ctx.run_id)), warehouse, stage.table)
+    kept_df = materialised.kept.withColumn("run_id", F.lit(ctx.run_id))
+    rejected_df = materialised.rejected(stage.name, ctx.run_id)
+    gate = None
+    if ctx.cfg.quality.gates:  # the landing gate: validate the batch before it is committed
+        from .quality.gates import gate_batch, quarantine
+
+        gate = gate_batch(spark, stage.name, stage.table, kept_df, rejected_df, rows_in, ctx.cfg.quality, warehouse, ctx.run_id)
+        if not gate.ok or gate.warnings:
+            log(gate.message())
+        if not gate.ok:
+            quarantine(spark, gate, kept_df, rejected_df, warehouse)
+            return StageSummary(stage.name, stage.table, rows_in, n_kept, n_rejected, time.monotonic() - t0, reasons, None, {}, gate)
+    version = tables.append(kept_df, warehouse, stage.table)
     if n_rejected:
-        tables.append(materialised.rejected(stage.name, ctx.run_id), warehouse, tables.REJECTIONS)
+        tables.append(rejected_df, warehouse, tables.REJECTIONS)
     usage = llm_usage(marked) if stage.uses_llm else {}
     elapsed = time.monotonic() - t0
     top = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:6])
@@ -221,7 +240,7 @@ def run_stage(
         + (f" ({top})" if top else "")
         + llm_note
     )
-    return StageSummary(stage.name, stage.table, rows_in, n_kept, n_rejected, elapsed, reasons, version, usage)
+    return StageSummary(stage.name, stage.table, rows_in, n_kept, n_rejected, elapsed, reasons, version, usage, gate)
 
 
 def unaccounted_documents(spark: SparkSession, warehouse: Path, run_id: str, final_table: str, ingested: Path) -> list[str]:
