@@ -161,6 +161,9 @@ class MLflowConfig:
     # None: $MLFLOW_TRACKING_URI if set, else a SQLite store inside the warehouse.
     tracking_uri: str | None = None
     experiment: str = "webscale-rl"
+    # USD per million tokens per model name: [prompt, completion]; logged as <stage> cost_usd.
+    usd_per_1m_tokens: dict[str, list[float]] = field(default_factory=dict)
+    sample_qa_rows: int = 50  # QA rows logged as an MLflow table
 
 
 @dataclass

@@ -51,6 +51,7 @@ class StageSummary:
     table_version: int | None
     llm: dict[str, float] = field(default_factory=dict)
     gate: object | None = None  # quality.gates.GateOutcome; not ok → the batch is in quarantine
+    rejections_version: int | None = None
 
 
 @dataclass
@@ -109,6 +110,7 @@ def run_pipeline(
         decontaminate.load_eval_sets(spark, list(cfg.decontam.eval_sets), cfg.decontam)  # fail early on a bad file
 
     from .quality.report import RunReport
+    from .quality.run_artifacts import log_data_docs, log_run_artifacts, log_stage_run
 
     needs_llm = any(s.uses_llm for s in stages)
     report_cm = RunReport(
@@ -131,6 +133,7 @@ def run_pipeline(
                 log(f"LLM: {endpoint.description}")
                 report.log_params({"llm.endpoint": endpoint.description})
             current: DataFrame = raw
+            read_versions: dict[str, int | None] = {}  # lineage: the table version the next stage reads
             staging_root = warehouse / "_staging" / run_id
             for stage in stages:
                 ctx = StageContext(
@@ -141,24 +144,28 @@ def run_pipeline(
                     progress_dir=str(staging_root / "_progress"),
                     log=log,
                 )
-                stage_summary = run_stage(spark, stage, current, ctx, warehouse, staging_root, log)
-                summary.stages.append(stage_summary)
-                report.log_stage(
-                    stage.name,
-                    stage_summary.rows_in,
-                    stage_summary.kept,
-                    stage_summary.rejected,
-                    stage_summary.elapsed_s,
-                    stage_summary.rejected_by_reason,
-                )
-                if stage_summary.llm:
-                    report.log_metrics({f"{stage.name}.llm.{k}": v for k, v in stage_summary.llm.items()})
-                if stage_summary.gate is not None and not stage_summary.gate.ok:
-                    raise PipelineError(
-                        f"stage '{stage.name}': batch failed critical expectation(s) and was quarantined in "
-                        f"{warehouse / 'quarantine'} (not merged into '{stage.table}'): "
-                        + "; ".join(stage_summary.gate.failed_expectations)
+                # One nested MLflow run per stage (FAILED if the stage raises or its batch is quarantined).
+                with report.nested(stage.name, tags={"webscale_rl.run_id": run_id, "webscale_rl.stage": stage.name}) as stage_report:
+                    stage_summary = run_stage(spark, stage, current, ctx, warehouse, staging_root, log)
+                    summary.stages.append(stage_summary)
+                    report.log_stage(
+                        stage.name,
+                        stage_summary.rows_in,
+                        stage_summary.kept,
+                        stage_summary.rejected,
+                        stage_summary.elapsed_s,
+                        stage_summary.rejected_by_reason,
                     )
+                    if stage_summary.llm:
+                        report.log_metrics({f"{stage.name}.llm.{k}": v for k, v in stage_summary.llm.items()})
+                    log_stage_run(stage_report, stage, stage_summary, cfg, inputs, read_versions)
+                    if stage_summary.gate is not None and not stage_summary.gate.ok:
+                        raise PipelineError(
+                            f"stage '{stage.name}': batch failed critical expectation(s) and was quarantined in "
+                            f"{warehouse / 'quarantine'} (not merged into '{stage.table}'): "
+                            + "; ".join(stage_summary.gate.failed_expectations)
+                        )
+                read_versions = {stage.table: stage_summary.table_version}
                 current = tables.read(spark, warehouse, stage.table).filter(F.col("run_id") == run_id)
             summary.final_table = stages[-1].table
             vanished = unaccounted_documents(spark, warehouse, run_id, summary.final_table, staging_root / "ingest")
@@ -173,6 +180,9 @@ def run_pipeline(
             report.log_dict(summary.qa_report, "qa_report.json")
         if summary.final_table == "qa" and cfg.quality.enabled:
             summary.validation = validate_final(spark, cfg, warehouse, run_id, report, log)
+        log_run_artifacts(report, spark, warehouse, run_id, summary, cfg, warehouse / "_quality")
+        if summary.validation is not None:
+            log_data_docs(report, summary.validation.data_docs)
         shutil.rmtree(staging_root, ignore_errors=True)
         summary.elapsed_s = time.monotonic() - t_run
         report.log_metrics({"run.elapsed_s": summary.elapsed_s})
@@ -227,8 +237,7 @@ def run_stage(
             quarantine(spark, gate, kept_df, rejected_df, warehouse)
             return StageSummary(stage.name, stage.table, rows_in, n_kept, n_rejected, time.monotonic() - t0, reasons, None, {}, gate)
     version = tables.append(kept_df, warehouse, stage.table)
-    if n_rejected:
-        tables.append(rejected_df, warehouse, tables.REJECTIONS)
+    rejections_version = tables.append(rejected_df, warehouse, tables.REJECTIONS) if n_rejected else None
     usage = llm_usage(marked) if stage.uses_llm else {}
     elapsed = time.monotonic() - t0
     top = ", ".join(f"{k}={v}" for k, v in sorted(reasons.items(), key=lambda kv: -kv[1])[:6])
@@ -240,7 +249,7 @@ def run_stage(
         + (f" ({top})" if top else "")
         + llm_note
     )
-    return StageSummary(stage.name, stage.table, rows_in, n_kept, n_rejected, elapsed, reasons, version, usage, gate)
+    return StageSummary(stage.name, stage.table, rows_in, n_kept, n_rejected, elapsed, reasons, version, usage, gate, rejections_version)
 
 
 def unaccounted_documents(spark: SparkSession, warehouse: Path, run_id: str, final_table: str, ingested: Path) -> list[str]:
