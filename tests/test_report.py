@@ -120,7 +120,7 @@ def test_nested_runs_figures_and_tables(warehouse, monkeypatch):
     assert run.data.tags["mlflow.parentRunId"] == rep.run_id and run.info.status == "FINISHED"
     assert run.data.metrics["rows_in"] == 3 and run.info.run_name == "filter"
     assert {a.path for a in client.list_artifacts(rep.run_id, "plots")} == {"plots/x.png"}
-    table = json.loads(client.download_artifacts(rep.run_id, "sample.json"))
+    table = json.loads(open(client.download_artifacts(rep.run_id, "sample.json")).read())
     assert table["columns"] == ["q", "n"] and table["data"] == [["fine", 1], ["***", 2]]
 
 
@@ -165,7 +165,7 @@ def test_pipeline_run_in_mlflow(spark):
     assert arts == {"plots/funnel.png", "plots/domains.png", "plots/personas.png", "plots/answer_length.png"}
     top = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"qa_sample.json", "qa_report.json", "validation", "quality", "run_summary.json"} <= top
-    sample = json.loads(client.download_artifacts(parent.info.run_id, "qa_sample.json"))
+    sample = json.loads(open(client.download_artifacts(parent.info.run_id, "qa_sample.json")).read())
     assert len(sample["data"]) == summary.counts["decontaminate"] and "question" in sample["columns"]
     docs = {a.path for a in client.list_artifacts(parent.info.run_id, "quality/data_docs")}
     assert "quality/data_docs/local_site" in docs
