@@ -93,7 +93,8 @@ def funnel_figure(stages: list[Any]):
     for i, (k, r) in enumerate(zip(kept, rejected)):
         ax.text(k + r, i, f" {k} / {k + r}", va="center", fontsize=8)
     ax.set_xlabel("rows")
-    ax.legend(loc="lower right")
+    ax.set_xlim(0, max([k + r for k, r in zip(kept, rejected)] + [1]) * 1.2)  # room for the labels
+    ax.legend(loc="upper right")
     fig.tight_layout()
     return fig
 
