@@ -116,6 +116,9 @@ def _violations(e: Expectation) -> Column:
         bad = present & _out_of_bounds(c, *e.args)
     elif e.kind == "size_between":
         bad = present & _out_of_bounds(F.size(c), *e.args)
+    elif e.kind == "not_in":  # the value occurs in another column (case-insensitive), e.g. answer in question
+        other = _col(e.args[0])
+        bad = present & other.isNotNull() & (F.length(F.trim(c)) > 0) & (F.instr(F.lower(other), F.lower(F.trim(c))) > 0)
     else:
         raise ValueError(f"not a per-row expectation: {e.kind}")
     return F.sum(bad.cast("long"))

@@ -46,7 +46,8 @@ LLM_ERROR = r"llm_error:[a-z_]+"
 @dataclass(frozen=True)
 class Expectation:
     """kind: schema | not_null | unique | in_set | matches | length_between | value_between |
-    size_between | max_share | rows_accounted | rows_at_most_input | max_reject_share."""
+    size_between | max_share | not_in(column, in=args[0]) | rows_accounted | rows_at_most_input |
+    max_reject_share."""
 
     kind: str
     column: str | None = None
@@ -76,6 +77,8 @@ def _qa_suite(q: Any, final: bool) -> list[Expectation]:
         # Every pair with the same answer is the signature of a broken generator.
         Expectation("max_share", "answer", (q.max_value_share,), WARNING),
     ]
+    if final:  # generate may still leak an answer into its question; check rejects those
+        suite.append(Expectation("not_in", "answer", ("question",)))
     return suite
 
 
