@@ -46,6 +46,7 @@ def test_notebook_runs(name, warehouse_env, monkeypatch, tmp_path):
     else:
         assert "gated batch(es); 0 failed expectation(s)" in outputs
         assert "success: True" in outputs and "quarantine is empty" in outputs
+        assert "ok      unique(qa_id)" in outputs
         out_dir = NOTEBOOKS.parent / "test-artifacts"
         out_dir.mkdir(exist_ok=True)
         nbformat.write(nb, out_dir / f"executed_{name}")

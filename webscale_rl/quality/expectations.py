@@ -220,12 +220,17 @@ def validate_qa(spark: Any, df: Any, quality_cfg: Any, out_dir: Path, run_id: st
     evaluated = passed = 0
     failed: list[str] = []
     warnings: list[str] = []
+    checks: list[dict] = []  # every expectation by its suites.py id, for reports and notebooks
     unexpected: dict[str, int | None] = {}
     for suite_result in result.run_results.values():
         stats = suite_result.statistics or {}
         evaluated += int(stats.get("evaluated_expectations", len(suite_result.results)))
         passed += int(stats.get("successful_expectations", 0))
         for r in suite_result.results:
+            meta = getattr(r.expectation_config, "meta", None) or {}
+            checks.append(
+                {"name": _expectation_name(r.expectation_config), "severity": meta.get("severity", "critical"), "success": bool(r.success), "unexpected": _unexpected_count(r)}
+            )
             if r.success:
                 continue
             name = _expectation_name(r.expectation_config)
@@ -233,11 +238,10 @@ def validate_qa(spark: Any, df: Any, quality_cfg: Any, out_dir: Path, run_id: st
             if info.get("raised_exception"):
                 msg = str(info.get("exception_message") or "error").splitlines()[0][:200]
                 name = f"{name} [error: {msg}]"
-            meta = getattr(r.expectation_config, "meta", None) or {}
             (warnings if meta.get("severity") == "warning" else failed).append(name)
             unexpected[name] = _unexpected_count(r)
 
-    payload = {"table": TABLE, "run_id": str(run_id), "rows": rows, **result.describe_dict()}
+    payload = {"table": TABLE, "run_id": str(run_id), "rows": rows, "checks": checks, **result.describe_dict()}
     safe_run_id = re.sub(r"[^A-Za-z0-9_.\-]", "_", str(run_id))
     results_path = out_dir / f"qa_validation_{safe_run_id}.json"
     results_path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
