@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 WAREHOUSE ?= demo-warehouse
 PYTEST_ARGS ?=
 
-.PHONY: venv setup demo test test-fast ui clean help
+.PHONY: venv setup demo test test-fast ui browser clean help
 
 help:
 	@echo "make demo   install what is missing, then run the whole pipeline on a small real sample"
@@ -36,17 +36,26 @@ demo: setup
 	$(BIN)/webscale-rl demo --warehouse $(WAREHOUSE)
 
 # pytest exit code 5 means "no tests ran": that must fail, not pass silently.
-test: setup $(BIN)/.installed-rl
+test: setup $(BIN)/.installed-rl browser
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test-fast: venv
+test-fast: venv browser
 	@$(BIN)/python -m pytest -m "not real_model" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
+# MLflow UI on 127.0.0.1 for the demo warehouse's store (or $MLFLOW_TRACKING_URI when set).
+UI_PORT ?= 5000
 ui: venv
-	$(BIN)/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 \
-	  --backend-store-uri sqlite:///$(abspath $(WAREHOUSE))/_mlflow/mlflow.db
+	$(BIN)/mlflow ui --host 127.0.0.1 --port $(UI_PORT) --workers 1 \
+	  --backend-store-uri "$${MLFLOW_TRACKING_URI:-sqlite:///$(abspath $(WAREHOUSE))/_mlflow/mlflow.db}"
+
+# Headless Chromium for the UI test (Debian's package; installed once, as root, when missing).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq chromium; \
+	  else echo "warning: Debian's chromium is missing; the MLflow UI test will be skipped (apt-get install chromium)" >&2; fi; }
 
 clean:
 	rm -rf $(WAREHOUSE) $(WAREHOUSE)-input spark-warehouse metastore_db derby.log .pytest_cache

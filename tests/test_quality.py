@@ -1,4 +1,4 @@
-"""Great Expectations suite on the `qa` table. One GX project dir, three validations in it
+"""Great Expectations suite on the `qa` table, built from quality/suites.py. One GX project dir, three validations in it
 (the first costs 15-50 s on 2 cores; later ones a few seconds), which also proves re-runs work."""
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from webscale_rl.quality import DOMAINS, ValidationOutcome, validate_qa
 
 SCHEMA = (
     "doc_id string, qa_id string, pretrain_text string, question string, answer string, "
-    "domain string, persona string, run_id string, prompt_version string"
+    "domain string, persona string, run_id string, prompt_version string, answer_type string"
 )
 
 
-def _row(qa_id, question, answer, domain="Math", doc_id="d1"):
-    return (doc_id, qa_id, "some pretraining text", question, answer, domain, "a teacher", "r1", "v1")
+def _row(qa_id, question, answer, domain="Math", doc_id="d1", answer_type="entity"):
+    return (doc_id, qa_id, "some pretraining text", question, answer, domain, "a teacher", "r1", "v1", answer_type)
 
 
 def test_validate_qa_pass_fail_empty(spark, warehouse):
     out = warehouse / "_quality"
-    cfg = QualityConfig(max_answer_chars=50)
+    cfg = QualityConfig(max_answer_chars=50, distribution_min_rows=4)
     loose = QualityConfig(max_answer_chars=100)  # first run: the stored suite must be rewritten later
 
     good = spark.createDataFrame(
@@ -34,9 +34,10 @@ def test_validate_qa_pass_fail_empty(spark, warehouse):
     ok = validate_qa(spark, good, loose, out, run_id="run-ok")
     assert ok.success, ok.summary()
     assert ok.failed == [] and ok.rows == 2
-    assert ok.evaluated == ok.passed == 11  # 7 not-null + unique + in-set + lengths + answer-in-question
+    # columns + 7 not-null + unique + 2 in-set + 2 lengths + 2 shares + answer-in-question
+    assert ok.evaluated == ok.passed == 16
     assert ok.results_path == out / "qa_validation_run-ok.json" and ok.results_path.is_file()
-    assert ok.summary() == "qa: 11/11 expectations passed (2 rows)"
+    assert ok.summary() == "qa: 16/16 expectations passed (2 rows)"
     assert ok.data_docs == out / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     assert ok.data_docs.is_file()
     assert not good.is_cached  # GX's persist() of the batch is undone
@@ -46,7 +47,7 @@ def test_validate_qa_pass_fail_empty(spark, warehouse):
             _row("q1", "What is two plus two?", "4"),
             _row("q1", "Name a dish.", "Pasta", domain="Cooking"),  # duplicate qa_id, unknown domain
             _row("q3", "The capital of France is Paris; which city is it?", "paris"),  # answer in question
-            _row("q4", "Explain everything.", "x" * 51),  # too long
+            _row("q4", "Explain everything.", "x" * 51, answer_type="essay"),  # too long, unknown type
         ],
         SCHEMA,
     )
@@ -54,24 +55,27 @@ def test_validate_qa_pass_fail_empty(spark, warehouse):
     ko = validate_qa(spark, bad, cfg, out, run_id="run-bad")
     assert not ko.success
     failed = " | ".join(ko.failed)
-    for name in (
-        "expect_column_values_to_be_unique(qa_id)",
-        "expect_column_values_to_be_in_set(domain)",
-        "expect_column_value_lengths_to_be_between(answer)",
-        "answer_not_in_question",
-    ):
+    for name in ("unique(qa_id)", "in_set(domain)", "length_between(answer)", "not_in(answer)"):
         assert name in failed, ko.failed
-    assert len(ko.failed) == 4 and ko.passed == 7
-    assert ko.unexpected["answer_not_in_question"] == 1
-    assert ko.unexpected["expect_column_values_to_be_in_set(domain)"] == 1
-    assert "FAILED" in ko.summary() and "answer_not_in_question" in ko.summary()
+    assert len(ko.failed) == 4, ko.failed
+    # Warnings (suites.py severities) are reported but do not fail the suite: 3 of 4 rows are "Math".
+    assert sorted(ko.warnings) == ["in_set(answer_type)"], ko.warnings
+    assert ko.passed == 11
+    assert ko.unexpected["not_in(answer)"] == 1
+    assert ko.unexpected["in_set(domain)"] == 1
+    assert "FAILED" in ko.summary() and "not_in(answer)" in ko.summary() and "warning: in_set(answer_type)" in ko.summary()
     doc = json.loads(ko.results_path.read_text())
     assert doc["success"] is False and doc["rows"] == 4 and doc["run_id"] == "run-bad"
-    assert doc["validation_results"][0]["statistics"]["unsuccessful_expectations"] == 4
+    assert doc["validation_results"][0]["statistics"]["unsuccessful_expectations"] == 5
+
+    # A critical distribution check: one domain on 3 of 4 rows (> 50%).
+    strict = QualityConfig(max_answer_chars=50, distribution_min_rows=4, max_value_share=0.5, severity={"max_share(domain)": "critical"})
+    skew = validate_qa(spark, bad, strict, out, run_id="run-skew")
+    assert "max_share(domain)" in skew.failed and skew.unexpected["max_share(domain)"] == 1
 
     empty = validate_qa(spark, spark.createDataFrame([], SCHEMA), cfg, out, run_id="run-empty")
     assert empty.rows == 0 and empty.empty
-    assert empty.success and empty.evaluated == 11
+    assert empty.success and empty.evaluated == 16
     assert "EMPTY" in empty.summary()
     assert (out / "qa_validation_run-empty.json").is_file()
 

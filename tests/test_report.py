@@ -96,3 +96,77 @@ def test_secret_keys_and_names():
     assert not is_secret_key("llm.max_tokens.generate") and not is_secret_key("tokenizer")
     assert sanitize_name("a:b/<c>") == "a_b/_c_" and sanitize_name("../x") == "_/x"
     assert sanitize_name("") == "unnamed"
+
+
+def test_nested_runs_figures_and_tables(warehouse, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    with RunReport(MLflowConfig(experiment="nested"), warehouse, run_name="parent") as rep:
+        with rep.nested("filter", tags={"webscale_rl.stage": "filter"}) as child:
+            child.log_metrics({"rows_in": 3})
+        fig, ax = plt.subplots()
+        ax.bar(["a"], [1])
+        rep.log_figure(fig, "plots/x.png")
+        rep.log_table(pd.DataFrame({"q": ["fine", f"leak {CANARY}"], "n": [1, 2]}), "sample.json")
+    client = MlflowClient(tracking_uri=rep.tracking_uri)
+    run = client.get_run(child.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == rep.run_id and run.info.status == "FINISHED"
+    assert run.data.metrics["rows_in"] == 3 and run.info.run_name == "filter"
+    assert {a.path for a in client.list_artifacts(rep.run_id, "plots")} == {"plots/x.png"}
+    table = json.loads(open(client.download_artifacts(rep.run_id, "sample.json")).read())
+    assert table["columns"] == ["q", "n"] and table["data"] == [["fine", 1], ["***", 2]]
+
+
+def test_pipeline_run_in_mlflow(spark):
+    """Parent run + one nested run per stage, with lineage, metrics and artifacts (MlflowClient)."""
+    from mlflow import MlflowClient
+
+    from webscale_rl import STAGES, tables
+
+    from .small_warehouse import small_warehouse
+
+    warehouse, summary = small_warehouse(spark)
+    client = MlflowClient(tracking_uri=summary.mlflow.tracking_uri)
+    parent = client.get_run(summary.mlflow.run_id)
+    assert parent.info.status == "FINISHED" and parent.info.run_name == summary.run_id
+    children = client.search_runs(
+        [summary.mlflow.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    by_stage = {r.info.run_name: r for r in children}
+    assert set(by_stage) == set(STAGES)
+
+    ingest, generate, dedup = by_stage["ingest"], by_stage["generate"], by_stage["dedup"]
+    assert ingest.data.params["lineage.read.inputs"].endswith("docs.jsonl")
+    assert ingest.data.metrics["rows_in"] == 5 and ingest.data.metrics["rows_out"] == 5
+    assert dedup.data.metrics["rejected.exact_duplicate"] == 1
+    assert dedup.data.params["lineage.read.filtered"] == str(tables.latest_version(spark, warehouse, "filtered"))
+    assert dedup.data.params["lineage.written.deduped"] == str(tables.latest_version(spark, warehouse, "deduped"))
+    assert generate.data.params["model"] == "gpt-4.1"
+    assert generate.data.params["prompt_version"].startswith("generate-v") and "+fewshot-v" in generate.data.params["prompt_version"]
+    gm = generate.data.metrics
+    assert gm["llm.calls"] > 0 and gm["tokens"] == gm["llm.prompt_tokens"] + gm["llm.completion_tokens"]
+    assert gm["cost_usd"] == pytest.approx((gm["llm.prompt_tokens"] * 2 + gm["llm.completion_tokens"] * 8) / 1e6)
+    for r in by_stage.values():
+        m = r.data.metrics
+        assert m["gate.passed"] == 1.0 and 0 < m["gate.pass_rate"] <= 1.0
+        assert {"pass_rate", "elapsed_s", "rows_per_s", "rows_rejected"} <= set(m)
+        assert [a.path for a in client.list_artifacts(r.info.run_id, "gate")] == [f"gate/{r.info.run_name}.json"]
+
+    pm = parent.data.params
+    assert pm["lineage.written.qa"] == str(tables.latest_version(spark, warehouse, "qa"))
+    arts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert arts == {"plots/funnel.png", "plots/domains.png", "plots/personas.png", "plots/answer_length.png"}
+    top = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"qa_sample.json", "qa_report.json", "validation", "quality", "run_summary.json"} <= top
+    sample = json.loads(open(client.download_artifacts(parent.info.run_id, "qa_sample.json")).read())
+    assert len(sample["data"]) == summary.counts["decontaminate"] and "question" in sample["columns"]
+    docs = {a.path for a in client.list_artifacts(parent.info.run_id, "quality/data_docs")}
+    assert "quality/data_docs/local_site" in docs
+    assert parent.data.metrics["validation.success"] == 1.0

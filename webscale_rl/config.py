@@ -258,6 +258,15 @@ class QualityConfig:
     max_answer_chars: int = 200
     # "fail": a failed expectation fails the run (non-zero exit); "warn": report only.
     on_failure: str = "fail"
+    # Landing gates (quality/gates.py): validate every stage's batch before it lands; a failed
+    # critical expectation quarantines the batch and fails the run.
+    gates: bool = True
+    # Severity overrides by "<table>:<expectation>" or "<expectation>" (quality/suites.py), e.g.
+    # {"max_share(domain)": "critical", "qa:in_set(answer_type)": "off"}: critical | warning | off.
+    severity: dict[str, str] = field(default_factory=dict)
+    max_value_share: float = 0.9  # one domain / one answer on more than this share of rows: a broken model
+    max_llm_error_share: float = 0.5  # more of a stage's input rejected with llm_error:*: a broken endpoint
+    distribution_min_rows: int = 20  # share checks apply to batches of at least this many rows
 
 
 @dataclass
@@ -266,6 +275,7 @@ class MLflowConfig:
     # None: $MLFLOW_TRACKING_URI if set, else a SQLite store inside the warehouse.
     tracking_uri: str | None = None
     experiment: str = "webscale-rl"
+    sample_qa_rows: int = 50  # QA rows logged as an MLflow table
 
 
 @dataclass
@@ -485,6 +495,7 @@ def _validate(cfg: Config) -> None:
     if cfg.quality.on_failure not in ("fail", "warn"):
         raise ConfigError("quality.on_failure must be 'fail' or 'warn'")
     _validate_filter_dedup(cfg)
+    _validate_quality(cfg)
     from .limits import validate_limits
 
     validate_limits(cfg)
@@ -506,6 +517,17 @@ def _validate_filter_dedup(cfg: Config) -> None:
         raise ConfigError(f"dedup.fuzzy.verify must be 'jaccard', 'signature' or 'none', got {fz.verify!r}")
     if not 0.0 < fz.threshold <= 1.0:
         raise ConfigError(f"dedup.fuzzy.threshold must be in (0, 1], got {fz.threshold}")
+
+
+def _validate_quality(cfg: Config) -> None:
+    from .quality.suites import SEVERITIES, all_expectation_ids
+
+    known = all_expectation_ids(cfg.quality)
+    for key, sev in cfg.quality.severity.items():
+        if key not in known:
+            raise ConfigError(f"quality.severity: unknown expectation {key!r} (e.g. {sorted(known)[:4]})")
+        if sev not in SEVERITIES:
+            raise ConfigError(f"quality.severity.{key} must be one of {', '.join(SEVERITIES)}; got {sev!r}")
 
 
 def api_key_from_env(cfg: Config) -> str | None:

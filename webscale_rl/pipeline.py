@@ -59,6 +59,8 @@ class StageSummary:
     table_version: int | None
     llm: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)  # the stage's `_count_*` totals (PII replaced, ...)
+    gate: object | None = None  # quality.gates.GateOutcome; not ok → the batch is in quarantine
+    rejections_version: int | None = None
 
 
 @dataclass
@@ -129,6 +131,7 @@ def run_pipeline(
         decontaminate.load_eval_sets(spark, list(cfg.decontam.eval_sets), cfg.decontam)  # fail early on a bad file
 
     from .quality.report import RunReport
+    from .quality.run_artifacts import log_data_docs, log_run_artifacts, log_stage_run
 
     needs_llm = any(s.uses_llm for s in stages)
     report_cm = RunReport(
@@ -155,6 +158,7 @@ def run_pipeline(
                 report.log_params({"llm.endpoint": endpoint.description})
             if endpoint is not None and cfg.llm.cache:
                 _fold_llm_cache(spark, warehouse, log, "replies paid for by an earlier, unfinished run")
+            read_versions: dict[str, int | None] = {}  # lineage: the table version the next stage reads
             for stage in stages:
                 ctx = StageContext(
                     cfg=cfg,
@@ -171,20 +175,30 @@ def run_pipeline(
                     upstream = tables.read(spark, warehouse, upstream_table(stage))
                 else:
                     raise PipelineError(f"stage '{stage.name}' reads table '{upstream_table(stage)}', which is not in {warehouse}: run the earlier stages first")
-                stage_summary = run_stage(spark, stage, upstream, ctx, warehouse, log)
-                summary.stages.append(stage_summary)
-                report.log_stage(
-                    stage.name,
-                    stage_summary.rows_in,
-                    stage_summary.kept,
-                    stage_summary.rejected,
-                    stage_summary.elapsed_s,
-                    stage_summary.rejected_by_reason,
-                )
-                if stage_summary.counts:
-                    report.log_metrics({f"{stage.name}.{k}": v for k, v in stage_summary.counts.items()})
-                if stage_summary.llm:
-                    report.log_metrics({f"{stage.name}.llm.{k}": v for k, v in stage_summary.llm.items()})
+                # One nested MLflow run per stage (FAILED if the stage raises or its batch is quarantined).
+                with report.nested(stage.name, tags={"webscale_rl.run_id": run_id, "webscale_rl.stage": stage.name}) as stage_report:
+                    stage_summary = run_stage(spark, stage, upstream, ctx, warehouse, log)
+                    summary.stages.append(stage_summary)
+                    report.log_stage(
+                        stage.name,
+                        stage_summary.rows_in,
+                        stage_summary.kept,
+                        stage_summary.rejected,
+                        stage_summary.elapsed_s,
+                        stage_summary.rejected_by_reason,
+                    )
+                    if stage_summary.counts:
+                        report.log_metrics({f"{stage.name}.{k}": v for k, v in stage_summary.counts.items()})
+                    if stage_summary.llm:
+                        report.log_metrics({f"{stage.name}.llm.{k}": v for k, v in stage_summary.llm.items()})
+                    log_stage_run(stage_report, stage, stage_summary, cfg, inputs, read_versions)
+                    if stage_summary.gate is not None and not stage_summary.gate.ok:
+                        raise PipelineError(
+                            f"stage '{stage.name}': batch failed critical expectation(s) and was quarantined in "
+                            f"{warehouse / 'quarantine'} (not merged into '{stage.table}'): "
+                            + "; ".join(stage_summary.gate.failed_expectations)
+                        )
+                read_versions = {stage.table: stage_summary.table_version}
             summary.final_table = stages[-1].table
             llm_stages = {s.stage: s.llm for s in summary.stages if s.llm}
             if llm_stages:
@@ -206,6 +220,9 @@ def run_pipeline(
             report.log_dict(summary.qa_report, "qa_report.json")
         if summary.final_table == "qa" and cfg.quality.enabled:
             summary.validation = validate_final(spark, cfg, warehouse, run_id, report, log)
+        log_run_artifacts(report, spark, warehouse, run_id, summary, cfg, warehouse / "_quality")
+        if summary.validation is not None:
+            log_data_docs(report, summary.validation.data_docs)
         shutil.rmtree(progress_root / run_id, ignore_errors=True)
         summary.elapsed_s = time.monotonic() - t_run
         report.log_metrics({"run.elapsed_s": summary.elapsed_s})
@@ -319,13 +336,24 @@ class Landed:
     reasons: dict[str, int]
     llm: dict[str, float]
     counts: dict[str, int] = field(default_factory=dict)
+    gate: object | None = None
+    rejections_version: int | None = None
 
 
-def land_batch(spark: SparkSession, stage: Stage, batch: Path, warehouse: Path) -> Landed:
+def land_batch(
+    spark: SparkSession,
+    stage: Stage,
+    batch: Path,
+    warehouse: Path,
+    cfg: Config,
+    rows_in: int | None = None,
+    log: Callable[[str], None] = print,
+) -> Landed:
     """Land a staged batch: kept rows to the stage's table, rejections to `rejections`, each an
     idempotent append keyed by the batch, then drop the batch. Safe to repeat after a kill at any
     point: a commit that happened is skipped, one that did not is made.
-    Hooks that must see a whole batch before it becomes visible (quality gates) belong here."""
+    The landing gate sees the whole batch first: a batch failing a critical expectation goes to
+    the quarantine table instead, and its stage table and `rejections` stay as they were."""
     run_id = batch.name  # the run that computed the batch; its rows carry that run_id
     txn = f"webscale-rl/{stage.name}/{run_id}"
     marked = spark.read.format("delta").load(str(batch))
@@ -333,18 +361,31 @@ def land_batch(spark: SparkSession, stage: Stage, batch: Path, warehouse: Path) 
     reasons = {r[REASON]: int(r["count"]) for r in marked.filter(F.col(REASON).isNotNull()).groupBy(REASON).count().collect()}
     n_rejected = sum(reasons.values())
     n_kept = marked.count() - n_rejected
+    usage = llm_usage(marked) if stage.uses_llm else {}
+    counts = summed_counts(marked)
+    kept_df = materialised.kept.withColumn("run_id", F.lit(run_id))
+    rejected_df = materialised.rejected(stage.name, run_id)
+    gate = None
+    if cfg.quality.gates:
+        from .quality.gates import gate_batch, quarantine
+
+        batch_in = rows_in if rows_in is not None else n_kept + n_rejected
+        gate = gate_batch(spark, stage.name, stage.table, kept_df, rejected_df, batch_in, cfg.quality, warehouse, run_id)
+        if not gate.ok or gate.warnings:
+            log(gate.message())
+        if not gate.ok:
+            quarantine(spark, gate, kept_df, rejected_df, warehouse)
+            discard(batch)  # the quarantine holds it now; a later run recomputes these rows
+            return Landed(None, n_kept, n_rejected, reasons, usage, counts, gate)
     crash_point(f"staged:{stage.name}")
     version = None
     if n_kept or not tables.exists(spark, warehouse, stage.table):  # an empty batch still creates the table once
-        version = tables.append_once(materialised.kept.withColumn("run_id", F.lit(run_id)), warehouse, stage.table, txn)
+        version = tables.append_once(kept_df, warehouse, stage.table, txn)
     crash_point(f"kept:{stage.name}")
-    if n_rejected:
-        tables.append_once(materialised.rejected(stage.name, run_id), warehouse, tables.REJECTIONS, txn)
+    rejections_version = tables.append_once(rejected_df, warehouse, tables.REJECTIONS, txn) if n_rejected else None
     crash_point(f"landed:{stage.name}")
-    usage = llm_usage(marked) if stage.uses_llm else {}
-    counts = summed_counts(marked)
     discard(batch)
-    return Landed(version, n_kept, n_rejected, reasons, usage, counts)
+    return Landed(version, n_kept, n_rejected, reasons, usage, counts, gate, rejections_version)
 
 
 def run_stage(
@@ -358,7 +399,10 @@ def run_stage(
     t0 = time.monotonic()
     log(f"[{stage.name}] start → table '{stage.table}'")
     for pending in staged_batches(warehouse, stage):
-        landed = land_batch(spark, stage, pending, warehouse)
+        landed = land_batch(spark, stage, pending, warehouse, ctx.cfg, None, log)
+        if landed.gate is not None and not landed.gate.ok:
+            return StageSummary(stage.name, stage.table, landed.kept + landed.rejected, landed.kept, landed.rejected,
+                                time.monotonic() - t0, landed.reasons, None, landed.llm, landed.counts, landed.gate)
         log(f"  [{stage.name}] landed batch of interrupted run {pending.name}: kept {landed.kept}, rejected {landed.rejected}")
     if stage is PIPELINE[0]:
         work = upstream  # doc_ids are made by the stage; already-ingested ones are dropped after it
@@ -386,7 +430,7 @@ def run_stage(
     else:
         tables.overwrite(marked, str(batch))
     # Everything below reads the materialised batch: LLM calls are never made twice.
-    landed = land_batch(spark, stage, batch, warehouse)
+    landed = land_batch(spark, stage, batch, warehouse, ctx.cfg, rows_in, log)
     if rows_in is None:
         rows_in = landed.kept + landed.rejected
     counts = landed.counts
@@ -402,7 +446,7 @@ def run_stage(
         + llm_note
         + ("; " + ", ".join(f"{k}={v}" for k, v in counts.items() if v) if any(counts.values()) else "")
     )
-    return StageSummary(stage.name, stage.table, rows_in, landed.kept, landed.rejected, elapsed, landed.reasons, landed.version, landed.llm, counts)
+    return StageSummary(stage.name, stage.table, rows_in, landed.kept, landed.rejected, elapsed, landed.reasons, landed.version, landed.llm, counts, landed.gate, landed.rejections_version)
 
 
 def unaccounted_documents(spark: SparkSession, warehouse: Path, final_table: str) -> list[str]:

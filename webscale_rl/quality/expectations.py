@@ -1,12 +1,16 @@
-"""Great Expectations (1.x) suite for the final `qa` table.
+"""Great Expectations (1.x) validation of the final `qa` table, with Data Docs.
+
+The suite is not defined here: it is translated from `suites.py` (the one place every table's
+suite lives, with its severities), so the landing gate and GX check the same things. Per-row kinds
+map to GX's column expectations; `not_in`, `size_between` and `max_share` become
+`UnexpectedRowsExpectation`s with a Spark-SQL query over `{batch}` (GX 1.24 evaluates it on Spark by
+registering the batch as the temp view `tmp_view`). A failed `warning` expectation is reported in
+`ValidationOutcome.warnings` and does not fail the suite.
 
 The GX project is a file-mode context rooted at `out_dir` (`<out_dir>/gx/...`). Every object
 (data source, asset, batch definition, suite, validation definition, checkpoint) is fetched or
 created by name, and the suite is re-written from code on each call, so repeated runs in the same
-directory work and a changed `max_answer_chars` takes effect.
-
-"answer not contained in question" uses `UnexpectedRowsExpectation` with a Spark-SQL query over
-`{batch}` (GX 1.24 evaluates it on Spark by registering the batch as the temp view `tmp_view`).
+directory work and a changed config takes effect.
 
 great_expectations is imported inside `validate_qa` only: importing it costs seconds.
 """
@@ -25,8 +29,6 @@ from .. import DOMAINS as _DOMAINS
 DOMAINS = list(_DOMAINS)
 
 TABLE = "qa"
-REQUIRED_NOT_NULL = ("doc_id", "qa_id", "question", "answer", "domain", "persona", "pretrain_text")
-
 _DATASOURCE = "webscale_rl_spark"
 _ASSET = "qa"
 _BATCH_DEFINITION = "qa_whole_dataframe"
@@ -36,25 +38,18 @@ _CHECKPOINT = "qa_checkpoint"
 # GX's Spark implementation of query expectations registers the batch under this temp view name.
 _GX_TEMP_VIEW = "tmp_view"
 
-ANSWER_IN_QUESTION_NAME = "answer_not_in_question"
-ANSWER_IN_QUESTION_QUERY = (
-    "SELECT `qa_id`, `question`, `answer` FROM {batch} "
-    "WHERE `answer` IS NOT NULL AND `question` IS NOT NULL AND length(trim(`answer`)) > 0 "
-    "AND instr(lower(`question`), lower(trim(`answer`))) > 0"
-)
-
-
 @dataclass
 class ValidationOutcome:
     table: str
     success: bool
     evaluated: int
-    failed: list[str]  # names of failed expectations, e.g. "expect_column_values_to_be_in_set(domain)"
+    failed: list[str]  # names of failed critical expectations, e.g. "in_set(domain)" (suites.py ids)
     results_path: Path  # JSON of the full result (CheckpointResult.describe_dict() + table/run_id/rows)
     data_docs: Path | None = None  # Data Docs index.html, if it was built
     rows: int = 0
     passed: int = 0
     unexpected: dict[str, int | None] = field(default_factory=dict)  # failed name -> unexpected rows
+    warnings: list[str] = field(default_factory=list)  # failed expectations of severity "warning"
 
     @property
     def empty(self) -> bool:
@@ -63,6 +58,8 @@ class ValidationOutcome:
     def summary(self) -> str:
         head = f"{self.table}: {self.passed}/{self.evaluated} expectations passed ({self.rows} rows"
         head += ", EMPTY TABLE)" if self.empty else ")"
+        if self.warnings:
+            head += "; warning: " + "; ".join(self.warnings)
         if self.success:
             return head
         parts = []
@@ -78,35 +75,60 @@ def _quiet_gx() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _build_suite(gx: Any, max_answer_chars: int) -> Any:
-    ex = gx.expectations
+def _gx_expectation(ex: Any, e: Any, severity: str, q: Any) -> Any | None:
+    """The GX expectation for one suite entry of `suites.py` (the one place suites are defined)."""
+    meta = {"name": e.id, "severity": severity}
+    col = e.column
+    if e.kind == "schema":
+        return ex.ExpectTableColumnsToMatchSet(column_set=[c for c, _ in e.args], exact_match=False, meta=meta)
+    if e.kind == "not_null":
+        return ex.ExpectColumnValuesToNotBeNull(column=col, meta=meta)
+    if e.kind == "unique":
+        return ex.ExpectColumnValuesToBeUnique(column=col, meta=meta)
+    if e.kind == "in_set":
+        return ex.ExpectColumnValuesToBeInSet(column=col, value_set=list(e.args[0]), meta=meta)
+    if e.kind == "matches":
+        return ex.ExpectColumnValuesToMatchRegex(column=col, regex=f"^(?:{e.args[0]})$", meta=meta)
+    if e.kind == "length_between":
+        return ex.ExpectColumnValueLengthsToBeBetween(column=col, min_value=e.args[0], max_value=e.args[1], meta=meta)
+    if e.kind == "value_between":
+        return ex.ExpectColumnValuesToBeBetween(column=col, min_value=e.args[0], max_value=e.args[1], meta=meta)
+    # The rest as Spark-SQL over GX's `{batch}` view: any returned row is unexpected.
+    if e.kind == "not_in":
+        other = e.args[0]
+        query = (
+            f"SELECT * FROM {{batch}} WHERE `{col}` IS NOT NULL AND `{other}` IS NOT NULL AND length(trim(`{col}`)) > 0 "
+            f"AND instr(lower(`{other}`), lower(trim(`{col}`))) > 0"
+        )
+        description = f"{col} is not contained in {other} (case-insensitive)"
+    elif e.kind == "size_between":
+        lo, hi = e.args
+        conds = ([f"size(`{col}`) < {int(lo)}"] if lo is not None else []) + ([f"size(`{col}`) > {int(hi)}"] if hi is not None else [])
+        query = f"SELECT * FROM {{batch}} WHERE `{col}` IS NOT NULL AND ({' OR '.join(conds)})"
+        description = f"number of {col} between {lo} and {hi}"
+    elif e.kind == "max_share":
+        rows = "(SELECT count(*) FROM {batch})"
+        query = (
+            f"SELECT `{col}`, count(*) AS n FROM {{batch}} GROUP BY `{col}` "
+            f"HAVING count(*) > {float(e.args[0])} * {rows} AND {rows} >= {int(q.distribution_min_rows)}"
+        )
+        description = f"no {col} value on more than {e.args[0]:.0%} of the rows"
+    else:
+        return None  # batch relations (rows in / out) are checked by the landing gate only
+    return ex.UnexpectedRowsExpectation(unexpected_rows_query=query, description=description, meta=meta)
+
+
+def _build_suite(gx: Any, quality_cfg: Any) -> Any:
+    from .suites import OFF, severity_of, table_suites
+
     suite = gx.ExpectationSuite(name=_SUITE)
-    for col in REQUIRED_NOT_NULL:
-        name = f"expect_column_values_to_not_be_null({col})"
-        suite.add_expectation(ex.ExpectColumnValuesToNotBeNull(column=col, meta={"name": name}))
-    suite.add_expectation(
-        ex.ExpectColumnValuesToBeUnique(column="qa_id", meta={"name": "expect_column_values_to_be_unique(qa_id)"})
-    )
-    suite.add_expectation(
-        ex.ExpectColumnValuesToBeInSet(
-            column="domain", value_set=list(DOMAINS), meta={"name": "expect_column_values_to_be_in_set(domain)"}
-        )
-    )
-    suite.add_expectation(
-        ex.ExpectColumnValueLengthsToBeBetween(
-            column="answer",
-            min_value=1,
-            max_value=int(max_answer_chars),
-            meta={"name": "expect_column_value_lengths_to_be_between(answer)"},
-        )
-    )
-    suite.add_expectation(
-        ex.UnexpectedRowsExpectation(
-            unexpected_rows_query=ANSWER_IN_QUESTION_QUERY,
-            description="The answer is not contained in its question (case-insensitive)",
-            meta={"name": ANSWER_IN_QUESTION_NAME},
-        )
-    )
+    for e in table_suites(quality_cfg)[TABLE]:
+        severity = severity_of(TABLE, e, quality_cfg)
+        if severity == OFF:
+            continue
+        expectation = _gx_expectation(gx.expectations, e, severity, quality_cfg)
+        if expectation is not None:
+            suite.add_expectation(expectation)
     return suite
 
 
@@ -167,7 +189,7 @@ def validate_qa(spark: Any, df: Any, quality_cfg: Any, out_dir: Path, run_id: st
         context.variables.save()
 
     batch_definition = _get_or_create_batch_definition(context)
-    suite = context.suites.add_or_update(_build_suite(gx, quality_cfg.max_answer_chars))
+    suite = context.suites.add_or_update(_build_suite(gx, quality_cfg))
     validation = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=_VALIDATION, data=batch_definition, suite=suite)
     )
@@ -197,12 +219,18 @@ def validate_qa(spark: Any, df: Any, quality_cfg: Any, out_dir: Path, run_id: st
 
     evaluated = passed = 0
     failed: list[str] = []
+    warnings: list[str] = []
+    checks: list[dict] = []  # every expectation by its suites.py id, for reports and notebooks
     unexpected: dict[str, int | None] = {}
     for suite_result in result.run_results.values():
         stats = suite_result.statistics or {}
         evaluated += int(stats.get("evaluated_expectations", len(suite_result.results)))
         passed += int(stats.get("successful_expectations", 0))
         for r in suite_result.results:
+            meta = getattr(r.expectation_config, "meta", None) or {}
+            checks.append(
+                {"name": _expectation_name(r.expectation_config), "severity": meta.get("severity", "critical"), "success": bool(r.success), "unexpected": _unexpected_count(r)}
+            )
             if r.success:
                 continue
             name = _expectation_name(r.expectation_config)
@@ -210,10 +238,10 @@ def validate_qa(spark: Any, df: Any, quality_cfg: Any, out_dir: Path, run_id: st
             if info.get("raised_exception"):
                 msg = str(info.get("exception_message") or "error").splitlines()[0][:200]
                 name = f"{name} [error: {msg}]"
-            failed.append(name)
+            (warnings if meta.get("severity") == "warning" else failed).append(name)
             unexpected[name] = _unexpected_count(r)
 
-    payload = {"table": TABLE, "run_id": str(run_id), "rows": rows, **result.describe_dict()}
+    payload = {"table": TABLE, "run_id": str(run_id), "rows": rows, "checks": checks, **result.describe_dict()}
     safe_run_id = re.sub(r"[^A-Za-z0-9_.\-]", "_", str(run_id))
     results_path = out_dir / f"qa_validation_{safe_run_id}.json"
     results_path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
@@ -221,7 +249,7 @@ def validate_qa(spark: Any, df: Any, quality_cfg: Any, out_dir: Path, run_id: st
     docs = out_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     return ValidationOutcome(
         table=TABLE,
-        success=bool(result.success),
+        success=not failed,  # warnings do not fail the suite
         evaluated=evaluated,
         failed=failed,
         results_path=results_path,
@@ -229,4 +257,5 @@ def validate_qa(spark: Any, df: Any, quality_cfg: Any, out_dir: Path, run_id: st
         rows=rows,
         passed=passed,
         unexpected=unexpected,
+        warnings=warnings,
     )

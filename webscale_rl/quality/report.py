@@ -96,7 +96,10 @@ class RunReport:
         run_name: str,
         tags: dict[str, str] | None = None,
         secret_env_vars: Iterable[str] = (),
+        parent: "RunReport | None" = None,
     ) -> None:
+        self._mlflow_cfg = mlflow_cfg
+        self._parent = parent  # a nested run (one per stage) shares the parent's client and experiment
         self.enabled = bool(getattr(mlflow_cfg, "enabled", False))
         self.experiment_name: str = getattr(mlflow_cfg, "experiment", "webscale-rl")
         self.warehouse = Path(warehouse)
@@ -113,9 +116,13 @@ class RunReport:
         if self.enabled:
             self._default_store = False
             uri = getattr(mlflow_cfg, "tracking_uri", None) or os.environ.get("MLFLOW_TRACKING_URI")
+            if not uri and os.environ.get("DATABRICKS_RUNTIME_VERSION"):
+                uri = "databricks"  # on a Databricks cluster: the workspace's tracking server
             if not uri:
                 uri = _default_tracking_uri(self.warehouse)
                 self._default_store = True
+            if uri.startswith("databricks") and not self.experiment_name.startswith("/"):
+                self.experiment_name = f"/Shared/{self.experiment_name}"  # workspace experiments are paths
             self.tracking_uri = uri
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -124,6 +131,18 @@ class RunReport:
             return self
         _quiet_mlflow_logging()
         from mlflow import MlflowClient
+
+        if self._parent is not None:
+            if not self._parent._active:
+                raise RuntimeError("the parent RunReport must be entered before a nested run")
+            self._client = self._parent._client
+            self.experiment_id = self._parent.experiment_id
+            tags = {sanitize_name(k): self._scrub(k, v)[:MAX_TAG_VALUE] for k, v in self._tags.items()}
+            tags["mlflow.parentRunId"] = self._parent.run_id
+            run = self._client.create_run(self.experiment_id, tags=tags, run_name=self._scrub("run_name", self.run_name))
+            self.run_id = run.info.run_id
+            self.artifact_location = run.info.artifact_uri
+            return self
 
         artifact_location = None
         if self._default_store:
@@ -174,6 +193,12 @@ class RunReport:
         if not self._active:
             raise RuntimeError("RunReport must be entered (`with RunReport(...) as report:`) before logging")
         return True
+
+    def nested(self, run_name: str, tags: dict[str, str] | None = None) -> "RunReport":
+        """A nested run under this one (e.g. one per stage); enter it with `with`."""
+        return RunReport(
+            self._mlflow_cfg, self.warehouse, run_name=run_name, tags=tags, secret_env_vars=self._secret_env_vars, parent=self
+        )
 
     # -- secrets ---------------------------------------------------------------------------
     def _secret_values(self) -> list[str]:
@@ -311,6 +336,28 @@ class RunReport:
         if not Path(name).suffix:
             name = f"{name}.json"
         self._client.log_dict(self.run_id, self._scrub_obj(data), name)
+
+    def log_figure(self, figure: Any, name: str) -> None:
+        """A matplotlib figure as a PNG artifact (closed afterwards)."""
+        if not self._require():
+            return
+        import matplotlib.pyplot as plt
+
+        try:
+            self._client.log_figure(self.run_id, figure, name)
+        finally:
+            plt.close(figure)
+
+    def log_table(self, frame: Any, name: str) -> None:
+        """A pandas DataFrame as an MLflow table artifact (shown in the UI's artifact view and the
+        Evaluation tab); cells holding a secret become "***"."""
+        if not self._require():
+            return
+        clean = frame.copy()
+        for col in clean.columns:
+            if clean[col].dtype == object:
+                clean[col] = clean[col].map(lambda v: self._scrub("", v) if isinstance(v, str) else v)
+        self._client.log_table(self.run_id, data=clean, artifact_file=name)
 
     @property
     def ui_hint(self) -> str:
