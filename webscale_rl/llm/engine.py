@@ -211,7 +211,10 @@ async def call_once_with_retries(
         except FatalLLMError:
             raise
         except Exception as exc:  # classified below; one item's failure never fails the batch
-            kind, wait_hint = classify(exc)
+            try:
+                kind, wait_hint = classify(exc)
+            except FatalLLMError as fatal:  # its text quotes the server, which may echo the key
+                raise FatalLLMError(scrub(str(fatal), spec.api_key, limit=500)) from None
             if kind == "timeout":
                 limiter.release_later(spec.timeout_s)  # the server may still be working on it
                 slot_held = False

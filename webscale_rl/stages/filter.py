@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ..config import FilterConfig
+from ..injection import PROMPT_INJECTION, injection_detail, injection_match  # noqa: F401  (PROMPT_INJECTION re-exported)
 from . import quality_rules
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
 
@@ -81,30 +82,9 @@ STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
 
 
-# Text addressed to an LLM rather than to a human reader: instructions to ignore rules, fake
-# system turns, fake structured replies. Such documents never reach a model (they are adversarial,
-# and a pair built from them could follow the instruction); they are rejected with the match.
-PROMPT_INJECTION = (
-    r"(?i)("
-    r"\b(ignore|disregard|forget|override)\s+(all\s+|any\s+|the\s+|your\s+|these\s+)*(previous\s+|prior\s+|above\s+|earlier\s+|system\s+)*(instructions|prompts?|rules|directions|guidelines)\b"
-    r"|(^|\n|\.\s)\s*(system|assistant)\s*(prompt)?\s*:"
-    r"|<\|?\s*(im_start|im_end|system|endoftext)\s*\|?>|\[/?(system|inst)\]"
-    r"|\b(reveal|print|output|show|repeat|leak)\s+(your|the)\s+(system\s+prompt|instructions|api\s*key|secret|password)"
-    r"|\b(you\s+are\s+now|act\s+as)\s+(an?\s+)?(ai|assistant|language\s+model|chatbot|dan)\b"
-    r"|\{\s*\"(question|answer|informative|self_contained|domain|personas|supported|leaks_answer)\"\s*:"
-    # Text that speaks to an AI reader: "note for any AI model reading this", "if you are an LLM".
-    r"|\b(note|message|instructions?)\s+(for|to)\s+(any\s+|all\s+|the\s+)?(ai|a\.i\.|llm|gpt|chatgpt|language\s+model|assistant|chatbot|bot)s?"
-    r"(\s+(models?|systems?|agents?))?\s*(reading|processing|parsing|[:,])"
-    r"|\bif\s+you\s+are\s+(an?\s+)?(ai|llm|language\s+model|assistant|chatbot|bot)\b"
-    r"|\b(ai|llm|gpt|language\s+model|assistant|chatbot)s?\s+(models?\s+)?(reading|processing|parsing|summari[sz]ing|crawling|scraping)\s+this\b"
-    r"|\b(the\s+)?only\s+(correct|right|valid)\s+(question|answer)\b"
-    # Our own delimiters, chat-template headers, and notes to whoever writes the questions.
-    r"|</?\s*document\s*>"
-    r"|(^|\n)\s*#{2,}\s*(instruction|response|system|input)s?\b"
-    r"|\b(new|updated|additional|real)\s+(task|instructions?)\s+(from|for)\b"
-    r"|\b(dear|attention|note\s+to|hey)\s+(the\s+|any\s+)?(question|quiz|dataset|data)\s+(writers?|generators?|annotators?|creators?)\b"
-    r")"
-)
+# Text addressed to an LLM (instructions to ignore rules, fake system turns, fake replies) never
+# reaches a model: such documents are adversarial, and a pair built from them could follow the
+# instruction. The patterns live in one place, `webscale_rl.injection`.
 
 
 def measures(text: Column) -> dict[str, Column]:
@@ -198,14 +178,8 @@ def filter_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     ).drop("_batch")
     if "n_chars" not in docs.columns:
         df = df.withColumn("n_chars", stats["n_chars"])
-    injection = F.regexp_extract(F.col("text"), PROMPT_INJECTION, 0)
-    checks = [
-        (
-            "prompt_injection",
-            injection != "",
-            F.concat(F.lit("text addressed to an LLM: "), F.substring(F.regexp_replace(injection, r"\s+", " "), 1, 120)),
-        )
-    ]
+    injection = injection_match(F.col("text"))
+    checks = [("prompt_injection", injection != "", injection_detail(injection))]
     for rule in RULES:
         threshold = getattr(cfg, rule.threshold_key)
         if threshold is not None:
