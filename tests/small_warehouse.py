@@ -4,8 +4,10 @@ run (≈1 min on 2 cores) happens once."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -22,6 +24,7 @@ def small_warehouse(spark) -> tuple[Path, RunSummary]:
     if "summary" in _BUILT:
         return _BUILT["warehouse"], _BUILT["summary"]
     root = Path(tempfile.mkdtemp(prefix="webscale-rl-small-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # after every test of the process used it
     docs = root / "docs.jsonl"
     rows = [
         {"id": "danube", "text": ARTICLE},
