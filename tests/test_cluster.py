@@ -107,6 +107,7 @@ def build_wheel(out: Path) -> Path:
     return wheel
 
 
+@pytest.mark.spark_processes
 def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalone_cluster, tmp_path):
     master, webui, work_dirs = standalone_cluster
     jars = cached_delta_jars()

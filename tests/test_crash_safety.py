@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
@@ -114,6 +116,7 @@ KILLS = [
 ]
 
 
+@pytest.mark.spark_processes
 def test_killed_runs_converge_to_a_clean_run(spark, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     inputs = tmp_path / "docs.jsonl"
