@@ -78,6 +78,8 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
                 "llm.rows_per_partition=4",
                 "quality.on_failure=warn",
                 f"decontam.eval_sets=[{eval_set}]",
+                # The fixture's documents are one article with faults injected: near duplicates by design.
+                "dedup.fuzzy.enabled=false",
             ],
         )
         lines: list[str] = []
@@ -158,7 +160,7 @@ def test_export_formats(spark, tmp_path, input_file):
 
     warehouse = tmp_path / "wh"
     with FakeOpenAI() as fake:
-        cfg = load_config("conf/openai.yaml", [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false"])
+        cfg = load_config("conf/openai.yaml", [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"])
         run_pipeline([str(input_file)], warehouse, cfg, spark=spark, log=lambda _: None)
     out = tmp_path / "qa.jsonl"
     assert main(["export", "--warehouse", str(warehouse), "--format", "jsonl", "--out", str(out)]) == 0
