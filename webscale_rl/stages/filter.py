@@ -73,6 +73,9 @@ RULES = (
     *_repetition_rules(),
 )
 
+# Reasons of the checks that are not threshold rules (the quality suite lists every reason).
+NAMED_CHECKS = ("prompt_injection", "language_not_allowed", "language_score_low")
+
 # Language is checked before the stop-word rule, which is English-specific (so a French page is
 # named as French, not as lacking "the" and "of").
 LANGUAGE_AFTER = "ellipsis_lines_high"
