@@ -130,6 +130,9 @@ def test_hostile_corpus_outcomes_at_ingest(spark, tmp_path):
     assert reasons["whitespace"] == "empty_text"
     assert reasons["unicode-space"] == "empty_text"
     assert reasons["null-text"] == "empty_text"
+    assert reasons["empty_file.txt"] == "empty_text"  # one file = one document: an empty one is empty text
+    assert reasons["empty_page.html"] == "empty_text"
+    assert reasons["whitespace_only.txt"] == "empty_text"
     assert reasons["binary-blob"] == "binary_text"
     assert reasons["invalid_utf8.txt"] == "binary_text"
     assert reasons["nul-bytes"] is None  # two stray NULs: kept, and removed from the text

@@ -68,7 +68,9 @@ SUPPORTED_SUFFIXES = ", ".join(FORMAT_BY_SUFFIX)
 READ_ERROR = "_read_error"
 READER_SCHEMA = StructType(DOCUMENT_SCHEMA.fields + [StructField(READ_ERROR, StringType(), True)])
 READER_COLUMNS = DOCUMENT_COLUMNS + [READ_ERROR]
-BINARY_FORMATS = ("warc", "html", "txt", "eml")  # parsed from bytes on the executors
+BINARY_FORMATS = ("warc", "html", "txt", "eml")
+# One file = one document: an empty file is an empty document (`empty_text`), not a broken input.
+SINGLE_DOCUMENT_FORMATS = ("html", "txt", "eml")  # parsed from bytes on the executors
 
 # Rows per pandas batch yielded by the executor-side parsers: bounds memory for big WARC files.
 OUTPUT_BATCH_ROWS = 1000
@@ -112,7 +114,13 @@ def read_documents(spark: SparkSession, paths: list[str], limit: int | None = No
         frames.extend(_read_parquet_files(spark, files_by_format["parquet"]))
     for table in delta_tables:
         frames.append(_read_delta_table(spark, table))
-    binary_files = [f for fmt in BINARY_FORMATS for f in files_by_format[fmt]]
+    # Spark's file sources skip zero-length files: an empty one-document file is made here instead,
+    # so it still ends as an `empty_text` rejection and nothing vanishes.
+    empty = [f for fmt in SINGLE_DOCUMENT_FORMATS for f in files_by_format[fmt] if is_local_path(f) and os.path.getsize(_local_path(f)) == 0]
+    if empty:
+        rows = [_document(None, None, "", _local_path(f), format_of(f)) for f in empty]
+        frames.append(spark.createDataFrame([tuple(r[c] for c in READER_COLUMNS) for r in rows], READER_SCHEMA))
+    binary_files = [f for fmt in BINARY_FORMATS for f in files_by_format[fmt] if f not in empty]
     if binary_files:
         frames.append(_read_binary_documents(spark, binary_files))
 
@@ -228,7 +236,7 @@ def _list_with_spark(spark: SparkSession, path: str) -> list[str]:
         if len(listing) == 1 and listing[0].path.rstrip("/") == path.rstrip("/"):
             raise InputError(path, f"unsupported file type; supported extensions: {SUPPORTED_SUFFIXES}")
         raise InputError(path, f"holds no supported input file (extensions: {SUPPORTED_SUFFIXES})")
-    empty = [row.path for row in listing if row.length == 0 and format_of(row.path)]
+    empty = [row.path for row in listing if row.length == 0 and format_of(row.path) not in (None, *SINGLE_DOCUMENT_FORMATS)]
     if empty:
         raise InputError(empty[0], "file is empty")
     return files
@@ -252,6 +260,8 @@ def _precheck_local_file(path: str, fmt: str) -> None:
     except OSError as exc:
         raise InputError(path, f"cannot read file: {exc.strerror or exc}") from exc
     if not head:
+        if fmt in SINGLE_DOCUMENT_FORMATS:
+            return
         raise InputError(path, "file is empty")
     if path.lower().endswith(".gz") and head[:2] != GZIP_MAGIC:
         raise InputError(path, "file name ends in .gz but the file is not gzip-compressed")
