@@ -135,3 +135,18 @@ def test_signatures_estimate_jaccard():
     # Batches do not change a document's signature.
     alone = minhash.signatures(*minhash.shingle_sets(texts[1:2].reset_index(drop=True), 5), a, b)
     assert (alone[0] == sig[1]).all()
+
+
+def test_rows_kept_by_an_earlier_run_survive(spark):
+    # Incremental runs feed the rows earlier runs kept, flagged _prior (the pipeline drops them
+    # again before landing): a new copy is the duplicate even when its doc_id sorts first.
+    text = " ".join
+    rows = [
+        Row(doc_id="z-old", text=text(CHAIN_A) + ".", _prior=True),
+        Row(doc_id="a-near", text=text(CHAIN_B) + ".", _prior=False),
+        Row(doc_id="a-exact", text=text(CHAIN_A).upper() + "!", _prior=False),
+        Row(doc_id="b-new", text=text(article(5)) + ".", _prior=False),
+    ]
+    result = dedup.dedup_documents(spark.createDataFrame(rows), StageContext(cfg=Config(), run_id="r", log=lambda _: None))
+    rejected = {r["doc_id"]: (r["reason"], r["duplicate_of"]) for r in result.rejected("dedup", "r").collect()}
+    assert rejected == {"a-near": ("near_duplicate", "z-old"), "a-exact": ("exact_duplicate", "z-old")}

@@ -76,7 +76,7 @@ def test_gate_batch_relations_and_severity(spark, warehouse):
     q = QualityConfig()
     kept = spark.createDataFrame([("d1", "some text"), ("d2", "more text")], "doc_id string, text string")
     rejected = spark.createDataFrame(
-        [("d3", None, "filter", "too_few_words", "n_words=2", "r1"), ("d4", None, "filter", "made_up_reason", None, "r1")],
+        [("d3", None, "filter", "too_few_words", "n_words=2", "r1", None), ("d4", None, "filter", "made_up_reason", None, "r1", None)],
         REJECTION_SCHEMA,
     )
     gate = gate_batch(spark, "filter", "filtered", kept, rejected, 5, q, warehouse, "r1")
@@ -106,13 +106,13 @@ def test_severity_config_is_checked():
         load_config(overrides=["quality.severity.unique(qa_id)=fatal"])
 
 
-def _docs(tmp_path):
-    path = tmp_path / "docs.jsonl"
+def _docs(tmp_path, suffix: str = ""):
+    path = tmp_path / f"docs{suffix}.jsonl"
     docs = [
-        {"id": "danube", "text": ARTICLE},
-        {"id": "photo", "text": ARTICLE2},
-        {"id": "copy", "text": ARTICLE.upper()},
-        {"id": "short", "text": "Too short to keep."},
+        {"id": "danube" + suffix, "text": ARTICLE},
+        {"id": "photo" + suffix, "text": ARTICLE2},
+        {"id": "copy" + suffix, "text": ARTICLE.upper()},
+        {"id": "short" + suffix, "text": "Too short to keep."},
     ]
     path.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
     return path
@@ -125,7 +125,8 @@ def test_corrupted_batch_is_quarantined_and_table_unchanged(spark, tmp_path, mon
     inputs = [str(_docs(tmp_path))]
     cfg = load_config(overrides=["mlflow.enabled=false", "quality.enabled=false"])
     lines: list[str] = []
-    run_pipeline(inputs, warehouse, cfg, until="dedup", spark=spark, log=lines.append)
+    # Runs are incremental: an earlier run lands other documents; the broken run's batch is new work.
+    run_pipeline([str(_docs(tmp_path, "-earlier"))], warehouse, cfg, until="dedup", spark=spark, log=lines.append)
     filtered_before = tables.latest_version(spark, warehouse, "filtered")
     deduped_before = tables.latest_version(spark, warehouse, "deduped")
     assert not any("[gate]" in line for line in lines)  # a clean batch passes silently

@@ -32,6 +32,15 @@ HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 HOSTILE_ERRORS = Path(__file__).parent / "fixtures" / "hostile_errors"
 CANARY = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 
+# Varied prose (a repeated sentence would be rejected by the Gopher repetition rules first).
+ECHO_ARTICLE = (
+    "The lighthouse on the northern cape was built in 1858 from granite quarried on the island itself. "
+    "Its lamp burned whale oil until 1890, then kerosene, and since 1934 it has been electric. The keepers "
+    "lived with their families in two cottages beside the tower and rowed to the mainland for supplies once "
+    "a fortnight, weather permitting. A storm in the winter of 1903 cut them off for nine weeks, and the "
+    "logbook from that season records how they rationed flour and mended the lantern glass by hand. "
+    "Today the station is automated, and the cottages house a small museum about the coastal trade."
+)
 SENTENCE = "The river carries barges of grain, coal and timber past old towns, vineyards and quiet meadows. "
 
 
@@ -390,7 +399,7 @@ def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
     # 200 kB over a 100 kB limit instead of 10 MB over 2 MB: the same rule, less time.
     (corpus / "generated" / "big.jsonl").write_text(json.dumps({"id": "too-big", "text": SENTENCE * 2_000}) + "\n")
     (corpus / "generated" / "echo.jsonl").write_text(
-        json.dumps({"id": "echo", "text": "ECHO_KEY " + SENTENCE * 8 + "Mail anna@example.org or call +1 415 555 0100."}) + "\n"
+        json.dumps({"id": "echo", "text": "ECHO_KEY " + ECHO_ARTICLE + " Mail anna@example.org or call +1 415 555 0100."}) + "\n"
     )
     warehouse = tmp_path / "wh"
     lines: list[str] = []

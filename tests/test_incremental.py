@@ -31,7 +31,10 @@ def write_jsonl(path, docs):
 
 
 def fake_config(fake):
-    overrides = [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false"]
+    # The documents are variants of two articles; near-duplicate dedup (tested in test_dedup) is off
+    # so that every variant goes on to the LLM stages.
+    overrides = [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false",
+                 "dedup.fuzzy.enabled=false"]
     return load_config("conf/openai.yaml", overrides)
 
 
@@ -90,7 +93,7 @@ def test_catalog_tables_instead_of_folders(spark, tmp_path):
     inputs = tmp_path / "docs.jsonl"
     write_jsonl(inputs, FIRST)
     wh = tmp_path / "wh"
-    cfg = load_config(None, ["mlflow.enabled=false", "warehouse.catalog=spark_catalog", f"warehouse.schema={schema}"])
+    cfg = load_config(None, ["mlflow.enabled=false", "warehouse.catalog=spark_catalog", f"warehouse.schema={schema}", "dedup.fuzzy.enabled=false"])
     first = run_pipeline([str(inputs)], wh, cfg, until="dedup", spark=spark, log=lambda _: None)
     assert first.counts == {"ingest": 4, "filter": 3, "dedup": 3}
     assert spark.table(f"spark_catalog.{schema}.deduped").count() == 3

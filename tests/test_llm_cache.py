@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +35,9 @@ def write_docs(path: Path, n: int) -> Path:
 def config(fake: FakeOpenAI, *extra: str):
     return load_config(
         "conf/openai.yaml",
-        [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "llm.max_concurrency=4", "mlflow.enabled=false", *extra],
+        # The documents are copies of two articles: near-duplicate dedup would leave two of them.
+        [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "llm.max_concurrency=4", "mlflow.enabled=false",
+         "dedup.fuzzy.enabled=false", *extra],
     )
 
 
@@ -49,22 +52,34 @@ def test_rerun_makes_zero_calls_and_cache_can_be_bypassed(spark, tmp_path, monke
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     docs = write_docs(tmp_path / "docs.jsonl", 6)
     warehouse = tmp_path / "wh"
+
+    def warehouse_with_cache(name: str) -> Path:
+        # Runs are incremental, so a rerun into the same warehouse has no work at all; a new
+        # warehouse that holds the first one's response cache redoes every stage, and the cache answers.
+        fresh = tmp_path / name
+        fresh.mkdir()
+        shutil.copytree(warehouse / "llm_cache", fresh / "llm_cache")
+        return fresh
+
     with FakeOpenAI() as fake:
         first = run_pipeline([str(docs)], warehouse, config(fake), until="generate", spark=spark, log=lambda _: None)
         paid = len(fake.requests)
         assert fake.peak_in_flight <= 4  # llm.max_concurrency holds for the whole job (2 tasks at once)
+        run_pipeline([str(docs)], warehouse, config(fake), until="generate", spark=spark, log=lambda _: None)
+        assert len(fake.requests) == paid  # the same warehouse again: nothing to do
         lines: list[str] = []
-        second = run_pipeline([str(docs)], warehouse, config(fake), until="generate", spark=spark, log=lines.append)
-        assert len(fake.requests) == paid  # zero calls on the re-run
-        run_pipeline([str(docs)], warehouse, config(fake, "llm.cache=false"), until="llm_filter", spark=spark, log=lambda _: None)
+        cached = warehouse_with_cache("wh2")
+        second = run_pipeline([str(docs)], cached, config(fake), until="generate", spark=spark, log=lines.append)
+        assert len(fake.requests) == paid  # zero calls: every reply came from the cache
+        run_pipeline([str(docs)], warehouse_with_cache("wh3"), config(fake, "llm.cache=false"), until="llm_filter", spark=spark, log=lambda _: None)
         assert len(fake.requests) == paid + 6  # bypassed: every document asked again
     assert paid == 6 + 6 + 12  # judge 6, profile 6, generate 2 personas each
     by_stage = {s.stage: s.llm for s in second.stages if s.llm}
     assert {k: (v["calls"], v["cache_hits"]) for k, v in by_stage.items()} == {"llm_filter": (0, 6), "profile": (0, 6), "generate": (0, 12)}
     assert any("run.llm" not in ln and ln.strip().startswith("run") and " 0 / 24 / " in ln for ln in lines), lines
     # Same rows as the paid run: the cache answers exactly what the model said.
-    q = lambda s: sorted(r["question"] for r in tables.read(spark, warehouse, "qa_candidates").filter(F.col("run_id") == s.run_id).collect())  # noqa: E731
-    assert q(first) == q(second) and len(q(first)) == 12
+    q = lambda wh, s: sorted(r["question"] for r in tables.read(spark, wh, "qa_candidates").filter(F.col("run_id") == s.run_id).collect())  # noqa: E731
+    assert q(warehouse, first) == q(cached, second) and len(q(warehouse, first)) == 12
 
 
 def test_killed_run_resumes_paying_only_for_what_is_missing(spark, tmp_path):
@@ -74,7 +89,7 @@ def test_killed_run_resumes_paying_only_for_what_is_missing(spark, tmp_path):
     env.pop("OPENAI_API_KEY", None)
     with FakeOpenAI(latency_s=0.25) as fake:
         args = [sys.executable, "-m", "webscale_rl.cli", "run", "--config", "conf/openai.yaml", "--input", str(docs), "--warehouse", str(warehouse),
-                "--until", "llm_filter", "--set", f"llm.base_url={fake.base_url}", "--set", "llm.max_concurrency=2", "--set", "mlflow.enabled=false",
+                "--until", "llm_filter", "--set", f"llm.base_url={fake.base_url}", "--set", "llm.max_concurrency=2", "--set", "mlflow.enabled=false", "--set", "dedup.fuzzy.enabled=false",
                 "--set", "spark.master=local[2]"]
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
