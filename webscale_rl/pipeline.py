@@ -28,6 +28,7 @@ from .limits import with_call_limits
 from .progress import LLMProgress, fmt_seconds
 from .stages import check, decontaminate, dedup, filter as filter_stage, generate, ingest, llm_filter, profile
 from .stages.base import REASON, Stage, StageContext, StageResult, summed_counts
+from .llm.engine import TRANSIENT_REASON_SQL
 from .stages.llm_stage import llm_usage
 
 PIPELINE: tuple[Stage, ...] = (
@@ -264,6 +265,8 @@ def processed_keys(spark: SparkSession, warehouse: Path, stage: Stage) -> DataFr
         parts.append(tables.read(spark, warehouse, stage.table).select(key))
     if tables.exists(spark, warehouse, tables.REJECTIONS):
         rejected = tables.read(spark, warehouse, tables.REJECTIONS).filter(F.col("stage") == stage.name)
+        if stage.uses_llm:  # an endpoint failure is not a result: the next run tries the item again
+            rejected = rejected.filter(f"NOT ({TRANSIENT_REASON_SQL})")
         parts.append(rejected.select(key))
     if not parts:
         return None
@@ -378,6 +381,12 @@ def land_batch(
             discard(batch)  # the quarantine holds it now; a later run recomputes these rows
             return Landed(None, n_kept, n_rejected, reasons, usage, counts, gate)
     crash_point(f"staged:{stage.name}")
+    if stage.uses_llm and tables.exists(spark, warehouse, tables.REJECTIONS):
+        # Items retried after an endpoint failure: their old rejection goes before the new result
+        # lands (first, so a kill in between leaves the batch staged and the next run redoes this).
+        tables.delete_matching(
+            marked, warehouse, tables.REJECTIONS, input_key(stage), f"t.stage = '{stage.name}' AND t.{TRANSIENT_REASON_SQL}"
+        )
     version = None
     if n_kept or not tables.exists(spark, warehouse, stage.table):  # an empty batch still creates the table once
         version = tables.append_once(kept_df, warehouse, stage.table, txn)

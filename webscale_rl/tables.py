@@ -111,6 +111,22 @@ def append_once(df: DataFrame, warehouse: str | Path, name: str, batch_id: str) 
     return latest_version(df.sparkSession, warehouse, name)
 
 
+def delete_matching(keys: DataFrame, warehouse: str | Path, name: str, key: str, condition: str) -> None:
+    """Delete the rows of table `name` whose `key` is among `keys[key]` and that meet the SQL
+    `condition` (one MERGE: a single atomic commit)."""
+    import uuid
+
+    view = f"_wsrl_keys_{uuid.uuid4().hex[:8]}"
+    keys.select(key).distinct().createOrReplaceTempView(view)
+    try:
+        keys.sparkSession.sql(
+            f"MERGE INTO {_sql_ref(warehouse, name)} AS t USING {view} AS k ON t.`{key}` = k.`{key}` AND ({condition}) "
+            "WHEN MATCHED THEN DELETE"
+        )
+    finally:
+        keys.sparkSession.catalog.dropTempView(view)
+
+
 def overwrite(df: DataFrame, path: str) -> None:
     df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
 

@@ -73,6 +73,10 @@ class CallResult:
 
 # Failures worth another attempt; the others end the item at once.
 RETRYABLE = {"rate_limit", "server_error", "timeout", "connection", "malformed_reply", "schema_violation", "truncated"}
+# Failures of the endpoint, not of the item: an item rejected with one of these is tried again by
+# the next run (its old rejection is replaced), so a provider outage loses nothing for good.
+TRANSIENT = ("rate_limit", "server_error", "timeout", "connection", "batch_expired", "batch_failed", "batch_cancelled", "batch_missing")
+TRANSIENT_REASON_SQL = "reason RLIKE '^llm_error:(" + "|".join(TRANSIENT) + ")$'"
 
 
 def scrub(text: str, secret: str | None, limit: int = 300) -> str:
