@@ -67,6 +67,7 @@ def overrides(fake) -> list[str]:
         "mlflow.enabled=false",
         "spark.master=local[2]",
         "spark.shuffle_partitions=2",
+        "dedup.fuzzy.enabled=false",  # DOCS are variants of two articles (near-dup dedup: test_dedup)
     ]
 
 
