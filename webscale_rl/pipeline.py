@@ -377,7 +377,7 @@ def land_batch(
         if not gate.ok or gate.warnings:
             log(gate.message())
         if not gate.ok:
-            quarantine(spark, gate, kept_df, rejected_df, warehouse)
+            quarantine(spark, gate, kept_df, rejected_df, warehouse, txn)
             discard(batch)  # the quarantine holds it now; a later run recomputes these rows
             return Landed(None, n_kept, n_rejected, reasons, usage, counts, gate)
     crash_point(f"staged:{stage.name}")

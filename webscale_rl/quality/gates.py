@@ -226,8 +226,12 @@ def gate_batch(
     return outcome
 
 
-def quarantine(spark: SparkSession, outcome: GateOutcome, kept_df: DataFrame, rejected_df: DataFrame, warehouse: str | Path) -> int:
-    """Append the whole batch to the quarantine table; returns the quarantine table's version."""
+def quarantine(
+    spark: SparkSession, outcome: GateOutcome, kept_df: DataFrame, rejected_df: DataFrame, warehouse: str | Path, batch_id: str
+) -> int:
+    """Append the whole batch to the quarantine table, once per `batch_id` (an idempotent Delta
+    append, so a run killed before it dropped the batch does not quarantine it twice); returns the
+    quarantine table's version."""
     failed = F.array(*[F.lit(s) for s in outcome.failed_expectations]).cast("array<string>")
 
     def part(df: DataFrame, target: str) -> DataFrame:
@@ -241,4 +245,4 @@ def quarantine(spark: SparkSession, outcome: GateOutcome, kept_df: DataFrame, re
         )
 
     batch = part(kept_df, outcome.table).unionByName(part(rejected_df, tables.REJECTIONS))
-    return tables.append(batch, warehouse, QUARANTINE)
+    return tables.append_once(batch, warehouse, QUARANTINE, batch_id)
