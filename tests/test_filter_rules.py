@@ -164,3 +164,21 @@ def test_line_and_paragraph_duplicates():
     assert got["duplicate_line_ratio"] == pytest.approx(2 / 4)
     assert got["duplicate_line_char_ratio"] == pytest.approx(12 / (len(text) - 4))
     assert got["duplicate_paragraph_ratio"] == 0.0
+
+
+def test_batched_language_id_matches_py3langid():
+    """The batch walk (numpy steps, then a loop for the few long documents) gives py3langid's own
+    answers: same language, same probability up to float32 rounding (the sums run in another order)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    from webscale_rl.stages import langid
+
+    rng = random.Random(5)
+    texts = [GOOD, FRENCH, GOOD.upper(), "这是一个关于多瑙河的中文句子。", "", "   ", "12345 !!! ...", GOOD + " " + FRENCH]
+    texts += [" ".join(rng.choice(SENTENCES + FRENCH.split(". ")) for _ in range(rng.randint(1, 40))) for _ in range(60)]
+    reference = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    for max_chars in (20_000, 50):
+        langs, scores = langid.classify(texts, max_chars)
+        expected = [reference.classify(t[:max_chars]) for t in texts]
+        assert langs == [lang for lang, _ in expected]
+        assert scores == pytest.approx([score for _, score in expected], abs=2e-4)

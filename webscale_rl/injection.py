@@ -70,11 +70,6 @@ def find_injection(text: str | None) -> str | None:
     return " ".join(m.group(0).split()) if m else None
 
 
-def injection_match(text: Column) -> Column:
-    """Spark twin of `find_injection`: the matched passage, or "" when there is none."""
-    return F.regexp_extract(text, PROMPT_INJECTION, 0)
-
-
 def injection_detail(match: Column) -> Column:
     """The rejection detail the filter's `prompt_injection` rule records."""
     return F.concat(F.lit("text addressed to an LLM: "), F.substring(F.regexp_replace(match, r"\s+", " "), 1, 120))

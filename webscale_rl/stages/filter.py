@@ -1,9 +1,9 @@
 """filter: cheap heuristic rules before any LLM token is paid for.
 
 Rules are data: a name (the rejection reason), a measured value, a comparison and a threshold from
-`conf/` (`null` switches a rule off). Values come from Spark column expressions where one does the
-job, and from one Arrow-batch function (`quality_rules`) for n-gram repetition and the language.
-All values are computed in one pass; the first rule that fails names the rejection, and the detail
+`conf/` (`null` switches a rule off). Values come from one Arrow-batch function (`quality_rules`:
+Arrow's C++ string kernels and numpy, no per-row Python) returning a struct; Spark compares them
+with the thresholds. All values are computed in one pass; the first rule that fails names the rejection, and the detail
 records the measured value against its threshold. Order: text addressed to an LLM, length, Gopher
 quality (language just before its English stop words), C4, FineWeb, Gopher repetition.
 """
@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ..config import FilterConfig
-from ..injection import PROMPT_INJECTION, injection_detail, injection_match  # noqa: F401  (PROMPT_INJECTION re-exported)
+from ..injection import PROMPT_INJECTION, injection_detail  # noqa: F401  (PROMPT_INJECTION re-exported)
 from . import quality_rules
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
 
@@ -79,67 +80,22 @@ NAMED_CHECKS = ("prompt_injection", "language_not_allowed", "language_score_low"
 # Language is checked before the stop-word rule, which is English-specific (so a French page is
 # named as French, not as lacking "the" and "of").
 LANGUAGE_AFTER = "ellipsis_lines_high"
-# Gopher's stop words: real prose uses at least a couple of them.
-STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-# C4's policy lines (cookie banners, terms of use).
-POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies")
-
-
-# Text addressed to an LLM (instructions to ignore rules, fake system turns, fake replies) never
-# reaches a model: such documents are adversarial, and a pair built from them could follow the
-# instruction. The patterns live in one place, `webscale_rl.injection`.
-
-
-def measures(text: Column) -> dict[str, Column]:
-    """Per-document statistics computed by the JVM (Gopher / C4 / FineWeb style)."""
-    words = F.filter(F.split(F.trim(text), r"\s+"), lambda w: w != "")
-    n_words = F.size(words)
-    safe_n = F.greatest(n_words, F.lit(1))
-    lines = F.transform(F.filter(F.split(text, "\n"), lambda ln: F.trim(ln) != ""), lambda ln: F.trim(ln))
-    n_lines = F.greatest(F.size(lines), F.lit(1))
-    lower = F.lower(text)
-
-    def line_ratio(pred) -> Column:
-        return F.size(F.filter(lines, pred)) / n_lines
-
-    symbols = F.size(F.split(text, r"#|\.\.\.|…")) - 1
-    # Navigation bars and link lists: "Home | Video | World" or "News » Sport · Weather".
-    separators = F.size(F.split(text, r"[|»›•·]")) - 1
-    policy = "|".join(POLICY_SUBSTRINGS)
-    return {
-        "n_chars": F.length(text),
-        "n_words": n_words,
-        "mean_word_length": F.aggregate(words, F.lit(0), lambda acc, w: acc + F.length(w)) / safe_n,
-        "alpha_word_ratio": F.size(F.filter(words, lambda w: w.rlike(r"\p{L}"))) / safe_n,
-        "symbol_word_ratio": symbols / safe_n,
-        "bullet_line_ratio": line_ratio(lambda ln: ln.rlike(r"^[•‣●○▪◦*-]")),
-        "ellipsis_line_ratio": line_ratio(lambda ln: ln.rlike(r"(\.\.\.|…)$")),
-        "stop_words": F.size(F.filter(words, lambda w: F.lower(w).isin(*STOP_WORDS))),
-        "lorem_ipsum": F.size(F.split(lower, "lorem ipsum")) - 1,
-        "curly_brackets": F.size(F.split(text, r"\{")) - 1,
-        "javascript_line_ratio": line_ratio(lambda ln: F.lower(ln).contains("javascript")),
-        "policy_line_ratio": line_ratio(lambda ln: F.lower(ln).rlike(policy)),
-        "punct_line_ratio": line_ratio(lambda ln: ln.rlike(r"[.!?\"'”’:)]$")),
-        "short_line_ratio": line_ratio(lambda ln: F.length(ln) < 30),
-        "newline_word_ratio": (F.size(F.split(text, "\n")) - 1) / safe_n,
-        "separator_word_ratio": separators / safe_n,
-    }
 
 
 def batch_measures(cfg: FilterConfig):
-    """The Arrow-batch measures as one pandas UDF returning a struct (one pass over the text)."""
-    fields = [T.StructField(c, T.DoubleType()) for c in quality_rules.REPETITION_COLUMNS]
+    """Every measure as one pandas UDF returning a struct: one pass over the text, in Arrow kernels
+    (`quality_rules`)."""
+    fields = [T.StructField(c, T.DoubleType()) for c in quality_rules.MEASURE_COLUMNS]
+    fields += [T.StructField(quality_rules.INJECTION_COLUMN, T.StringType())]
     fields += [T.StructField("language", T.StringType()), T.StructField("language_score", T.DoubleType())]
     lang = cfg.language
 
     @F.pandas_udf(T.StructType(fields))
     def text_measures(texts: pd.Series) -> pd.DataFrame:
-        parts = [quality_rules.repetition_measures(texts)]
-        if lang.enabled:
-            parts.append(quality_rules.language_measures(texts, lang.max_chars))
-        else:
-            parts.append(pd.DataFrame({"language": [None] * len(texts), "language_score": [None] * len(texts)}))
-        return pd.concat([p.reset_index(drop=True) for p in parts], axis=1)
+        frame = quality_rules.document_measures(texts, lang.max_chars if lang.enabled else None)
+        if not lang.enabled:
+            frame["language"], frame["language_score"] = None, np.nan
+        return frame[[f.name for f in fields]]
 
     return text_measures
 
@@ -168,20 +124,16 @@ def language_checks(cfg: FilterConfig) -> list[tuple[str, Column, Column]]:
 def filter_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(docs, READS, "filter")
     cfg: FilterConfig = ctx.cfg.filter
-    stats = measures(F.col("text"))
-    df = docs.select(
+    measured = docs.select("*", batch_measures(cfg)(F.col("text")).alias("_batch"))
+    df = measured.select(
         "*",
-        *[col.alias(f"_m_{name}") for name, col in stats.items() if name != "n_chars"],
-        batch_measures(cfg)(F.col("text")).alias("_batch"),
-    )
-    df = df.select(
-        "*",
-        *[F.col(f"_batch.{c}").alias(f"_m_{c}") for c in quality_rules.REPETITION_COLUMNS],
+        *[F.col(f"_batch.{c}").alias(f"_m_{c}") for c in quality_rules.MEASURE_COLUMNS],
+        F.col(f"_batch.{quality_rules.INJECTION_COLUMN}").alias("_injection"),
         *[F.col(f"_batch.{c}").alias(c) for c in quality_rules.LANGUAGE_COLUMNS],
     ).drop("_batch")
     if "n_chars" not in docs.columns:
-        df = df.withColumn("n_chars", stats["n_chars"])
-    injection = injection_match(F.col("text"))
+        df = df.withColumn("n_chars", F.length("text"))
+    injection = F.col("_injection")
     checks = [("prompt_injection", injection != "", injection_detail(injection))]
     for rule in RULES:
         threshold = getattr(cfg, rule.threshold_key)
@@ -198,7 +150,8 @@ def filter_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
         df.withColumn(REASON, reason)
         .withColumn(DETAIL, detail)
         .withColumnRenamed("_m_n_words", "n_words")
-        .drop(*[c for c in df.columns if c.startswith("_m_") and c != "_m_n_words"])
+        .withColumn("n_words", F.col("n_words").cast("int"))
+        .drop("_injection", *[c for c in df.columns if c.startswith("_m_") and c != "_m_n_words"])
     )
     return StageResult(marked)
 
