@@ -8,7 +8,7 @@ dedup); then 5 % of documents get an exact copy (upper-cased) and 10 % a near co
 replaced), so the duplicates are known.
 
     pip install -e '.[bench]'
-    python benchmarks/filter_dedup.py                      # 1x and 10x, DataTrove at 1x
+    python benchmarks/filter_dedup.py                      # 1x and 10x, DataTrove at both
     python benchmarks/filter_dedup.py --scales 1 --base-mb 2 --datatrove-scales 1
 
 MB/s per core = input MB / (wall seconds x cores). The machine may be shared: compare the ratios
@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 DEB = "python3.11-doc"
+END_TO_END = "filter + dedup, end to end"
 
 
 def log(msg: str) -> None:
@@ -120,36 +121,86 @@ def scaled_corpus(base: list[str], scale: int, out_dir: Path, shards: int = 2) -
     return docs, mb
 
 
+class PeakMemory:
+    """Peak resident memory of Spark's Python workers (our Arrow-batch code runs there) and of the
+    JVM, sampled every 0.2 s while a scale runs: flat memory means the same peaks at 1x and 10x."""
+
+    def __init__(self) -> None:
+        import threading
+
+        import psutil
+
+        self.me = psutil.Process()
+        self.peak_python = self.peak_jvm = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.2):
+            python = jvm = 0
+            for proc in self.me.children(recursive=True):
+                try:
+                    name, rss = proc.name(), proc.memory_info().rss
+                except psutil.Error:
+                    continue
+                if name.startswith("java"):
+                    jvm += rss
+                elif name.startswith("python"):
+                    python += rss
+            self.peak_python, self.peak_jvm = max(self.peak_python, python), max(self.peak_jvm, jvm)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 # --- ours -----------------------------------------------------------------------------------------
 
 
-def run_ours(spark, input_dir: Path, work: Path, language: bool) -> dict[str, float]:
+def run_ours(spark, input_dir: Path, work: Path) -> dict[str, float]:
+    """Seconds per stage, each read from the JSONL files (as DataTrove reads them) and written out."""
     from pyspark.sql import functions as F
 
     from webscale_rl.config import Config
     from webscale_rl.stages import dedup, filter as filter_stage
     from webscale_rl.stages.base import StageContext
 
-    cfg = Config()
-    cfg.filter.language.enabled = language
-    quiet = StageContext(cfg=cfg, run_id="bench", log=lambda _: None)
-    docs = spark.read.json(str(input_dir)).select(F.col("id").alias("doc_id"), "text")
-    times = {}
-    t0 = time.perf_counter()
-    filter_stage.filter_documents(docs, quiet).marked.write.format("noop").mode("overwrite").save()
-    times["filter"] = time.perf_counter() - t0
+    def ctx(language: bool = True, fuzzy: bool = True) -> StageContext:
+        cfg = Config()
+        cfg.filter.language.enabled = language
+        cfg.dedup.fuzzy.enabled = fuzzy
+        return StageContext(cfg=cfg, run_id="bench", log=lambda _: None)
 
-    exact_cfg = Config()
-    exact_cfg.dedup.fuzzy.enabled = False
-    t0 = time.perf_counter()
-    dedup.dedup_documents(docs, StageContext(cfg=exact_cfg, run_id="bench", log=lambda _: None)).marked.write.format("noop").mode("overwrite").save()
-    times["exact dedup"] = time.perf_counter() - t0
+    def docs():
+        return spark.read.schema("id string, text string").json(str(input_dir)).select(F.col("id").alias("doc_id"), "text")
 
+    def timed(frame) -> float:
+        t0 = time.perf_counter()
+        frame.write.format("noop").mode("overwrite").save()
+        return time.perf_counter() - t0
+
+    times = {
+        "filter": timed(filter_stage.filter_documents(docs(), ctx(language=False)).marked),
+        "filter + language ID": timed(filter_stage.filter_documents(docs(), ctx()).marked),
+        "exact dedup": timed(dedup.dedup_documents(docs(), ctx(fuzzy=False)).marked),
+        "exact + fuzzy dedup": timed(dedup.dedup_documents(docs(), ctx()).marked),
+    }
+    # As the pipeline runs them (default configuration): the filter's kept documents go to dedup;
+    # the survivors and every rejection are written.
     t0 = time.perf_counter()
-    marked = dedup.dedup_documents(docs, quiet).marked
-    out = str(work / "ours_dedup")
-    marked.select("doc_id", "_reject_reason", "_duplicate_of").write.mode("overwrite").parquet(out)
-    times["exact + fuzzy dedup"] = time.perf_counter() - t0
+    filtered = filter_stage.filter_documents(docs(), ctx()).marked.localCheckpoint()
+    rejected = filtered.filter(F.col("_reject_reason").isNotNull()).select("doc_id", "_reject_reason", "_reject_detail")
+    deduped = dedup.dedup_documents(filtered.filter(F.col("_reject_reason").isNull()).drop("_reject_reason", "_reject_detail"), ctx()).marked
+    deduped.filter(F.col("_reject_reason").isNull()).write.mode("overwrite").parquet(str(work / "ours_kept"))
+    decisions = deduped.filter(F.col("_reject_reason").isNotNull()).select("doc_id", "_reject_reason", "_reject_detail")
+    rejected.unionByName(decisions).write.mode("overwrite").parquet(str(work / "ours_rejected"))
+    times[END_TO_END] = time.perf_counter() - t0
     return times
 
 
@@ -314,12 +365,14 @@ def recall_precision(spark, sample: list[dict], work: Path) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scales", type=int, nargs="+", default=[1, 10])
-    ap.add_argument("--datatrove-scales", type=int, nargs="*", default=[1], help="scales DataTrove also runs (it is ~10x slower)")
+    ap.add_argument("--datatrove-scales", type=int, nargs="*", default=None, help="scales DataTrove also runs (default: all; it is slower)")
     ap.add_argument("--base-mb", type=float, default=4.0, help="size of the 1x corpus before duplicates")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--sample", type=int, default=1500, help="documents in the recall/precision sample")
     ap.add_argument("--work", default=None)
     args = ap.parse_args()
+    if args.datatrove_scales is None:
+        args.datatrove_scales = args.scales
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from webscale_rl.config import Config, cache_dir
@@ -337,17 +390,19 @@ def main() -> None:
     spark = build_local_session(cfg)
     spark.range(10).count()  # start-up is not timed
 
-    rows = []
+    rows, peaks = [], []
     for scale in args.scales:
         input_dir = work / f"corpus_{scale}x"
         docs, mb = scaled_corpus(base, scale, input_dir)
         log(f"\n== {scale}x: {len(docs)} documents, {mb:.2f} MB ==")
-        ours = run_ours(spark, input_dir, work, language=False)
-        ours_lang = run_ours(spark, input_dir, work, language=True)["filter"]
+        with PeakMemory() as memory:
+            ours = run_ours(spark, input_dir, work)
+        peaks.append((scale, mb, memory.peak_python / 1e6, memory.peak_jvm / 1e6))
         theirs = run_datatrove(input_dir, work / f"dt_{scale}", args.cores) if scale in args.datatrove_scales else {}
-        for stage, secs in [*ours.items(), ("filter + language ID", ours_lang)]:
-            other = theirs.get(stage)
-            rows.append((scale, stage, len(docs), mb, secs, other))
+        if theirs:  # DataTrove's filter and dedup each run over every document
+            theirs[END_TO_END] = theirs["filter"] + theirs["exact + fuzzy dedup"]
+        for stage, secs in ours.items():
+            rows.append((scale, stage, len(docs), mb, secs, theirs.get(stage)))
         if scale == args.scales[0]:
             quality = recall_precision(spark, family_sample(docs, args.sample), work)
 
@@ -360,6 +415,9 @@ def main() -> None:
         else:
             line += " | - | - | -"
         log(line)
+    log("\nscale | input MB | peak RSS of Spark's Python workers, MB | peak RSS of the JVM, MB")
+    for scale, mb, python, jvm in peaks:
+        log(f"{scale}x | {mb:.1f} | {python:.0f} | {jvm:.0f}")
     log(
         f"\nnear duplicates on a {quality.pop('sample')}-document sample vs brute-force Jaccard >= {Config().dedup.fuzzy.threshold}: "
         + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in quality.items())

@@ -104,6 +104,11 @@ DELTA_CONF = {
 }
 
 
+# Arrow batches to Python workers are cut at 8 MB as well as at 10,000 rows: memory stays flat
+# with large documents, and the JVM reads the next batch while Python works on this one.
+ARROW_CONF = {"spark.sql.execution.arrow.maxBytesPerBatch": str(8 << 20)}
+
+
 def launched_by_spark() -> bool:
     """True when a JVM started this Python driver (spark-submit, a Databricks job): the master,
     jars and confs are the launcher's, and building a local session would override its master."""
@@ -118,7 +123,7 @@ def submitted_session(cfg: Config) -> SparkSession:
     SparkContext._ensure_initialized()  # connects to the launcher's JVM, so SparkConf sees its settings
     launcher = SparkConf()
     builder = SparkSession.builder.appName(launcher.get("spark.app.name", cfg.spark.app_name))
-    for key, value in DELTA_CONF.items():
+    for key, value in {**DELTA_CONF, **ARROW_CONF}.items():
         if not launcher.contains(key):
             builder = builder.config(key, value)
     return builder.getOrCreate()
@@ -146,6 +151,8 @@ def build_local_session(cfg: Config) -> SparkSession:
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "false")
     )
+    for key, value in ARROW_CONF.items():
+        builder = builder.config(key, value)
     jars = cached_delta_jars()
     if jars:
         builder = builder.config("spark.jars", ",".join(str(j) for j in jars))

@@ -25,8 +25,10 @@ def as_strings(texts) -> pa.Array:
     return pc.fill_null(arr, "")
 
 
-def slices(texts: pa.Array, max_bytes: int = SLICE_BYTES) -> Iterator[tuple[int, int]]:
-    """(start, stop) row ranges of about max_bytes of text each (a larger document is one slice)."""
+def slices(texts: pa.Array, max_bytes: int | None = None) -> Iterator[tuple[int, int]]:
+    """(start, stop) row ranges of about max_bytes (SLICE_BYTES) of text each; a larger document is
+    a slice of its own."""
+    max_bytes = max_bytes or SLICE_BYTES
     sizes = pc.binary_length(texts).to_numpy(zero_copy_only=False).astype(np.int64)
     start, acc = 0, 0
     for i, size in enumerate(sizes):
