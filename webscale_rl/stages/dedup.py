@@ -17,28 +17,46 @@ run or on partitioning. No text reaches the driver; only counts do (to stop the 
 from __future__ import annotations
 
 from functools import partial
+from typing import Iterator
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ..config import DedupConfig, FuzzyDedupConfig
-from . import minhash
+from . import arrow_text, minhash
 from .base import DETAIL, DUPLICATE_OF, REASON, Stage, StageContext, StageResult, assert_columns
 
 READS = ("doc_id", "text")
 WRITES = ("doc_id", "url", "text", "source", "source_format", "n_chars", "n_words", "text_hash")
 
+# Java's String.toLowerCase (what Spark's lower() did here before) maps two letters differently from
+# Arrow's per-character lowering: İ becomes i + combining dot, and a word-final capital sigma ς.
+_CASED = r"\p{Lu}\p{Ll}\p{Lt}"
+_CASE_IGNORABLE = r"\p{Mn}\p{Me}\p{Cf}\p{Lm}\p{Sk}'’.:·"
+_FINAL_SIGMA = rf"([{_CASED}][{_CASE_IGNORABLE}]*)Σ([{_CASE_IGNORABLE}]*(?:[^{_CASED}{_CASE_IGNORABLE}]|$))"
+# Java's \s (what the Spark version of this normalisation used): ASCII whitespace only, with \x0B,
+# which RE2's \s leaves out. Other Unicode spaces stay; str.split()-style word splitting cuts there.
+_WHITESPACE = r"[ \t\n\x0B\f\r]+"
 
-def normalized_text(text: Column, cfg: DedupConfig) -> Column:
-    out = text
+
+def normalized_texts(texts: pa.Array, cfg: DedupConfig) -> pa.Array:
+    """The text exact dedup compares and shingles are cut from (Arrow, RE2): case, punctuation and
+    symbols, digits as configured; whitespace runs become one space; ends trimmed of spaces."""
+    out = texts
     if cfg.lowercase:
-        out = F.lower(out)
+        if pc.any(pc.match_substring(out, "İ")).as_py():
+            out = pc.replace_substring(out, "İ", "i\u0307")
+        if pc.any(pc.match_substring(out, "Σ")).as_py():
+            out = pc.replace_substring_regex(out, _FINAL_SIGMA, r"\1ς\2")
+        out = pc.utf8_lower(out)
     if cfg.strip_punctuation:
-        out = F.regexp_replace(out, r"[\p{P}\p{S}]", " ")
+        out = pc.replace_substring_regex(out, r"[\p{P}\p{S}]", " ")
     if cfg.strip_digits:
-        out = F.regexp_replace(out, r"\p{N}", "")
-    return F.trim(F.regexp_replace(out, r"\s+", " "))
+        out = pc.replace_substring_regex(out, r"\p{N}", "")
+    return pc.utf8_trim(pc.replace_substring_regex(out, _WHITESPACE, " "), " ")
 
 
 # Set by the pipeline on incremental runs: rows an earlier run already kept. They enter the stage
@@ -52,10 +70,34 @@ def survivor_order(df: DataFrame) -> Column:
     return F.struct((~prior).alias("new"), F.col("doc_id").alias("doc_id"))
 
 
-def exact_survivors(df: DataFrame) -> DataFrame:
-    """doc_id → survivor of its text_hash group (see `survivor_order`), by aggregation and join."""
-    first = df.groupBy("text_hash").agg(F.min(survivor_order(df)).getField("doc_id").alias("_survivor"))
-    return df.join(first, "text_hash").select("doc_id", "_survivor")
+def fingerprint_schema(doc_id: T.DataType, cfg: DedupConfig, with_prior: bool) -> T.StructType:
+    fz = cfg.fuzzy
+    fields = [T.StructField("doc_id", doc_id), T.StructField("text_hash", T.StringType())]
+    fields += [T.StructField(PRIOR, T.BooleanType())] if with_prior else []
+    if fz.enabled:
+        fields.append(T.StructField("bands", T.ArrayType(T.LongType())))
+        fields += [T.StructField("shingles", T.ArrayType(T.IntegerType()))] if fz.verify == "jaccard" else []
+        fields += [T.StructField("signature", T.ArrayType(T.LongType()))] if fz.verify == "signature" else []
+    return T.StructType(fields)
+
+
+def fingerprint_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, slice_bytes: int = arrow_text.SLICE_BYTES) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: (doc_id, text[, _prior]) → doc_id, text_hash (SHA-256 hex of the normalised
+    text; null for null text)[, _prior][, bands, shingles | signature]. One pass over the text, cut
+    in slices of ~8 MB so memory stays flat whatever the batch size."""
+    fz = cfg.fuzzy
+    a, b = minhash.permutations(fz.bands * fz.rows, fz.seed)
+    for batch in batches:
+        for lo, hi in arrow_text.slices(arrow_text.as_strings(batch.column("text")), slice_bytes):
+            part = batch.slice(lo, hi - lo)
+            texts = part.column("text")
+            normal = normalized_texts(pc.fill_null(texts, ""), cfg)
+            columns = {"doc_id": part.column("doc_id"), "text_hash": pc.if_else(pc.is_valid(texts), arrow_text.sha256_hex(normal), None)}
+            if PRIOR in part.schema.names:
+                columns[PRIOR] = part.column(PRIOR)
+            if fz.enabled:
+                columns.update(minhash.minhash_columns(normal, fz.ngram, fz.bands, fz.rows, a, b, fz.verify == "jaccard", fz.verify == "signature"))
+            yield pa.RecordBatch.from_pydict(columns)
 
 
 def candidate_edges(signed: DataFrame) -> DataFrame:
@@ -112,30 +154,24 @@ def connected_components(edges: DataFrame, max_iterations: int, log=print) -> Da
     raise RuntimeError(f"dedup: connected components did not converge in {max_iterations} rounds (dedup.fuzzy.max_iterations)")
 
 
-def near_duplicate_survivors(df: DataFrame, cfg: DedupConfig, log=print) -> DataFrame:
-    """doc_id → the survivor of its near-duplicate component, for documents that have one."""
-    fz = cfg.fuzzy
-    schema = T.StructType(
-        [T.StructField("doc_id", T.StringType()), T.StructField("bands", T.ArrayType(T.LongType()))]
-        + ([T.StructField("shingles", T.ArrayType(T.IntegerType()))] if fz.verify == "jaccard" else [])
-        + ([T.StructField("signature", T.ArrayType(T.LongType()))] if fz.verify == "signature" else [])
-    )
-    body = partial(
-        minhash.signature_batches,
-        n=fz.ngram,
-        bands=fz.bands,
-        rows=fz.rows,
-        seed=fz.seed,
-        with_shingles=fz.verify == "jaccard",
-        with_signature=fz.verify == "signature",
-    )
-    # Computed once (a Python pass), then read by the bucket step and the verification joins.
-    signed = df.select("doc_id", "norm_text").mapInPandas(body, schema).localCheckpoint()
-    edges = verified_edges(candidate_edges(signed), signed, fz).localCheckpoint()
-    components = connected_components(edges, fz.max_iterations, log)
-    if PRIOR not in df.columns:  # the component's label is its smallest doc_id: the survivor
+def exact_survivors(keyed: DataFrame) -> DataFrame:
+    """(doc_id, text_hash, _order) → doc_id, _survivor of its text_hash group (see `survivor_order`),
+    by aggregation and join (a huge group is not one task's memory). Null hashes form no group."""
+    first = keyed.groupBy("text_hash").agg(F.min("_order").getField("doc_id").alias("_survivor"))
+    return keyed.join(first, "text_hash").select("doc_id", "_survivor")
+
+
+def near_duplicate_survivors(signed: DataFrame, orders: DataFrame, cfg: FuzzyDedupConfig, log=print) -> DataFrame | None:
+    """doc_id → the survivor of its near-duplicate component, for documents that have one (None when
+    no candidate pair passes verification). `signed` holds the exact survivors' bands and the
+    verification column; `orders` (doc_id, _order) is set when earlier runs' rows take part."""
+    edges = verified_edges(candidate_edges(signed), signed, cfg).localCheckpoint()
+    if edges.isEmpty():
+        return None
+    components = connected_components(edges, cfg.max_iterations, log)
+    if orders is None:  # the component's label is its smallest doc_id: the survivor
         return components.filter(F.col("component") != F.col("doc_id")).select("doc_id", F.col("component").alias("_near_survivor"))
-    members = components.join(df.select("doc_id", survivor_order(df).alias("_order")), "doc_id")
+    members = components.join(orders, "doc_id")
     best = members.groupBy("component").agg(F.min("_order").getField("doc_id").alias("_near_survivor"))
     return members.join(best, "component").filter(F.col("_near_survivor") != F.col("doc_id")).select("doc_id", "_near_survivor")
 
@@ -143,23 +179,37 @@ def near_duplicate_survivors(df: DataFrame, cfg: DedupConfig, log=print) -> Data
 def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(docs, READS, "dedup")
     cfg = ctx.cfg.dedup
-    df = docs.withColumn("norm_text", normalized_text(F.col("text"), cfg)).withColumn("text_hash", F.sha2(F.col("norm_text"), 256))
-    df = df.join(exact_survivors(df), "doc_id", "left")
-    exact = F.col("_survivor") != F.col("doc_id")
+    with_prior = PRIOR in docs.columns
+    # The one pass over the text: a narrow frame (hash, bands, shingles) that every later step reads.
+    inputs = docs.select("doc_id", "text", *([PRIOR] if with_prior else []))
+    schema = fingerprint_schema(docs.schema["doc_id"].dataType, cfg, with_prior)
+    narrow = inputs.mapInArrow(partial(fingerprint_batches, cfg=cfg), schema).localCheckpoint()
+
+    keyed = narrow.select("doc_id", "text_hash", survivor_order(narrow).alias("_order"))
+    decisions = narrow.select("doc_id", "text_hash").join(exact_survivors(keyed), "doc_id", "left")
+    exact = F.col("_survivor").isNotNull() & (F.col("_survivor") != F.col("doc_id"))
+    near_survivor = F.lit(None).cast("string")
     if cfg.fuzzy.enabled:
-        unique = df.filter(~exact)
-        df = df.join(near_duplicate_survivors(unique, cfg, ctx.log), "doc_id", "left")
-    else:
-        df = df.withColumn("_near_survivor", F.lit(None).cast("string"))
-    near = F.col("_near_survivor").isNotNull()
-    survivor = F.when(exact, F.col("_survivor")).when(near, F.col("_near_survivor"))
-    reason = F.when(exact, F.lit("exact_duplicate")).when(near, F.lit("near_duplicate"))
-    marked = (
-        df.withColumn(REASON, reason)
-        .withColumn(DUPLICATE_OF, survivor)
-        .withColumn(DETAIL, F.when(survivor.isNotNull(), F.concat(F.lit("duplicate_of="), survivor)))
-        .drop("norm_text", "_survivor", "_near_survivor")
+        # Near duplicates among the exact survivors only (and documents without a hash group).
+        unique = decisions.filter(~exact).select("doc_id")
+        verify = {"jaccard": ["shingles"], "signature": ["signature"]}.get(cfg.fuzzy.verify, [])
+        signed = narrow.select("doc_id", "bands", *verify).join(unique, "doc_id")
+        orders = keyed.select("doc_id", "_order") if with_prior else None
+        near = near_duplicate_survivors(signed, orders, cfg.fuzzy, ctx.log)
+        if near is not None:
+            decisions = decisions.join(near, "doc_id", "left")
+            near_survivor = F.col("_near_survivor")
+    survivor = F.when(exact, F.col("_survivor")).otherwise(near_survivor)
+    reason = F.when(exact, F.lit("exact_duplicate")).when(survivor.isNotNull(), F.lit("near_duplicate"))
+    decisions = decisions.select(
+        "doc_id",
+        "text_hash",
+        reason.alias(REASON),
+        survivor.alias(DUPLICATE_OF),
+        F.when(survivor.isNotNull(), F.concat(F.lit("duplicate_of="), survivor)).alias(DETAIL),
     )
+    # The text meets the decisions once (small: Spark broadcasts them unless they are large).
+    marked = docs.drop("text_hash").join(decisions, "doc_id", "left")
     return StageResult(marked)
 
 
