@@ -225,12 +225,24 @@ def test_fingerprints_do_not_depend_on_slices():
 
 
 def test_mersenne_reduction_is_exact():
+    # (a*x + b) mod 2^64 mod (2^61-1), low 32 bits, against Python ints, at the edges of the reduction.
     p = (1 << 61) - 1
-    edge = [0, 1, p - 1, p, p + 1, 2 * p - 1, 2 * p, 2 * p + 7, (1 << 64) - 1, (1 << 64) - 2, 7 << 61, (7 << 61) + p - 1]
     rng = np.random.default_rng(0)
-    values = np.array(edge + rng.integers(0, 1 << 64, size=10_000, dtype=np.uint64).tolist(), dtype=np.uint64)
-    got = minhash._mod_mersenne_61(values.copy())
-    assert got.tolist() == [int(v) % p for v in values.tolist()]
+    a = rng.integers(1, 1 << 32, size=64, dtype=np.uint64)
+    b = rng.integers(0, 1 << 32, size=64, dtype=np.uint64)
+    # x such that a*x + b lands on p, 2p, 2^61 - 1 +- 1 ... for the first permutation.
+    targets = [p - 1, p, p + 1, 2 * p - 1, 2 * p, 2 * p + 1, 1 << 61, (1 << 62) - 1]
+    edge = [(t - int(b[0])) // int(a[0]) for t in targets] + [(t - int(b[0])) // int(a[0]) + 1 for t in targets]
+    x = np.array([0, 1, (1 << 32) - 1] + [v & 0xFFFFFFFF for v in edge] + rng.integers(0, 1 << 32, size=2000).tolist(), dtype=np.uint64)[:, None]
+    y, scratch = np.empty((len(x), 64), dtype=np.uint64), np.empty((len(x), 64), dtype=np.uint64)
+    got = minhash._low32_mod_mersenne_61(x, a, b, y, scratch)
+    want = [[(((int(ai) * int(xi) + int(bi)) % (1 << 64)) % p) & 0xFFFFFFFF for ai, bi in zip(a, b)] for xi in x[:, 0]]
+    assert got.tolist() == want
+    # Exactly on the edges: a = 1, x = 0, so a*x + b = b.
+    b = np.array([p - 1, p, p + 1, 2 * p - 1, 2 * p, 2 * p + 1, 1 << 61, (1 << 64) - 1, 0, 7 << 61], dtype=np.uint64)
+    one = np.ones(len(b), dtype=np.uint64)
+    got = minhash._low32_mod_mersenne_61(np.zeros((1, 1), dtype=np.uint64), one, b, np.empty((1, len(b)), np.uint64), np.empty((1, len(b)), np.uint64))
+    assert got[0].tolist() == [(int(v) % p) & 0xFFFFFFFF for v in b]
 
 
 def test_signatures_match_plain_python():

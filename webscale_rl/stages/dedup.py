@@ -21,7 +21,7 @@ from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -40,6 +40,7 @@ _FINAL_SIGMA = rf"([{_CASED}][{_CASE_IGNORABLE}]*)Σ([{_CASE_IGNORABLE}]*(?:[^{_
 # Java's \s (what the Spark version of this normalisation used): ASCII whitespace only, with \x0B,
 # which RE2's \s leaves out. Other Unicode spaces stay; str.split()-style word splitting cuts there.
 _WHITESPACE = r"[ \t\n\x0B\f\r]+"
+_PUNCTUATION_OR_WHITESPACE = r"[\p{P}\p{S} \t\n\x0B\f\r]+"
 
 
 def normalized_texts(texts: pa.Array, cfg: DedupConfig) -> pa.Array:
@@ -52,11 +53,12 @@ def normalized_texts(texts: pa.Array, cfg: DedupConfig) -> pa.Array:
         if pc.any(pc.match_substring(out, "Σ")).as_py():
             out = pc.replace_substring_regex(out, _FINAL_SIGMA, r"\1ς\2")
         out = pc.utf8_lower(out)
-    if cfg.strip_punctuation:
-        out = pc.replace_substring_regex(out, r"[\p{P}\p{S}]", " ")
     if cfg.strip_digits:
         out = pc.replace_substring_regex(out, r"\p{N}", "")
-    return pc.utf8_trim(pc.replace_substring_regex(out, _WHITESPACE, " "), " ")
+    # Punctuation becoming a space and whitespace runs becoming one space, in one regex pass: a run
+    # of both is one space either way (digits are neither, so removing them first changes nothing).
+    separators = _PUNCTUATION_OR_WHITESPACE if cfg.strip_punctuation else _WHITESPACE
+    return pc.utf8_trim(pc.replace_substring_regex(out, separators, " "), " ")
 
 
 # Set by the pipeline on incremental runs: rows an earlier run already kept. They enter the stage
@@ -101,13 +103,16 @@ def fingerprint_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, sli
 
 
 def candidate_edges(signed: DataFrame) -> DataFrame:
-    """(src, dst): src shares an LSH bucket with dst, the bucket's smallest doc_id."""
+    """(src, dst): src shares an LSH bucket with dst, the bucket's smallest doc_id.
+
+    One shuffle: a window per bucket gives every member the bucket's minimum (edges grow with
+    members, never with their square; a huge bucket is one long task whose buffer spills, not one
+    task's memory)."""
     buckets = signed.filter(F.col("bands").isNotNull()).select("doc_id", F.posexplode("bands").alias("band", "band_hash"))
-    roots = buckets.groupBy("band", "band_hash").agg(F.min("doc_id").alias("dst"), F.count(F.lit(1)).alias("size")).filter("size > 1")
+    root = F.min("doc_id").over(Window.partitionBy("band", "band_hash"))
     return (
-        buckets.join(roots.drop("size"), ["band", "band_hash"])
-        .filter(F.col("doc_id") != F.col("dst"))
-        .select(F.col("doc_id").alias("src"), "dst")
+        buckets.select(F.col("doc_id").alias("src"), root.alias("dst"))
+        .filter(F.col("src") != F.col("dst"))
         .distinct()
     )
 
@@ -155,17 +160,19 @@ def connected_components(edges: DataFrame, max_iterations: int, log=print) -> Da
 
 
 def exact_survivors(keyed: DataFrame) -> DataFrame:
-    """(doc_id, text_hash, _order) → doc_id, _survivor of its text_hash group (see `survivor_order`),
-    by aggregation and join (a huge group is not one task's memory). Null hashes form no group."""
+    """(doc_id, text_hash, _order) → doc_id, text_hash, _survivor of its text_hash group (see
+    `survivor_order`), by aggregation and join (a huge group is not one task's memory). A null
+    hash (no text) is in no group: its _survivor is null."""
     first = keyed.groupBy("text_hash").agg(F.min("_order").getField("doc_id").alias("_survivor"))
-    return keyed.join(first, "text_hash").select("doc_id", "_survivor")
+    return keyed.join(first, "text_hash", "left").select("doc_id", "text_hash", "_survivor")
 
 
-def near_duplicate_survivors(signed: DataFrame, orders: DataFrame, cfg: FuzzyDedupConfig, log=print) -> DataFrame | None:
+def near_duplicate_survivors(signed: DataFrame, narrow: DataFrame, orders: DataFrame | None, cfg: FuzzyDedupConfig, log=print) -> DataFrame | None:
     """doc_id → the survivor of its near-duplicate component, for documents that have one (None when
-    no candidate pair passes verification). `signed` holds the exact survivors' bands and the
-    verification column; `orders` (doc_id, _order) is set when earlier runs' rows take part."""
-    edges = verified_edges(candidate_edges(signed), signed, cfg).localCheckpoint()
+    no candidate pair passes verification). `signed`: (doc_id, bands) of the documents to compare;
+    `narrow` holds their verification column; `orders` (doc_id, _order) is set when earlier runs'
+    rows take part."""
+    edges = verified_edges(candidate_edges(signed), narrow, cfg).localCheckpoint()
     if edges.isEmpty():
         return None
     components = connected_components(edges, cfg.max_iterations, log)
@@ -186,16 +193,15 @@ def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     narrow = inputs.mapInArrow(partial(fingerprint_batches, cfg=cfg), schema).localCheckpoint()
 
     keyed = narrow.select("doc_id", "text_hash", survivor_order(narrow).alias("_order"))
-    decisions = narrow.select("doc_id", "text_hash").join(exact_survivors(keyed), "doc_id", "left")
+    decisions = exact_survivors(keyed).localCheckpoint()  # read by the fuzzy step and the final join
     exact = F.col("_survivor").isNotNull() & (F.col("_survivor") != F.col("doc_id"))
     near_survivor = F.lit(None).cast("string")
     if cfg.fuzzy.enabled:
-        # Near duplicates among the exact survivors only (and documents without a hash group).
-        unique = decisions.filter(~exact).select("doc_id")
-        verify = {"jaccard": ["shingles"], "signature": ["signature"]}.get(cfg.fuzzy.verify, [])
-        signed = narrow.select("doc_id", "bands", *verify).join(unique, "doc_id")
+        # Near duplicates among the exact survivors only.
+        unique = decisions.filter(F.col("_survivor") == F.col("doc_id")).select("doc_id")
+        signed = narrow.select("doc_id", "bands").join(unique, "doc_id")
         orders = keyed.select("doc_id", "_order") if with_prior else None
-        near = near_duplicate_survivors(signed, orders, cfg.fuzzy, ctx.log)
+        near = near_duplicate_survivors(signed, narrow, orders, cfg.fuzzy, ctx.log)
         if near is not None:
             decisions = decisions.join(near, "doc_id", "left")
             near_survivor = F.col("_near_survivor")

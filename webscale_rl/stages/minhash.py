@@ -17,7 +17,7 @@ MERSENNE_61 = np.uint64((1 << 61) - 1)
 MAX_32 = np.uint64(0xFFFFFFFF)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _CHUNK_ROWS = 2_048  # shingles per matrix block: 2k x 112 permutations x 8 bytes ≈ 2 MB, near the CPU cache
-_32, _61 = np.uint64(32), np.uint64(61)
+_32, _61, _ONE = np.uint64(32), np.uint64(61), np.uint64(1)
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,16 +69,19 @@ def shingle_sets(texts, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def signatures(shingles: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """MinHash matrix (documents x permutations) of 32-bit values; documents without shingles get MAX_32."""
+    """MinHash matrix (documents x permutations) of 32-bit values; documents without shingles get MAX_32.
+    Permutation k of shingle x: ((a[k] * x + b[k]) mod 2^64 mod (2^61 - 1)) & 0xFFFFFFFF."""
     n_docs = len(offsets) - 1
     out = np.full((n_docs, len(a)), MAX_32, dtype=np.uint64)
     if shingles.size == 0:
         return out
     doc_of = np.repeat(np.arange(n_docs), np.diff(offsets))
+    # Two scratch blocks reused for every chunk (in-place ufuncs: no allocation per step).
+    y = np.empty((min(_CHUNK_ROWS, shingles.size), len(a)), dtype=np.uint64)
+    scratch = np.empty_like(y)
     for lo in range(0, shingles.size, _CHUNK_ROWS):
         hi = min(lo + _CHUNK_ROWS, shingles.size)
-        x = shingles[lo:hi].astype(np.uint64)[:, None]
-        hashed = _mod_mersenne_61(x * a + b) & MAX_32
+        hashed = _low32_mod_mersenne_61(shingles[lo:hi].astype(np.uint64)[:, None], a, b, y[: hi - lo], scratch[: hi - lo])
         docs = doc_of[lo:hi]
         # Rows of one document are contiguous: reduce each run, then merge with earlier chunks.
         run_starts = np.flatnonzero(np.r_[True, docs[1:] != docs[:-1]])
@@ -88,14 +91,19 @@ def signatures(shingles: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.n
     return out
 
 
-def _mod_mersenne_61(y: np.ndarray) -> np.ndarray:
-    """y mod (2^61 - 1) in place, by shifts instead of a division (numpy's uint64 % is slow):
-    y = hi * 2^61 + lo ≡ hi + lo, and hi + lo < 2 * (2^61 - 1)."""
-    hi = y >> _61
+def _low32_mod_mersenne_61(x: np.ndarray, a: np.ndarray, b: np.ndarray, y: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """((a * x + b) mod 2^64 mod (2^61 - 1)) & 0xFFFFFFFF as uint32, by shifts instead of a
+    division (numpy's uint64 % is slow): with p = 2^61 - 1, y = hi * 2^61 + lo ≡ hi + lo = r < 2p;
+    r - p (when r >= p) has the low 32 bits of r + 1, and r >= p exactly when (r + 1) >> 61 is 1."""
+    np.multiply(x, a, out=y)
+    y += b
+    np.right_shift(y, _61, out=scratch)
     y &= MERSENNE_61
-    y += hi
-    y -= MERSENNE_61 * (y >= MERSENNE_61)
-    return y
+    y += scratch
+    np.add(y, _ONE, out=scratch)
+    scratch >>= _61
+    y += scratch
+    return y.astype(np.uint32)
 
 
 def band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
