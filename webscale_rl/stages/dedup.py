@@ -160,11 +160,11 @@ def connected_components(edges: DataFrame, max_iterations: int, log=print) -> Da
 
 
 def exact_survivors(keyed: DataFrame) -> DataFrame:
-    """(doc_id, text_hash, _order) → doc_id, text_hash, _survivor of its text_hash group (see
-    `survivor_order`), by aggregation and join (a huge group is not one task's memory). A null
-    hash (no text) is in no group: its _survivor is null."""
-    first = keyed.groupBy("text_hash").agg(F.min("_order").getField("doc_id").alias("_survivor"))
-    return keyed.join(first, "text_hash", "left").select("doc_id", "text_hash", "_survivor")
+    """Adds _survivor to (doc_id, text_hash, _order, ...): the first of its text_hash group by
+    `survivor_order`. One shuffle: a window per hash (a huge group is one long task whose buffer
+    spills, not one task's memory). A null hash (no text) is in no group: its _survivor is null."""
+    first = F.min("_order").over(Window.partitionBy("text_hash")).getField("doc_id")
+    return keyed.withColumn("_survivor", F.when(F.col("text_hash").isNotNull(), first))
 
 
 def near_duplicate_survivors(signed: DataFrame, narrow: DataFrame, orders: DataFrame | None, cfg: FuzzyDedupConfig, log=print) -> DataFrame | None:
@@ -192,15 +192,15 @@ def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     schema = fingerprint_schema(docs.schema["doc_id"].dataType, cfg, with_prior)
     narrow = inputs.mapInArrow(partial(fingerprint_batches, cfg=cfg), schema).localCheckpoint()
 
-    keyed = narrow.select("doc_id", "text_hash", survivor_order(narrow).alias("_order"))
+    # The exact step carries the bands along, so the fuzzy step needs no join to find the survivors.
+    keyed = narrow.select("doc_id", "text_hash", survivor_order(narrow).alias("_order"), *(["bands"] if cfg.fuzzy.enabled else []))
     decisions = exact_survivors(keyed).localCheckpoint()  # read by the fuzzy step and the final join
     exact = F.col("_survivor").isNotNull() & (F.col("_survivor") != F.col("doc_id"))
     near_survivor = F.lit(None).cast("string")
     if cfg.fuzzy.enabled:
         # Near duplicates among the exact survivors only.
-        unique = decisions.filter(F.col("_survivor") == F.col("doc_id")).select("doc_id")
-        signed = narrow.select("doc_id", "bands").join(unique, "doc_id")
-        orders = keyed.select("doc_id", "_order") if with_prior else None
+        signed = decisions.filter(F.col("_survivor") == F.col("doc_id")).select("doc_id", "bands")
+        orders = decisions.select("doc_id", "_order") if with_prior else None
         near = near_duplicate_survivors(signed, narrow, orders, cfg.fuzzy, ctx.log)
         if near is not None:
             decisions = decisions.join(near, "doc_id", "left")
