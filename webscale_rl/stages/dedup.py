@@ -138,9 +138,9 @@ def connected_components(edges: DataFrame, max_iterations: int, log=print) -> Da
 
     Min-label propagation: each vertex takes the smallest label among itself and its neighbours,
     then jumps to its label's label. Each round is checkpointed (no growing lineage); it stops when
-    no label changes."""
-    both = edges.select("src", "dst").union(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"))).distinct()
-    both = both.localCheckpoint()
+    no label changes. `edges` should be checkpointed: every round reads it (repeated edges only
+    cost time; a minimum does not change)."""
+    both = edges.select("src", "dst").union(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst")))
     labels = both.groupBy("src").agg(F.least(F.col("src"), F.min("dst")).alias("label")).withColumnRenamed("src", "doc_id")
     labels = labels.localCheckpoint()
     for i in range(1, max_iterations + 1):
