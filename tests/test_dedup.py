@@ -223,6 +223,8 @@ def test_fingerprints_do_not_depend_on_slices():
         assert len(sliced) >= len(texts) - 2  # a slice per document (empty ones join the next)
         assert pa.Table.from_batches(sliced).equals(whole)
         assert whole.column("bands").null_count == 3  # "", null and "!!!" have no shingles
+        empty = list(dedup.fingerprint_batches(iter([batch.slice(0, 0)]), cfg))
+        assert sum(b.num_rows for b in empty) == 0 and empty[0].schema == whole.schema
 
 
 def test_mersenne_reduction_is_exact():

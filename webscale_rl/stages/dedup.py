@@ -1,17 +1,23 @@
 """dedup: exact duplicates on normalised text, then near duplicates by MinHash LSH.
 
+One Python pass (mapInArrow, Arrow in and out) reads the text once and leaves a narrow frame:
+doc_id, text_hash, LSH bands and shingles (or the signature). It is checkpointed, and every later
+step groups and joins only that; the documents meet the final decisions in one join.
+
 Exact: documents whose normalised text (case, punctuation, digits, whitespace as configured) has the
 same SHA-256 form a group; the smallest doc_id survives, the others are `exact_duplicate`.
 
-Near: MinHash signatures of word n-gram shingles (`minhash`), LSH bands; inside a bucket every member
-is linked to the bucket's smallest doc_id (a star: edges grow with members, never with their square,
-and a bucket is an aggregation, so a huge bucket is a long task, not a big one); a candidate edge is
-kept when its shingle Jaccard (or signature agreement) reaches the threshold; connected components
-of the kept edges by iterative min-label propagation with pointer jumping, so A~B, B~C collapse to
-one group. The smallest doc_id of a component survives; the others are `near_duplicate`.
+Near, among the exact survivors: MinHash signatures of word n-gram shingles (`minhash`), LSH bands;
+inside a bucket every member is linked to the bucket's smallest doc_id (a star: edges grow with
+members, never with their square); a candidate edge is kept when its shingle Jaccard (or signature
+agreement) reaches the threshold; connected components of the kept edges by iterative min-label
+propagation with pointer jumping, so A~B, B~C collapse to one group. The smallest doc_id of a
+component survives; the others are `near_duplicate`.
 
-Either way the survivor is named in `duplicate_of` (and the detail), and it does not depend on the
-run or on partitioning. No text reaches the driver; only counts do (to stop the propagation).
+Groups (hash groups, buckets) are windows: one shuffle each, and a huge group is one long task whose
+buffer spills to disk, not one task's memory. Either way the survivor is named in `duplicate_of`
+(and the detail), and it does not depend on the run or on partitioning. No text reaches the driver;
+only counts do (to stop the propagation).
 """
 
 from __future__ import annotations
