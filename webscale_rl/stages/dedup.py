@@ -89,14 +89,14 @@ def fingerprint_schema(doc_id: T.DataType, cfg: DedupConfig, with_prior: bool) -
     return T.StructType(fields)
 
 
-def fingerprint_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, slice_bytes: int = arrow_text.SLICE_BYTES) -> Iterator[pa.RecordBatch]:
+def fingerprint_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, slice_bytes: int | None = None) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: (doc_id, text[, _prior]) → doc_id, text_hash (SHA-256 hex of the normalised
     text; null for null text)[, _prior][, bands, shingles | signature]. One pass over the text, cut
     in slices of ~8 MB so memory stays flat whatever the batch size."""
     fz = cfg.fuzzy
     a, b = minhash.permutations(fz.bands * fz.rows, fz.seed)
     for batch in batches:
-        for lo, hi in arrow_text.slices(arrow_text.as_strings(batch.column("text")), slice_bytes):
+        for lo, hi in arrow_text.slices(arrow_text.as_strings(batch.column("text")), slice_bytes or arrow_text.SLICE_BYTES):
             part = batch.slice(lo, hi - lo)
             texts = part.column("text")
             normal = normalized_texts(pc.fill_null(texts, ""), cfg)
@@ -123,12 +123,13 @@ def candidate_edges(signed: DataFrame) -> DataFrame:
     )
 
 
-def verified_edges(edges: DataFrame, signed: DataFrame, cfg: FuzzyDedupConfig) -> DataFrame:
+def verified_edges(edges: DataFrame, fingerprints: DataFrame, cfg: FuzzyDedupConfig) -> DataFrame:
+    """The candidate edges whose ends are similar enough; `fingerprints` has their shingles or signatures."""
     if cfg.verify == "none":
         return edges
     column = "shingles" if cfg.verify == "jaccard" else "signature"
-    left = signed.select(F.col("doc_id").alias("src"), F.col(column).alias("_a"))
-    right = signed.select(F.col("doc_id").alias("dst"), F.col(column).alias("_b"))
+    left = fingerprints.select(F.col("doc_id").alias("src"), F.col(column).alias("_a"))
+    right = fingerprints.select(F.col("doc_id").alias("dst"), F.col(column).alias("_b"))
     pairs = edges.join(left, "src").join(right, "dst")
     if cfg.verify == "jaccard":
         inter = F.size(F.array_intersect("_a", "_b"))
