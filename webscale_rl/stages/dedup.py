@@ -221,7 +221,7 @@ def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
         survivor.alias(DUPLICATE_OF),
         F.when(survivor.isNotNull(), F.concat(F.lit("duplicate_of="), survivor)).alias(DETAIL),
     )
-    # The text meets the decisions once (small: Spark broadcasts them unless they are large).
+    # The only step that moves the text: one join with the narrow decisions.
     marked = docs.drop("text_hash").join(decisions, "doc_id", "left")
     return StageResult(marked)
 
