@@ -1,9 +1,10 @@
 """MinHash signatures and LSH bands of word n-gram shingles, an Arrow batch at a time.
 
 Words of a whole batch are split in Arrow and hashed at once (pandas' SipHash of each distinct word,
-fixed key: the same on every worker and run), n-gram shingles are rolling combinations of word hashes cut to 32 bits, and the
-permutations are universal hashes (a*x + b) mod (2^61 - 1) over numpy matrices. A document shorter
-than n words is one shingle. Seeds fix the permutations, so signatures never depend on partitioning.
+fixed key: the same on every worker and run), n-gram shingles are rolling combinations of word
+hashes cut to 32 bits, and the permutations are universal hashes (a*x + b) mod (2^61 - 1) over
+numpy matrices. A document shorter than n words is one shingle. Seeds fix the permutations, so
+signatures never depend on partitioning. `minhash_columns` returns Arrow list columns for Spark.
 """
 
 from __future__ import annotations
