@@ -119,7 +119,8 @@ def test_connected_components_collapse_long_chains(spark):
     ids = [f"d{i:02d}" for i in range(40)]
     pairs = [(ids[i + 1], ids[i]) for i in range(39)] + [("x2", "x1")]
     random.Random(0).shuffle(pairs)
-    edges = spark.createDataFrame(pairs, "src string, dst string")
+    # Repeated and reversed edges change nothing.
+    edges = spark.createDataFrame(pairs + pairs[:5] + [(b, a) for a, b in pairs[:3]], "src string, dst string")
     got = {r["doc_id"]: r["component"] for r in dedup.connected_components(edges, 20, log=lambda _: None).collect()}
     assert got == {**{i: "d00" for i in ids}, "x1": "x1", "x2": "x1"}
 
@@ -150,3 +151,111 @@ def test_rows_kept_by_an_earlier_run_survive(spark):
     result = dedup.dedup_documents(spark.createDataFrame(rows), StageContext(cfg=Config(), run_id="r", log=lambda _: None))
     rejected = {r["doc_id"]: (r["reason"], r["duplicate_of"]) for r in result.rejected("dedup", "r").collect()}
     assert rejected == {"a-near": ("near_duplicate", "z-old"), "a-exact": ("exact_duplicate", "z-old")}
+
+
+# --- the Arrow pass: normalisation, text_hash, slices ---------------------------------------------
+
+TRICKY = [
+    "Hello,  World!",
+    "İstanbul and ΟΔΟΣ ΟΔΟΣ. Σ ΑΣ ΌΣΟΣ’ ΑΣΣ σ",  # Java's special lower-casing of İ and final sigma
+    "Tabs\tand\x0bvertical\x0ctabs\r\nand\u00a0non-breaking\u2003spaces  ",
+    "\x01 control \x1c chars \x01",
+    "digits 42 ٤٢ ½ and symbols © ± € — “quotes” ‘x’ «y» ¿z?",
+    "ẞ straße K ſ ǅ ﬁ ǰ Ω",
+    "!!! ... ???",
+    "",
+]
+
+
+def spark_normalized_text(text, cfg):
+    """What the stage did in Spark (Java regex) before the Arrow pass; kept as the reference."""
+    from pyspark.sql import functions as F
+
+    out = text
+    if cfg.lowercase:
+        out = F.lower(out)
+    if cfg.strip_punctuation:
+        out = F.regexp_replace(out, r"[\p{P}\p{S}]", " ")
+    if cfg.strip_digits:
+        out = F.regexp_replace(out, r"\p{N}", "")
+    return F.trim(F.regexp_replace(out, r"\s+", " "))
+
+
+@pytest.mark.parametrize("lowercase,strip_punctuation,strip_digits", [(True, True, False), (False, True, True), (True, False, True)])
+def test_arrow_normalisation_matches_spark(spark, lowercase, strip_punctuation, strip_digits):
+    import pyarrow as pa
+    from pyspark.sql import functions as F
+
+    cfg = Config().dedup
+    cfg.lowercase, cfg.strip_punctuation, cfg.strip_digits = lowercase, strip_punctuation, strip_digits
+    df = spark.createDataFrame([(t,) for t in TRICKY], "text string")
+    want = [r[0] for r in df.select(spark_normalized_text(F.col("text"), cfg)).collect()]
+    assert dedup.normalized_texts(pa.array(TRICKY), cfg).to_pylist() == want
+
+
+def test_text_hash_is_sha256_of_the_normalised_text(spark):
+    import hashlib
+
+    rows = [Row(doc_id="a", text="Hello,  World!"), Row(doc_id="b", text="!!! ... ???"), Row(doc_id="c", text=""), Row(doc_id="d", text=None)]
+    docs = spark.createDataFrame(rows, "doc_id string, text string")
+    result = dedup.dedup_documents(docs, StageContext(cfg=Config(), run_id="r", log=lambda _: None))
+    got = {r["doc_id"]: (r["text_hash"], r["_reject_reason"], r["_duplicate_of"]) for r in result.marked.collect()}
+    empty = hashlib.sha256(b"").hexdigest()
+    assert got == {
+        "a": (hashlib.sha256(b"hello world").hexdigest(), None, None),
+        # Only punctuation normalises to "", as the empty text does: one exact group, no shingles.
+        "b": (empty, None, None),
+        "c": (empty, "exact_duplicate", "b"),
+        "d": (None, None, None),  # no text, no hash: judged against nothing
+    }
+
+
+def test_fingerprints_do_not_depend_on_slices():
+    import pyarrow as pa
+
+    texts = [t for _, t in fixture_docs()] + ["", None, "a b c", "!!!"]
+    batch = pa.RecordBatch.from_pydict({"doc_id": [str(i) for i in range(len(texts))], "text": pa.array(texts, pa.string())})
+    for verify in ("jaccard", "signature"):
+        cfg = Config().dedup
+        cfg.fuzzy.verify = verify
+        whole = pa.Table.from_batches(list(dedup.fingerprint_batches(iter([batch]), cfg)))
+        sliced = list(dedup.fingerprint_batches(iter([batch]), cfg, slice_bytes=1))
+        assert len(sliced) >= len(texts) - 2  # a slice per document (empty ones join the next)
+        assert pa.Table.from_batches(sliced).equals(whole)
+        assert whole.column("bands").null_count == 3  # "", null and "!!!" have no shingles
+        empty = list(dedup.fingerprint_batches(iter([batch.slice(0, 0)]), cfg))
+        assert sum(b.num_rows for b in empty) == 0 and empty[0].schema == whole.schema
+
+
+def test_mersenne_reduction_is_exact():
+    # (a*x + b) mod 2^64 mod (2^61-1), low 32 bits, against Python ints, at the edges of the reduction.
+    p = (1 << 61) - 1
+    rng = np.random.default_rng(0)
+    a = rng.integers(1, 1 << 32, size=64, dtype=np.uint64)
+    b = rng.integers(0, 1 << 32, size=64, dtype=np.uint64)
+    # x such that a*x + b lands on p, 2p, 2^61 - 1 +- 1 ... for the first permutation.
+    targets = [p - 1, p, p + 1, 2 * p - 1, 2 * p, 2 * p + 1, 1 << 61, (1 << 62) - 1]
+    edge = [(t - int(b[0])) // int(a[0]) for t in targets] + [(t - int(b[0])) // int(a[0]) + 1 for t in targets]
+    x = np.array([0, 1, (1 << 32) - 1] + [v & 0xFFFFFFFF for v in edge] + rng.integers(0, 1 << 32, size=2000).tolist(), dtype=np.uint64)[:, None]
+    y, scratch = np.empty((len(x), 64), dtype=np.uint64), np.empty((len(x), 64), dtype=np.uint64)
+    got = minhash._low32_mod_mersenne_61(x, a, b, y, scratch)
+    want = [[(((int(ai) * int(xi) + int(bi)) % (1 << 64)) % p) & 0xFFFFFFFF for ai, bi in zip(a, b)] for xi in x[:, 0]]
+    assert got.tolist() == want
+    # Exactly on the edges: a = 1, x = 0, so a*x + b = b.
+    b = np.array([p - 1, p, p + 1, 2 * p - 1, 2 * p, 2 * p + 1, 1 << 61, (1 << 64) - 1, 0, 7 << 61], dtype=np.uint64)
+    one = np.ones(len(b), dtype=np.uint64)
+    got = minhash._low32_mod_mersenne_61(np.zeros((1, 1), dtype=np.uint64), one, b, np.empty((1, len(b)), np.uint64), np.empty((1, len(b)), np.uint64))
+    assert got[0].tolist() == [(int(v) % p) & 0xFFFFFFFF for v in b]
+
+
+def test_signatures_match_plain_python():
+    # The definition, in Python ints: min over shingles of ((a*x + b) mod 2^64 mod (2^61-1)) & 0xFFFFFFFF.
+    a, b = minhash.permutations(16, 3)
+    shingles, offsets = minhash.shingle_sets(["one two three four five six seven", "x y", ""], 5)
+    sig = minhash.signatures(shingles, offsets, a, b)
+    p = (1 << 61) - 1
+    for d in range(3):
+        xs = shingles[offsets[d] : offsets[d + 1]].tolist()
+        want = [min((((int(ai) * x + int(bi)) % (1 << 64)) % p) & 0xFFFFFFFF for x in xs) if xs else 0xFFFFFFFF for ai, bi in zip(a, b)]
+        assert sig[d].tolist() == want
+    assert list(np.diff(offsets)) == [3, 1, 0]  # 3 five-grams; a short document is one shingle

@@ -96,3 +96,20 @@ def stable_word_hashes(words: pa.Array) -> np.ndarray:
     encoded = pc.dictionary_encode(words)
     distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
     return pd.util.hash_array(distinct, categorize=False)[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def sha256_hex(texts: pa.Array) -> pa.Array:
+    """SHA-256 hex digest of every value's UTF-8 bytes (null stays null), read straight from the
+    Arrow buffers: no Python str per document."""
+    import hashlib
+
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    wide = pa.types.is_large_string(texts.type) or pa.types.is_large_binary(texts.type)
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64 if wide else np.int32)[texts.offset : texts.offset + len(texts) + 1]
+    data = texts.buffers()[2]
+    data = memoryview(data) if data is not None else memoryview(b"")
+    valid = texts.is_valid().to_numpy(zero_copy_only=False)
+    starts, stops = offsets[:-1].tolist(), offsets[1:].tolist()
+    digests = [hashlib.sha256(data[lo:hi]).hexdigest() if ok else None for lo, hi, ok in zip(starts, stops, valid.tolist())]
+    return pa.array(digests, type=pa.string())

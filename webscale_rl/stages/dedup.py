@@ -1,44 +1,70 @@
 """dedup: exact duplicates on normalised text, then near duplicates by MinHash LSH.
 
+One Python pass (mapInArrow, Arrow in and out) reads the text once and leaves a narrow frame:
+doc_id, text_hash, LSH bands and shingles (or the signature). It is checkpointed, and every later
+step groups and joins only that; the documents meet the final decisions in one join.
+
 Exact: documents whose normalised text (case, punctuation, digits, whitespace as configured) has the
 same SHA-256 form a group; the smallest doc_id survives, the others are `exact_duplicate`.
 
-Near: MinHash signatures of word n-gram shingles (`minhash`), LSH bands; inside a bucket every member
-is linked to the bucket's smallest doc_id (a star: edges grow with members, never with their square,
-and a bucket is an aggregation, so a huge bucket is a long task, not a big one); a candidate edge is
-kept when its shingle Jaccard (or signature agreement) reaches the threshold; connected components
-of the kept edges by iterative min-label propagation with pointer jumping, so A~B, B~C collapse to
-one group. The smallest doc_id of a component survives; the others are `near_duplicate`.
+Near, among the exact survivors: MinHash signatures of word n-gram shingles (`minhash`), LSH bands;
+inside a bucket every member is linked to the bucket's smallest doc_id (a star: edges grow with
+members, never with their square); a candidate edge is kept when its shingle Jaccard (or signature
+agreement) reaches the threshold; connected components of the kept edges by iterative min-label
+propagation with pointer jumping, so A~B, B~C collapse to one group. The smallest doc_id of a
+component survives; the others are `near_duplicate`.
 
-Either way the survivor is named in `duplicate_of` (and the detail), and it does not depend on the
-run or on partitioning. No text reaches the driver; only counts do (to stop the propagation).
+Groups (hash groups, buckets) are windows: one shuffle each, and a huge group is one long task whose
+buffer spills to disk, not one task's memory. Either way the survivor is named in `duplicate_of`
+(and the detail), and it does not depend on the run or on partitioning. No text reaches the driver;
+only counts do (to stop the propagation).
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import Iterator
 
-from pyspark.sql import Column, DataFrame
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ..config import DedupConfig, FuzzyDedupConfig
-from . import minhash
+from . import arrow_text, minhash
 from .base import DETAIL, DUPLICATE_OF, REASON, Stage, StageContext, StageResult, assert_columns
 
 READS = ("doc_id", "text")
 WRITES = ("doc_id", "url", "text", "source", "source_format", "n_chars", "n_words", "text_hash")
 
+# Java's String.toLowerCase (what Spark's lower() did here before) maps two letters differently from
+# Arrow's per-character lowering: İ becomes i + combining dot, and a word-final capital sigma ς.
+_CASED = r"\p{Lu}\p{Ll}\p{Lt}"
+_CASE_IGNORABLE = r"\p{Mn}\p{Me}\p{Cf}\p{Lm}\p{Sk}'’.:·"
+_FINAL_SIGMA = rf"([{_CASED}][{_CASE_IGNORABLE}]*)Σ([{_CASE_IGNORABLE}]*(?:[^{_CASED}{_CASE_IGNORABLE}]|$))"
+# Java's \s (what the Spark version of this normalisation used): ASCII whitespace only, with \x0B,
+# which RE2's \s leaves out. Other Unicode spaces stay; str.split()-style word splitting cuts there.
+_WHITESPACE = r"[ \t\n\x0B\f\r]+"
+_PUNCTUATION_OR_WHITESPACE = r"[\p{P}\p{S} \t\n\x0B\f\r]+"
 
-def normalized_text(text: Column, cfg: DedupConfig) -> Column:
-    out = text
+
+def normalized_texts(texts: pa.Array, cfg: DedupConfig) -> pa.Array:
+    """The text exact dedup compares and shingles are cut from (Arrow, RE2): case, punctuation and
+    symbols, digits as configured; whitespace runs become one space; ends trimmed of spaces."""
+    out = texts
     if cfg.lowercase:
-        out = F.lower(out)
-    if cfg.strip_punctuation:
-        out = F.regexp_replace(out, r"[\p{P}\p{S}]", " ")
+        if pc.any(pc.match_substring(out, "İ")).as_py():
+            out = pc.replace_substring(out, "İ", "i\u0307")
+        if pc.any(pc.match_substring(out, "Σ")).as_py():
+            out = pc.replace_substring_regex(out, _FINAL_SIGMA, r"\1ς\2")
+        out = pc.utf8_lower(out)
     if cfg.strip_digits:
-        out = F.regexp_replace(out, r"\p{N}", "")
-    return F.trim(F.regexp_replace(out, r"\s+", " "))
+        out = pc.replace_substring_regex(out, r"\p{N}", "")
+    # Punctuation becoming a space and whitespace runs becoming one space, in one regex pass: a run
+    # of both is one space either way (digits are neither, so removing them first changes nothing).
+    separators = _PUNCTUATION_OR_WHITESPACE if cfg.strip_punctuation else _WHITESPACE
+    return pc.utf8_trim(pc.replace_substring_regex(out, separators, " "), " ")
 
 
 # Set by the pipeline on incremental runs: rows an earlier run already kept. They enter the stage
@@ -52,30 +78,58 @@ def survivor_order(df: DataFrame) -> Column:
     return F.struct((~prior).alias("new"), F.col("doc_id").alias("doc_id"))
 
 
-def exact_survivors(df: DataFrame) -> DataFrame:
-    """doc_id → survivor of its text_hash group (see `survivor_order`), by aggregation and join."""
-    first = df.groupBy("text_hash").agg(F.min(survivor_order(df)).getField("doc_id").alias("_survivor"))
-    return df.join(first, "text_hash").select("doc_id", "_survivor")
+def fingerprint_schema(doc_id: T.DataType, cfg: DedupConfig, with_prior: bool) -> T.StructType:
+    fz = cfg.fuzzy
+    fields = [T.StructField("doc_id", doc_id), T.StructField("text_hash", T.StringType())]
+    fields += [T.StructField(PRIOR, T.BooleanType())] if with_prior else []
+    if fz.enabled:
+        fields.append(T.StructField("bands", T.ArrayType(T.LongType())))
+        fields += [T.StructField("shingles", T.ArrayType(T.IntegerType()))] if fz.verify == "jaccard" else []
+        fields += [T.StructField("signature", T.ArrayType(T.LongType()))] if fz.verify == "signature" else []
+    return T.StructType(fields)
+
+
+def fingerprint_batches(batches: Iterator[pa.RecordBatch], cfg: DedupConfig, slice_bytes: int | None = None) -> Iterator[pa.RecordBatch]:
+    """mapInArrow body: (doc_id, text[, _prior]) → doc_id, text_hash (SHA-256 hex of the normalised
+    text; null for null text)[, _prior][, bands, shingles | signature]. One pass over the text, cut
+    in slices of ~8 MB so memory stays flat whatever the batch size."""
+    fz = cfg.fuzzy
+    a, b = minhash.permutations(fz.bands * fz.rows, fz.seed)
+    for batch in batches:
+        for lo, hi in arrow_text.slices(arrow_text.as_strings(batch.column("text")), slice_bytes or arrow_text.SLICE_BYTES):
+            part = batch.slice(lo, hi - lo)
+            texts = part.column("text")
+            normal = normalized_texts(pc.fill_null(texts, ""), cfg)
+            columns = {"doc_id": part.column("doc_id"), "text_hash": pc.if_else(pc.is_valid(texts), arrow_text.sha256_hex(normal), None)}
+            if PRIOR in part.schema.names:
+                columns[PRIOR] = part.column(PRIOR)
+            if fz.enabled:
+                columns.update(minhash.minhash_columns(normal, fz.ngram, fz.bands, fz.rows, a, b, fz.verify == "jaccard", fz.verify == "signature"))
+            yield pa.RecordBatch.from_pydict(columns)
 
 
 def candidate_edges(signed: DataFrame) -> DataFrame:
-    """(src, dst): src shares an LSH bucket with dst, the bucket's smallest doc_id."""
+    """(src, dst): src shares an LSH bucket with dst, the bucket's smallest doc_id.
+
+    One shuffle: a window per bucket gives every member the bucket's minimum (edges grow with
+    members, never with their square; a huge bucket is one long task whose buffer spills, not one
+    task's memory)."""
     buckets = signed.filter(F.col("bands").isNotNull()).select("doc_id", F.posexplode("bands").alias("band", "band_hash"))
-    roots = buckets.groupBy("band", "band_hash").agg(F.min("doc_id").alias("dst"), F.count(F.lit(1)).alias("size")).filter("size > 1")
+    root = F.min("doc_id").over(Window.partitionBy("band", "band_hash"))
     return (
-        buckets.join(roots.drop("size"), ["band", "band_hash"])
-        .filter(F.col("doc_id") != F.col("dst"))
-        .select(F.col("doc_id").alias("src"), "dst")
+        buckets.select(F.col("doc_id").alias("src"), root.alias("dst"))
+        .filter(F.col("src") != F.col("dst"))
         .distinct()
     )
 
 
-def verified_edges(edges: DataFrame, signed: DataFrame, cfg: FuzzyDedupConfig) -> DataFrame:
+def verified_edges(edges: DataFrame, fingerprints: DataFrame, cfg: FuzzyDedupConfig) -> DataFrame:
+    """The candidate edges whose ends are similar enough; `fingerprints` has their shingles or signatures."""
     if cfg.verify == "none":
         return edges
     column = "shingles" if cfg.verify == "jaccard" else "signature"
-    left = signed.select(F.col("doc_id").alias("src"), F.col(column).alias("_a"))
-    right = signed.select(F.col("doc_id").alias("dst"), F.col(column).alias("_b"))
+    left = fingerprints.select(F.col("doc_id").alias("src"), F.col(column).alias("_a"))
+    right = fingerprints.select(F.col("doc_id").alias("dst"), F.col(column).alias("_b"))
     pairs = edges.join(left, "src").join(right, "dst")
     if cfg.verify == "jaccard":
         inter = F.size(F.array_intersect("_a", "_b"))
@@ -91,9 +145,9 @@ def connected_components(edges: DataFrame, max_iterations: int, log=print) -> Da
 
     Min-label propagation: each vertex takes the smallest label among itself and its neighbours,
     then jumps to its label's label. Each round is checkpointed (no growing lineage); it stops when
-    no label changes."""
-    both = edges.select("src", "dst").union(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst"))).distinct()
-    both = both.localCheckpoint()
+    no label changes. `edges` should be checkpointed: every round reads it (repeated edges only
+    cost time; a minimum does not change)."""
+    both = edges.select("src", "dst").union(edges.select(F.col("dst").alias("src"), F.col("src").alias("dst")))
     labels = both.groupBy("src").agg(F.least(F.col("src"), F.min("dst")).alias("label")).withColumnRenamed("src", "doc_id")
     labels = labels.localCheckpoint()
     for i in range(1, max_iterations + 1):
@@ -112,30 +166,26 @@ def connected_components(edges: DataFrame, max_iterations: int, log=print) -> Da
     raise RuntimeError(f"dedup: connected components did not converge in {max_iterations} rounds (dedup.fuzzy.max_iterations)")
 
 
-def near_duplicate_survivors(df: DataFrame, cfg: DedupConfig, log=print) -> DataFrame:
-    """doc_id → the survivor of its near-duplicate component, for documents that have one."""
-    fz = cfg.fuzzy
-    schema = T.StructType(
-        [T.StructField("doc_id", T.StringType()), T.StructField("bands", T.ArrayType(T.LongType()))]
-        + ([T.StructField("shingles", T.ArrayType(T.IntegerType()))] if fz.verify == "jaccard" else [])
-        + ([T.StructField("signature", T.ArrayType(T.LongType()))] if fz.verify == "signature" else [])
-    )
-    body = partial(
-        minhash.signature_batches,
-        n=fz.ngram,
-        bands=fz.bands,
-        rows=fz.rows,
-        seed=fz.seed,
-        with_shingles=fz.verify == "jaccard",
-        with_signature=fz.verify == "signature",
-    )
-    # Computed once (a Python pass), then read by the bucket step and the verification joins.
-    signed = df.select("doc_id", "norm_text").mapInPandas(body, schema).localCheckpoint()
-    edges = verified_edges(candidate_edges(signed), signed, fz).localCheckpoint()
-    components = connected_components(edges, fz.max_iterations, log)
-    if PRIOR not in df.columns:  # the component's label is its smallest doc_id: the survivor
+def exact_survivors(keyed: DataFrame) -> DataFrame:
+    """Adds _survivor to (doc_id, text_hash, _order, ...): the first of its text_hash group by
+    `survivor_order`. One shuffle: a window per hash (a huge group is one long task whose buffer
+    spills, not one task's memory). A null hash (no text) is in no group: its _survivor is null."""
+    first = F.min("_order").over(Window.partitionBy("text_hash")).getField("doc_id")
+    return keyed.withColumn("_survivor", F.when(F.col("text_hash").isNotNull(), first))
+
+
+def near_duplicate_survivors(signed: DataFrame, narrow: DataFrame, orders: DataFrame | None, cfg: FuzzyDedupConfig, log=print) -> DataFrame | None:
+    """doc_id → the survivor of its near-duplicate component, for documents that have one (None when
+    no candidate pair passes verification). `signed`: (doc_id, bands) of the documents to compare;
+    `narrow` holds their verification column; `orders` (doc_id, _order) is set when earlier runs'
+    rows take part."""
+    edges = verified_edges(candidate_edges(signed), narrow, cfg).localCheckpoint()
+    if edges.isEmpty():
+        return None
+    components = connected_components(edges, cfg.max_iterations, log)
+    if orders is None:  # the component's label is its smallest doc_id: the survivor
         return components.filter(F.col("component") != F.col("doc_id")).select("doc_id", F.col("component").alias("_near_survivor"))
-    members = components.join(df.select("doc_id", survivor_order(df).alias("_order")), "doc_id")
+    members = components.join(orders, "doc_id")
     best = members.groupBy("component").agg(F.min("_order").getField("doc_id").alias("_near_survivor"))
     return members.join(best, "component").filter(F.col("_near_survivor") != F.col("doc_id")).select("doc_id", "_near_survivor")
 
@@ -143,23 +193,36 @@ def near_duplicate_survivors(df: DataFrame, cfg: DedupConfig, log=print) -> Data
 def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(docs, READS, "dedup")
     cfg = ctx.cfg.dedup
-    df = docs.withColumn("norm_text", normalized_text(F.col("text"), cfg)).withColumn("text_hash", F.sha2(F.col("norm_text"), 256))
-    df = df.join(exact_survivors(df), "doc_id", "left")
-    exact = F.col("_survivor") != F.col("doc_id")
+    with_prior = PRIOR in docs.columns
+    # The one pass over the text: a narrow frame (hash, bands, shingles) that every later step reads.
+    inputs = docs.select("doc_id", "text", *([PRIOR] if with_prior else []))
+    schema = fingerprint_schema(docs.schema["doc_id"].dataType, cfg, with_prior)
+    narrow = inputs.mapInArrow(partial(fingerprint_batches, cfg=cfg), schema).localCheckpoint()
+
+    # The exact step carries the bands along, so the fuzzy step needs no join to find the survivors.
+    keyed = narrow.select("doc_id", "text_hash", survivor_order(narrow).alias("_order"), *(["bands"] if cfg.fuzzy.enabled else []))
+    decisions = exact_survivors(keyed).localCheckpoint()  # read by the fuzzy step and the final join
+    exact = F.col("_survivor").isNotNull() & (F.col("_survivor") != F.col("doc_id"))
+    near_survivor = F.lit(None).cast("string")
     if cfg.fuzzy.enabled:
-        unique = df.filter(~exact)
-        df = df.join(near_duplicate_survivors(unique, cfg, ctx.log), "doc_id", "left")
-    else:
-        df = df.withColumn("_near_survivor", F.lit(None).cast("string"))
-    near = F.col("_near_survivor").isNotNull()
-    survivor = F.when(exact, F.col("_survivor")).when(near, F.col("_near_survivor"))
-    reason = F.when(exact, F.lit("exact_duplicate")).when(near, F.lit("near_duplicate"))
-    marked = (
-        df.withColumn(REASON, reason)
-        .withColumn(DUPLICATE_OF, survivor)
-        .withColumn(DETAIL, F.when(survivor.isNotNull(), F.concat(F.lit("duplicate_of="), survivor)))
-        .drop("norm_text", "_survivor", "_near_survivor")
+        # Near duplicates among the exact survivors only.
+        signed = decisions.filter(F.col("_survivor") == F.col("doc_id")).select("doc_id", "bands")
+        orders = decisions.select("doc_id", "_order") if with_prior else None
+        near = near_duplicate_survivors(signed, narrow, orders, cfg.fuzzy, ctx.log)
+        if near is not None:
+            decisions = decisions.join(near, "doc_id", "left")
+            near_survivor = F.col("_near_survivor")
+    survivor = F.when(exact, F.col("_survivor")).otherwise(near_survivor)
+    reason = F.when(exact, F.lit("exact_duplicate")).when(survivor.isNotNull(), F.lit("near_duplicate"))
+    decisions = decisions.select(
+        "doc_id",
+        "text_hash",
+        reason.alias(REASON),
+        survivor.alias(DUPLICATE_OF),
+        F.when(survivor.isNotNull(), F.concat(F.lit("duplicate_of="), survivor)).alias(DETAIL),
     )
+    # The only step that moves the text: one join with the narrow decisions.
+    marked = docs.drop("text_hash").join(decisions, "doc_id", "left")
     return StageResult(marked)
 
 
