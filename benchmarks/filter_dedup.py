@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 DEB = "python3.11-doc"
 END_TO_END = "filter + dedup, end to end"
+PIPELINE_RUN = "filter + dedup stages of `webscale-rl run`"
 
 
 def log(msg: str) -> None:
@@ -131,7 +132,7 @@ class PeakMemory:
         import psutil
 
         self.me = psutil.Process()
-        self.peak_python = self.peak_jvm = 0
+        self.peak_python = self.peak_worker = self.peak_jvm = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -139,7 +140,7 @@ class PeakMemory:
         import psutil
 
         while not self._stop.wait(0.2):
-            python = jvm = 0
+            python = jvm = worker = 0
             for proc in self.me.children(recursive=True):
                 try:
                     name, rss = proc.name(), proc.memory_info().rss
@@ -148,8 +149,9 @@ class PeakMemory:
                 if name.startswith("java"):
                     jvm += rss
                 elif name.startswith("python"):
-                    python += rss
+                    python, worker = python + rss, max(worker, rss)
             self.peak_python, self.peak_jvm = max(self.peak_python, python), max(self.peak_jvm, jvm)
+            self.peak_worker = max(self.peak_worker, worker)
 
     def __enter__(self) -> "PeakMemory":
         self._thread.start()
@@ -201,6 +203,13 @@ def run_ours(spark, input_dir: Path, work: Path) -> dict[str, float]:
     decisions = deduped.filter(F.col("_reject_reason").isNotNull()).select("doc_id", "_reject_reason", "_reject_detail")
     rejected.unionByName(decisions).write.mode("overwrite").parquet(str(work / "ours_rejected"))
     times[END_TO_END] = time.perf_counter() - t0
+    # The same through `webscale-rl run --until dedup`: Delta tables written twice (staged, then landed
+    # idempotently), quality gates, counts and MLflow; ingest is not counted.
+    from webscale_rl.pipeline import run_pipeline
+
+    summary = run_pipeline([str(input_dir)], work / f"warehouse_{input_dir.name}", Config(), until="dedup", spark=spark, log=lambda _: None)
+    elapsed = {s.stage: s.elapsed_s for s in summary.stages}
+    times[PIPELINE_RUN] = elapsed["filter"] + elapsed["dedup"]
     return times
 
 
@@ -366,15 +375,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     ap.add_argument("--datatrove-scales", type=int, nargs="*", default=None, help="scales DataTrove also runs (default: all; it is slower)")
-    ap.add_argument("--base-mb", type=float, default=4.0, help="size of the 1x corpus before duplicates")
+    ap.add_argument("--base-mb", type=float, default=100.0, help="size of the 1x corpus before duplicates (default: all of it, ~11 MB)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--sample", type=int, default=1500, help="documents in the recall/precision sample")
     ap.add_argument("--work", default=None)
+    ap.add_argument("--driver-memory", default="2g", help="JVM heap of the local Spark session (flat memory: 10x fits the same heap)")
     args = ap.parse_args()
     if args.datatrove_scales is None:
         args.datatrove_scales = args.scales
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ["WEBSCALE_RL_DRIVER_MEMORY"] = args.driver_memory
     from webscale_rl.config import Config, cache_dir
     from webscale_rl.spark import build_local_session
 
@@ -388,7 +399,11 @@ def main() -> None:
     cfg.spark.master = f"local[{args.cores}]"
     cfg.spark.shuffle_partitions = args.cores * 2
     spark = build_local_session(cfg)
-    spark.range(10).count()  # start-up is not timed
+    # Start-up is not timed: the session, and Spark's Python workers with their imports (a warm-up
+    # run of every stage on a few documents), as on a running cluster.
+    warm = work / "warm_up"
+    scaled_corpus(base[:50], 1, warm)
+    run_ours(spark, warm, work)
 
     rows, peaks = [], []
     for scale in args.scales:
@@ -397,10 +412,10 @@ def main() -> None:
         log(f"\n== {scale}x: {len(docs)} documents, {mb:.2f} MB ==")
         with PeakMemory() as memory:
             ours = run_ours(spark, input_dir, work)
-        peaks.append((scale, mb, memory.peak_python / 1e6, memory.peak_jvm / 1e6))
+        peaks.append((scale, mb, memory.peak_worker / 1e6, memory.peak_python / 1e6, memory.peak_jvm / 1e6))
         theirs = run_datatrove(input_dir, work / f"dt_{scale}", args.cores) if scale in args.datatrove_scales else {}
         if theirs:  # DataTrove's filter and dedup each run over every document
-            theirs[END_TO_END] = theirs["filter"] + theirs["exact + fuzzy dedup"]
+            theirs[END_TO_END] = theirs[PIPELINE_RUN] = theirs["filter"] + theirs["exact + fuzzy dedup"]
         for stage, secs in ours.items():
             rows.append((scale, stage, len(docs), mb, secs, theirs.get(stage)))
         if scale == args.scales[0]:
@@ -415,9 +430,10 @@ def main() -> None:
         else:
             line += " | - | - | -"
         log(line)
-    log("\nscale | input MB | peak RSS of Spark's Python workers, MB | peak RSS of the JVM, MB")
-    for scale, mb, python, jvm in peaks:
-        log(f"{scale}x | {mb:.1f} | {python:.0f} | {jvm:.0f}")
+    log(f"\npeak resident memory, MB (JVM heap limit {os.environ['WEBSCALE_RL_DRIVER_MEMORY']})")
+    log("scale | input MB | largest Python worker | all Python workers | JVM")
+    for scale, mb, worker, python, jvm in peaks:
+        log(f"{scale}x | {mb:.1f} | {worker:.0f} | {python:.0f} | {jvm:.0f}")
     log(
         f"\nnear duplicates on a {quality.pop('sample')}-document sample vs brute-force Jaccard >= {Config().dedup.fuzzy.threshold}: "
         + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in quality.items())

@@ -27,7 +27,7 @@ from .config import LLM_STAGES, Config
 from .limits import with_call_limits
 from .progress import LLMProgress, fmt_seconds
 from .stages import check, decontaminate, dedup, filter as filter_stage, generate, ingest, llm_filter, profile
-from .stages.base import REASON, Stage, StageContext, StageResult, summed_counts
+from .stages.base import REASON, Stage, StageContext, StageResult, batch_totals
 from .llm.engine import TRANSIENT_REASON_SQL
 from .stages.llm_stage import llm_usage
 
@@ -361,11 +361,10 @@ def land_batch(
     txn = f"webscale-rl/{stage.name}/{run_id}"
     marked = spark.read.format("delta").load(str(batch))
     materialised = StageResult(marked)
-    reasons = {r[REASON]: int(r["count"]) for r in marked.filter(F.col(REASON).isNotNull()).groupBy(REASON).count().collect()}
+    reasons, counts = batch_totals(marked)
+    n_kept = reasons.pop(None, 0)
     n_rejected = sum(reasons.values())
-    n_kept = marked.count() - n_rejected
     usage = llm_usage(marked) if stage.uses_llm else {}
-    counts = summed_counts(marked)
     kept_df = materialised.kept.withColumn("run_id", F.lit(run_id))
     rejected_df = materialised.rejected(stage.name, run_id)
     gate = None

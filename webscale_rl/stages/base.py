@@ -88,13 +88,14 @@ def first_failure(rules: list[tuple[str, Column, Column]]) -> tuple[Column, Colu
     return reason, detail
 
 
-def summed_counts(marked: DataFrame) -> dict[str, int]:
-    """Totals of the `_count_*` columns of a materialised `marked` frame (one pass)."""
+def batch_totals(marked: DataFrame) -> tuple[dict[str | None, int], dict[str, int]]:
+    """Rows per rejection reason (None: kept) and totals of the `_count_*` columns of a materialised
+    `marked` frame, in one pass."""
     columns = [c for c in marked.columns if c.startswith(COUNT_PREFIX)]
-    if not columns:
-        return {}
-    row = marked.select(*[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in columns]).first()
-    return {c[len(COUNT_PREFIX) :].replace("__", "."): int(row[c]) for c in columns}
+    rows = marked.groupBy(REASON).agg(F.count(F.lit(1)).alias("_rows"), *[F.coalesce(F.sum(c), F.lit(0)).alias(c) for c in columns]).collect()
+    reasons = {r[REASON]: int(r["_rows"]) for r in rows}
+    counts = {c[len(COUNT_PREFIX) :].replace("__", "."): sum(int(r[c]) for r in rows) for c in columns}
+    return reasons, counts
 
 
 def assert_columns(df: DataFrame, needed: tuple[str, ...], stage: str) -> None:
