@@ -24,7 +24,7 @@ from webscale_rl.limits import document_budget_bytes, document_chars_per_call
 from webscale_rl.prompts import defuse_document
 from webscale_rl.readers import InputError, read_documents
 from webscale_rl.stages import ingest
-from webscale_rl.stages.base import DETAIL, REASON, StageContext, summed_counts
+from webscale_rl.stages.base import DETAIL, REASON, StageContext, batch_totals
 
 from .fake_openai import FakeOpenAI, _doc
 
@@ -184,7 +184,7 @@ def test_too_large_truncate_mode_and_counts(spark, tmp_path):
     result = ingest.ingest_documents(raw, _ctx(["limits.max_doc_chars=100000", "limits.on_too_large=truncate"]))
     rows = {r["doc_id"]: r for r in result.kept.collect()}
     assert rows["ten-mb"]["n_chars"] == 100000 and len(rows["ten-mb"]["text"]) == 100000
-    assert summed_counts(result.marked)["truncated"] == 1
+    assert batch_totals(result.marked)[1]["truncated"] == 1
 
 
 def test_chunk_mode_splits_long_documents_into_calls_that_fit(spark):
@@ -204,7 +204,7 @@ def test_chunk_mode_splits_long_documents_into_calls_that_fit(spark):
     assert "".join(kept[p] for p in sorted(pieces, key=lambda p: int(p.split("#")[1]))) == long_text  # nothing lost
     assert all(len(kept[p].encode()) <= 1000 for p in pieces)
     assert kept["short"] == SENTENCE * 5
-    assert summed_counts(result.marked)["chunked"] == 1
+    assert batch_totals(result.marked)[1]["chunked"] == 1
     assert [r[REASON] for r in result.marked.filter(F.col("doc_id") == "gone").collect()] == ["empty_text"]
 
 
@@ -292,7 +292,7 @@ def test_pii_scrubber_replaces_and_counts_at_ingest(spark):
         "The server at <IP> and <IP> answered. "
         "The river is 2,850 km long; 10 000 000 people; from 2016-2017; version 1.2.3.4.5; call 555-0100."
     )
-    assert summed_counts(result.marked) == {"truncated": 0, "pii.email": 1, "pii.ip": 2, "pii.phone": 2}
+    assert batch_totals(result.marked)[1] == {"truncated": 0, "pii.email": 1, "pii.ip": 2, "pii.phone": 2}
     only_email = ingest.ingest_documents(raw, _ctx(["pii.enabled=true", "pii.kinds=[email]"])).kept.first()["text"]
     assert "<EMAIL>" in only_email and "192.168.10.254" in only_email
     assert ingest.ingest_documents(raw, _ctx()).kept.first()["text"] == text  # off by default
