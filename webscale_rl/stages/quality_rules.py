@@ -97,7 +97,7 @@ def _per_doc(doc_of: np.ndarray, n_docs: int, weights=None) -> np.ndarray:
     return np.bincount(doc_of, weights=weights, minlength=n_docs).astype(np.float64)
 
 
-def _text_measures(texts: pa.Array, stripped: pa.Array, words: pa.Array, word_doc: np.ndarray, out: dict[str, np.ndarray]) -> None:
+def _text_measures(texts: pa.Array, words: pa.Array, word_doc: np.ndarray, lines: pa.Array, line_doc: np.ndarray, newlines: np.ndarray, out: dict[str, np.ndarray]) -> None:
     n_docs = len(texts)
     n_words = _per_doc(word_doc, n_docs)
     safe_n = np.maximum(n_words, 1.0)
@@ -114,11 +114,10 @@ def _text_measures(texts: pa.Array, stripped: pa.Array, words: pa.Array, word_do
 
     out["symbol_word_ratio"] = count(r"#|\.\.\.|…") / safe_n
     out["separator_word_ratio"] = count("[|»›•·]") / safe_n
-    out["newline_word_ratio"] = count("\n", regex=False) / safe_n
+    out["newline_word_ratio"] = newlines / safe_n
     out["lorem_ipsum"] = count("lorem ipsum", regex=False, ignore_case=True)
     out["curly_brackets"] = count("{", regex=False)
 
-    lines, line_doc = arrow_text.split_lines(stripped)
     lines = pc.utf8_trim_whitespace(lines)
     line_len = _np(pc.utf8_length(lines))
     present = line_len > 0
@@ -141,11 +140,9 @@ def _duplicates(pieces: pa.Array, piece_doc: np.ndarray, n_docs: int) -> tuple[n
     return _per_doc(piece_doc, n_docs), _per_doc(piece_doc[repeated], n_docs), _per_doc(piece_doc[repeated], n_docs, length[repeated])
 
 
-def _line_repetition(texts: pa.Array, stripped: pa.Array, out: dict[str, np.ndarray]) -> None:
-    n_docs = len(texts)
-    n_chars = _np(pc.utf8_length(texts)).astype(np.float64)
-    newlines = _np(pc.count_substring(texts, "\n")).astype(np.float64)
-    n, dup, dup_chars = _duplicates(*arrow_text.split_lines(stripped), n_docs)
+def _line_repetition(stripped: pa.Array, lines: pa.Array, line_doc: np.ndarray, n_chars: np.ndarray, newlines: np.ndarray, out: dict[str, np.ndarray]) -> None:
+    n_docs = len(stripped)
+    n, dup, dup_chars = _duplicates(lines, line_doc, n_docs)
     out["duplicate_line_ratio"] = dup / np.maximum(n, 1)
     # As FineWeb: characters without the newlines.
     out["duplicate_line_char_ratio"] = dup_chars / np.maximum(n_chars - newlines, 1)
@@ -155,8 +152,8 @@ def _line_repetition(texts: pa.Array, stripped: pa.Array, out: dict[str, np.ndar
     out["duplicate_paragraph_char_ratio"] = dup_chars / np.maximum(n_chars, 1)
 
 
-def _ngram_repetition(texts: pa.Array, words: pa.Array, doc_of: np.ndarray, out: dict[str, np.ndarray]) -> None:
-    n_docs = len(texts)
+def _ngram_repetition(n_chars: np.ndarray, words: pa.Array, doc_of: np.ndarray, out: dict[str, np.ndarray]) -> None:
+    n_docs = len(n_chars)
     for n in TOP_NGRAMS:
         out[f"top_{n}gram_char_ratio"] = np.zeros(n_docs)
     for n in DUPLICATE_NGRAMS:
@@ -164,7 +161,7 @@ def _ngram_repetition(texts: pa.Array, words: pa.Array, doc_of: np.ndarray, out:
     n_words = len(words)
     if n_words == 0:
         return
-    n_chars = np.maximum(_np(pc.utf8_length(texts)).astype(np.float64), 1.0)
+    n_chars = np.maximum(n_chars, 1.0)
     counts = np.bincount(doc_of, minlength=n_docs)
     position = np.arange(n_words, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     remaining = counts[doc_of] - position  # words from here to the document's end
@@ -219,10 +216,14 @@ def _injections(texts: pa.Array) -> list[str]:
 def measure_slice(texts: pa.Array) -> dict[str, np.ndarray | list]:
     out: dict[str, np.ndarray | list] = {}
     stripped = pc.utf8_trim_whitespace(texts)
+    # Each split and count is made once and shared by the measures that read it.
     words, word_doc = arrow_text.split_words(texts)
-    _text_measures(texts, stripped, words, word_doc, out)
-    _line_repetition(texts, stripped, out)
-    _ngram_repetition(texts, words, word_doc, out)
+    lines, line_doc = arrow_text.split_lines(stripped)
+    n_chars = _np(pc.utf8_length(texts)).astype(np.float64)
+    newlines = _np(pc.count_substring(texts, "\n")).astype(np.float64)
+    _text_measures(texts, words, word_doc, lines, line_doc, newlines, out)
+    _line_repetition(stripped, lines, line_doc, n_chars, newlines, out)
+    _ngram_repetition(n_chars, words, word_doc, out)
     out[INJECTION_COLUMN] = _injections(texts)
     return out
 
@@ -234,7 +235,8 @@ def document_measures(texts, language_max_chars: int | None = None) -> pd.DataFr
     parts = [pd.DataFrame(measure_slice(arr.slice(lo, hi - lo))) for lo, hi in arrow_text.slices(arr)]
     frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*MEASURE_COLUMNS, INJECTION_COLUMN])
     if language_max_chars is not None:
-        frame = pd.concat([frame, language_measures(pd.Series(arr.to_pylist(), dtype=object), language_max_chars)], axis=1)
+        source = texts if isinstance(texts, pd.Series) else pd.Series(arr.to_pylist(), dtype=object)
+        frame = pd.concat([frame, language_measures(source.reset_index(drop=True), language_max_chars)], axis=1)
     return frame
 
 
