@@ -13,6 +13,8 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   install what is missing, then run the whole pipeline on a small real sample"
 	@echo "make test   install what is missing, then run the test suite"
+	@echo "make test-fast  unit and Spark tests only"
+	@echo "make docs   build the documentation site (mkdocs-material) into site/"
 	@echo "make ui     MLflow UI on http://127.0.0.1:5000 for the demo warehouse"
 
 $(BIN)/.installed: pyproject.toml
@@ -43,6 +45,16 @@ test: setup $(BIN)/.installed-rl browser
 test-fast: venv browser
 	@$(BIN)/python -m pytest -m "not real_model" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The documentation site: docs/*.md through mkdocs-material into site/; --strict fails on a broken
+# link or anchor. ("docs" is also a folder, hence .PHONY.)
+.PHONY: docs
+$(BIN)/.installed-docs: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e ".[dev,docs]"
+	@touch $@
+
+docs: $(BIN)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # MLflow UI on 127.0.0.1 for the demo warehouse's store (or $MLFLOW_TRACKING_URI when set).
 UI_PORT ?= 5000
