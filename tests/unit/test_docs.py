@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 README_MAX_BYTES = 10_000
+HAS_MKDOCS_MATERIAL = importlib.util.find_spec("material") is not None
 
 FENCE = re.compile(r"^(```|~~~)")
 INLINE_CODE = re.compile(r"`[^`]*`")
@@ -53,11 +54,12 @@ def slugify(heading: str) -> str:
 
 
 def anchors(page: Path) -> set[str]:
-    return {slugify(m.group(1)) for line in prose_lines(page.read_text()) if (m := HEADING.match(line))}
+    headings = (HEADING.match(line) for line in prose_lines(page.read_text()))
+    return {slugify(m.group(1)) for m in headings if m}
 
 
 def broken_links(page: Path, root: Path = ROOT) -> list[str]:
-    """Every relative link of `page` whose file does not exist, or whose #anchor is no heading there."""
+    """The relative links of `page` to a missing file, or to an #anchor that is no heading there."""
     problems = []
     for line in prose_lines(page.read_text()):
         for target in LINK.findall(line):
@@ -98,7 +100,8 @@ def test_link_check_finds_a_missing_file_and_a_missing_heading(tmp_path):
         "[ok](other.md#real-heading) [gone](missing.md) [bad](other.md#nope) [web](https://x.org/a.md)\n"
         "`[in code](missing.md)`\n```\n[in a fence](missing.md)\n```\n"
     )
-    assert broken_links(page, root=tmp_path) == ["page.md: missing.md (no such file)", "page.md: other.md#nope (no such heading)"]
+    expected = ["page.md: missing.md (no such file)", "page.md: other.md#nope (no such heading)"]
+    assert broken_links(page, root=tmp_path) == expected
 
 
 def test_every_docs_page_is_in_the_mkdocs_nav_and_every_nav_entry_exists():
@@ -107,7 +110,7 @@ def test_every_docs_page_is_in_the_mkdocs_nav_and_every_nav_entry_exists():
     assert sorted(nav) == on_disk
 
 
-@pytest.mark.skipif(importlib.util.find_spec("material") is None, reason="the docs extra (mkdocs-material) is not installed")
+@pytest.mark.skipif(not HAS_MKDOCS_MATERIAL, reason="the docs extra is not installed")
 def test_mkdocs_builds_strictly(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
