@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo   install what is missing, then run the whole pipeline on a small real sample"
-	@echo "make test   install what is missing, then run the test suite"
+	@echo "make test   install what is missing, run ruff, then the whole test suite"
 	@echo "make test-fast  unit and Spark tests only"
 	@echo "make docs   build the documentation site (mkdocs-material) into site/"
 	@echo "make ui     MLflow UI on http://127.0.0.1:5000 for the demo warehouse"
