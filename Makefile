@@ -11,11 +11,11 @@ PYTEST_ARGS ?=
 .PHONY: venv setup demo test test-fast ui browser clean help
 
 help:
-	@echo "make demo   install what is missing, then run the whole pipeline on a small real sample"
-	@echo "make test   install what is missing, run ruff, then the whole test suite"
-	@echo "make test-fast  unit and Spark tests only"
-	@echo "make docs   build the documentation site (mkdocs-material) into site/"
-	@echo "make ui     MLflow UI on http://127.0.0.1:5000 for the demo warehouse"
+	@echo "make demo      install what is missing, then run the whole pipeline on a small real sample"
+	@echo "make test      install what is missing, run ruff, then the whole test suite"
+	@echo "make test-fast unit and Spark tests only"
+	@echo "make docs      build the documentation site (mkdocs-material) into site/"
+	@echo "make ui        MLflow UI on http://127.0.0.1:5000 for the demo warehouse"
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required (found %s)" % sys.version.split()[0])'
