@@ -16,7 +16,7 @@ from pyspark.testing import assertDataFrameEqual
 from webscale_rl.readers import (
     READER_COLUMNS,
     InputError,
-    _list_with_spark,
+    list_with_spark,
     jsonl_line_problem,
     parse_file_bytes,
     read_documents,
@@ -164,7 +164,7 @@ def test_truncated_warc_keeps_records_before_the_damage(tmp_path, name):
 
 def test_list_remote_style_folder_with_spark(spark):
     # The listing used for non-local URIs (s3a://...), tried here on a file: URI.
-    files = _list_with_spark(spark, GOOD.as_uri())
+    files = list_with_spark(spark, GOOD.as_uri())
     assert sorted(os.path.basename(f) for f in files) == [
         "article.html", "bad_bytes.txt", "docs.jsonl", "more.ndjson", "notes.txt", "tiny.html",
     ]  # fmt: skip
