@@ -79,9 +79,7 @@ def _walk_folder(folder: Path) -> tuple[list[str], list[str]]:
             if (Path(root) / d / "_delta_log").is_dir():
                 tables.append(str(Path(root) / d))
                 dirs.remove(d)
-        files.extend(
-            str(Path(root) / n) for n in sorted(names) if not n.startswith(HIDDEN_PREFIXES) and format_of(n)
-        )
+        files.extend(str(Path(root) / n) for n in sorted(names) if not n.startswith(HIDDEN_PREFIXES) and format_of(n))
     return files, tables
 
 
@@ -122,9 +120,7 @@ def list_with_spark(spark: SparkSession, path: str) -> list[str]:
             raise InputError(path, f"unsupported file type; supported extensions: {SUPPORTED_SUFFIXES}")
         raise InputError(path, f"holds no supported input file (extensions: {SUPPORTED_SUFFIXES})")
     empty = [
-        row.path
-        for row in listing
-        if row.length == 0 and format_of(row.path) not in (None, *SINGLE_DOCUMENT_FORMATS)
+        row.path for row in listing if row.length == 0 and format_of(row.path) not in (None, *SINGLE_DOCUMENT_FORMATS)
     ]
     if empty:
         raise InputError(empty[0], "file is empty")

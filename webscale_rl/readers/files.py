@@ -41,7 +41,7 @@ def _parse_binary_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFr
     quiet_trafilatura()
     rows: list[dict] = []
     for batch in batches:
-        for path, content in zip(batch["path"], batch["content"]):
+        for path, content in zip(batch["path"], batch["content"], strict=True):
             for row in parse_file_bytes(local_path(path), bytes(content)):
                 rows.append(row)
                 if len(rows) >= OUTPUT_BATCH_ROWS:

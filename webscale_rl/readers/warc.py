@@ -75,4 +75,5 @@ def _skipped_kind(record) -> str | None:
 def _trailing_garbage(content: bytes, end: int) -> Iterator[WarcItem]:
     """A gzip member cut mid-way is dropped silently by warcio: report the bytes after the last record."""
     if content[end:].strip(b"\r\n\t \x00"):
-        yield None, None, (end, f"data from byte offset {end} to {len(content)} is not a complete record (truncated file?)")
+        detail = f"data from byte offset {end} to {len(content)} is not a complete record (truncated file?)"
+        yield None, None, (end, detail)
