@@ -16,7 +16,7 @@ from pyspark.testing import assertDataFrameEqual
 from webscale_rl.readers import (
     READER_COLUMNS,
     InputError,
-    _list_with_spark,
+    list_with_spark,
     jsonl_line_problem,
     parse_file_bytes,
     read_documents,
@@ -164,7 +164,7 @@ def test_truncated_warc_keeps_records_before_the_damage(tmp_path, name):
 
 def test_list_remote_style_folder_with_spark(spark):
     # The listing used for non-local URIs (s3a://...), tried here on a file: URI.
-    files = _list_with_spark(spark, GOOD.as_uri())
+    files = list_with_spark(spark, GOOD.as_uri())
     assert sorted(os.path.basename(f) for f in files) == [
         "article.html", "bad_bytes.txt", "docs.jsonl", "more.ndjson", "notes.txt", "tiny.html",
     ]  # fmt: skip
@@ -334,3 +334,20 @@ def test_decode_bytes_uses_bom_then_declared_charset_then_utf8():
     # A wrong or unknown declaration falls back to UTF-8; undecodable bytes become U+FFFD.
     assert decode_bytes("naïve".encode(), "no-such-charset") == "naïve"
     assert decode_bytes(b"ok \xff\xfe\xfa", "utf-8") == "ok \ufffd\ufffd\ufffd"
+
+
+def test_decode_bytes_cases_the_libraries_get_right():
+    from webscale_rl.readers import charset_of, decode_bytes
+
+    # charset_normalizer knows the UTF-32 marks (a table of UTF-8/16 marks read this as UTF-16 with NULs).
+    assert decode_bytes("hi".encode("utf-32")) == "hi"
+    # lxml's HTML parser finds the declaration: a <meta> inside a comment or a script is not one.
+    commented = '<!-- <meta charset="koi8-r"> --><p>café</p>'.encode()
+    assert decode_bytes(commented, html=True).endswith("<p>café</p>")
+    scripted = "<script>var s = '<meta charset=koi8-r>';</script><p>café</p>".encode()
+    assert decode_bytes(scripted, html=True).endswith("<p>café</p>")
+    # The Content-Type header is parsed as MIME parameters, quotes and all.
+    assert charset_of('text/html; foo="charset=koi8-r"') is None
+    assert charset_of("text/html; charset='koi8-r'") == "koi8-r"
+    # WHATWG: every label Python resolves to latin-1 or ascii means windows-1252.
+    assert decode_bytes("“quoted” €".encode("cp1252"), "l1") == "“quoted” €"

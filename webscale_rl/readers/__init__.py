@@ -1,0 +1,57 @@
+"""Read input documents (JSONL, Parquet, Delta, WARC, HTML, plain text, e-mail) into one DataFrame.
+
+Every format ends up in the same five string columns, `DOCUMENT_COLUMNS` (plus `READ_ERROR` for an
+input found but not readable as a document). Problems a user can fix (a missing file, a bad JSON
+line, a Parquet file without `text`) are found before any work starts and raised as `InputError`,
+whose message names the file and, for JSONL, the line.
+
+Scale: documents never pass through the driver. Only the DataFrame API is used (no RDD, no
+SparkContext), so the same code runs under Spark Connect. Local paths (and `file:` URIs) are
+listed and pre-checked in Python; other URIs (s3a://, abfss://, ...) are listed through Spark and
+get only the checks Spark itself can make.
+
+One module per concern:
+- `documents`  `read_documents`, which assembles the others
+- `discovery`  finding the files and Delta tables under the given paths
+- `precheck`   cheap header checks of local files before any Spark work
+- `jsonl`, `parquet` (Parquet files and Delta tables), `files` (HTML/TXT/WARC/e-mail bytes
+  parsed on the executors), `warc`, `html_text`, `email_text`
+- `charset`    text of untrusted bytes (BOM, declared charset, UTF-8)
+- `paths`, `columns`  file names, formats and paths; the output columns and `InputError`
+"""
+
+from __future__ import annotations
+
+from .charset import charset_of, decode_bytes
+from .columns import DOCUMENT_COLUMNS, DOCUMENT_SCHEMA, READ_ERROR, READER_COLUMNS, READER_SCHEMA, InputError
+from .discovery import list_with_spark
+from .documents import read_documents
+from .email_text import email_to_text
+from .files import parse_file_bytes
+from .html_text import html_to_text, strip_tags
+from .jsonl import jsonl_line_problem
+from .paths import FORMAT_BY_SUFFIX, SUPPORTED_SUFFIXES, format_of, is_local_path
+from .warc import iter_warc_html
+
+__all__ = [
+    "DOCUMENT_COLUMNS",
+    "DOCUMENT_SCHEMA",
+    "FORMAT_BY_SUFFIX",
+    "READER_COLUMNS",
+    "READER_SCHEMA",
+    "READ_ERROR",
+    "SUPPORTED_SUFFIXES",
+    "InputError",
+    "charset_of",
+    "decode_bytes",
+    "email_to_text",
+    "format_of",
+    "html_to_text",
+    "is_local_path",
+    "iter_warc_html",
+    "jsonl_line_problem",
+    "list_with_spark",
+    "parse_file_bytes",
+    "read_documents",
+    "strip_tags",
+]

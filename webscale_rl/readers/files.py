@@ -1,0 +1,64 @@
+"""HTML, TXT, WARC and e-mail files: read with Spark's `binaryFile` source and parsed from bytes on
+the executors (`mapInPandas`), so documents never pass through the driver."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+
+from .charset import decode_bytes
+from .columns import BOM, READER_COLUMNS, READER_SCHEMA, document
+from .email_text import email_to_text
+from .html_text import html_to_text, quiet_trafilatura
+from .paths import escape_glob, format_of, is_local_path, local_path
+from .warc import warc_documents
+
+# Rows per pandas batch yielded by the executor-side parsers: bounds memory for big WARC files.
+OUTPUT_BATCH_ROWS = 1000
+
+
+def read_binary_documents(spark: SparkSession, files: list[str]) -> DataFrame:
+    raw = spark.read.format("binaryFile").load([escape_glob(f) for f in files])
+    return raw.select("path", "content").mapInPandas(_parse_binary_batches, schema=READER_SCHEMA)
+
+
+def empty_file_documents(spark: SparkSession, files: list[str]) -> DataFrame:
+    """Spark's file sources skip zero-length files: an empty one-document file is made here instead,
+    so it still ends as an `empty_text` rejection and nothing vanishes."""
+    rows = [document(None, None, "", local_path(f), format_of(f)) for f in files]
+    return spark.createDataFrame([tuple(r[c] for c in READER_COLUMNS) for r in rows], READER_SCHEMA)
+
+
+def is_empty_local_file(path: str) -> bool:
+    return is_local_path(path) and os.path.getsize(local_path(path)) == 0
+
+
+def _parse_binary_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Executor side: one input row per file, any number of documents out (a WARC holds many)."""
+    quiet_trafilatura()
+    rows: list[dict] = []
+    for batch in batches:
+        for path, content in zip(batch["path"], batch["content"], strict=True):
+            for row in parse_file_bytes(local_path(path), bytes(content)):
+                rows.append(row)
+                if len(rows) >= OUTPUT_BATCH_ROWS:
+                    yield pd.DataFrame(rows, columns=READER_COLUMNS)
+                    rows = []
+    if rows:
+        yield pd.DataFrame(rows, columns=READER_COLUMNS)
+
+
+def parse_file_bytes(path: str, content: bytes) -> Iterator[dict]:
+    """Documents in one HTML/TXT/WARC/e-mail file (plain Python, so it is testable without Spark)."""
+    fmt = format_of(path)
+    if fmt == "txt":
+        yield document(None, None, decode_bytes(content).lstrip(BOM), path, "txt")
+    elif fmt == "html":
+        yield document(None, None, html_to_text(decode_bytes(content, html=True)), path, "html")
+    elif fmt == "warc":
+        yield from warc_documents(path, content)
+    elif fmt == "eml":
+        yield document(None, None, email_to_text(content), path, "eml")
