@@ -153,6 +153,59 @@ def test_rows_kept_by_an_earlier_run_survive(spark):
     assert rejected == {"a-near": ("near_duplicate", "z-old"), "a-exact": ("exact_duplicate", "z-old")}
 
 
+
+def cluster_decisions(spark, rows: list[Row]):
+    docs = spark.createDataFrame(rows)
+    result = dedup.dedup_documents(docs, StageContext(cfg=Config(), run_id="r", log=lambda _: None))
+    rejected = {r["doc_id"]: (r["reason"], r["duplicate_of"], r["detail"]) for r in result.rejected("dedup", "r").collect()}
+    kept = {r["doc_id"] for r in result.kept.collect()}
+    return kept, rejected
+
+
+def assert_everyone_names_the_survivor(kept, rejected, survivor):
+    assert survivor in kept
+    for doc_id, (_, duplicate_of, detail) in rejected.items():
+        assert duplicate_of == survivor, doc_id
+        assert detail == f"duplicate_of={survivor}"
+
+
+def test_exact_copy_of_a_near_duplicate_names_the_cluster_survivor(spark):
+    # B is an exact copy of A, A a near copy of C; C has the smallest doc_id, so C survives the
+    # whole cluster, and B must name C (not A, which is removed).
+    text = " ".join
+    rows = [
+        Row(doc_id="mail-1-c", text=text(CHAIN_A) + "."),
+        Row(doc_id="mail-2-a", text=text(CHAIN_B) + "."),
+        Row(doc_id="mail-3-b", text="> " + text(CHAIN_B).upper() + "!"),
+        Row(doc_id="mail-4", text=text(article(6)) + "."),
+    ]
+    kept, rejected = cluster_decisions(spark, rows)
+    assert {k: v[:2] for k, v in rejected.items()} == {
+        "mail-2-a": ("near_duplicate", "mail-1-c"),
+        "mail-3-b": ("exact_duplicate", "mail-1-c"),
+    }
+    assert kept == {"mail-1-c", "mail-4"}
+    assert_everyone_names_the_survivor(kept, rejected, "mail-1-c")
+
+
+def test_exact_copy_of_a_near_duplicate_names_a_row_kept_earlier(spark):
+    # The same cluster when C was kept by an earlier run (its doc_id sorts last, it still wins).
+    text = " ".join
+    rows = [
+        Row(doc_id="z-old-c", text=text(CHAIN_A) + ".", _prior=True),
+        Row(doc_id="a-near", text=text(CHAIN_B) + ".", _prior=False),
+        Row(doc_id="b-copy", text=text(CHAIN_B).upper() + "!", _prior=False),
+        Row(doc_id="c-other", text=text(article(6)) + ".", _prior=False),
+    ]
+    kept, rejected = cluster_decisions(spark, rows)
+    assert {k: v[:2] for k, v in rejected.items()} == {
+        "a-near": ("near_duplicate", "z-old-c"),
+        "b-copy": ("exact_duplicate", "z-old-c"),
+    }
+    assert kept == {"z-old-c", "c-other"}
+    assert_everyone_names_the_survivor(kept, rejected, "z-old-c")
+
+
 # --- the Arrow pass: normalisation, text_hash, slices ---------------------------------------------
 
 TRICKY = [

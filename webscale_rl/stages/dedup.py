@@ -14,6 +14,10 @@ agreement) reaches the threshold; connected components of the kept edges by iter
 propagation with pointer jumping, so A~B, B~C collapse to one group. The smallest doc_id of a
 component survives; the others are `near_duplicate`.
 
+A cluster is an exact group together with the near-duplicate component of its survivor, and every
+rejected row names the survivor of its whole cluster: when B is an exact copy of A and A a near copy
+of C, both A and B name C (the near step's answer for A is joined onto A's exact group).
+
 Groups (hash groups, buckets) are windows: one shuffle each, and a huge group is one long task whose
 buffer spills to disk, not one task's memory. Either way the survivor is named in `duplicate_of`
 (and the detail), and it does not depend on the run or on partitioning. No text reaches the driver;
@@ -190,6 +194,20 @@ def near_duplicate_survivors(signed: DataFrame, narrow: DataFrame, orders: DataF
     return members.join(best, "component").filter(F.col("_near_survivor") != F.col("doc_id")).select("doc_id", "_near_survivor")
 
 
+def with_cluster_survivors(decisions: DataFrame, near: DataFrame | None) -> DataFrame:
+    """Adds _cluster_survivor to decisions (doc_id, _survivor, ...): the survivor of the document's
+    whole cluster, its exact group joined with that group's near-duplicate component.
+
+    `near` (doc_id, _near_survivor) is keyed by exact survivors, so it is joined on the exact group's
+    survivor: an exact copy of a near duplicate names the component's survivor, not its own exact
+    group's survivor (which the near step removed). The narrow frames only; no text moves."""
+    survivor = F.col("_survivor")
+    if near is not None:
+        decisions = decisions.join(near.withColumnRenamed("doc_id", "_survivor"), "_survivor", "left")
+        survivor = F.coalesce(F.col("_near_survivor"), survivor)
+    return decisions.withColumn("_cluster_survivor", survivor)
+
+
 def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(docs, READS, "dedup")
     cfg = ctx.cfg.dedup
@@ -202,17 +220,15 @@ def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     # The exact step carries the bands along, so the fuzzy step needs no join to find the survivors.
     keyed = narrow.select("doc_id", "text_hash", survivor_order(narrow).alias("_order"), *(["bands"] if cfg.fuzzy.enabled else []))
     decisions = exact_survivors(keyed).localCheckpoint()  # read by the fuzzy step and the final join
-    exact = F.col("_survivor").isNotNull() & (F.col("_survivor") != F.col("doc_id"))
-    near_survivor = F.lit(None).cast("string")
+    near = None
     if cfg.fuzzy.enabled:
         # Near duplicates among the exact survivors only.
         signed = decisions.filter(F.col("_survivor") == F.col("doc_id")).select("doc_id", "bands")
         orders = decisions.select("doc_id", "_order") if with_prior else None
         near = near_duplicate_survivors(signed, narrow, orders, cfg.fuzzy, ctx.log)
-        if near is not None:
-            decisions = decisions.join(near, "doc_id", "left")
-            near_survivor = F.col("_near_survivor")
-    survivor = F.when(exact, F.col("_survivor")).otherwise(near_survivor)
+    decisions = with_cluster_survivors(decisions, near)
+    exact = F.col("_survivor").isNotNull() & (F.col("_survivor") != F.col("doc_id"))
+    survivor = F.when(F.col("_cluster_survivor") != F.col("doc_id"), F.col("_cluster_survivor"))
     reason = F.when(exact, F.lit("exact_duplicate")).when(survivor.isNotNull(), F.lit("near_duplicate"))
     decisions = decisions.select(
         "doc_id",
