@@ -265,9 +265,9 @@ def test_token_budget_bounds_what_one_call_carries():
     assert 500 <= budget < 2048 * 2
     assert document_chars_per_call(cfg) == budget
     # A remote endpoint has no token bound unless one is set.
-    remote = load_config("conf/openai.yaml")
+    remote = load_config("openai")
     assert document_budget_bytes(remote) is None and document_chars_per_call(remote) == remote.llm.max_doc_chars
-    capped = load_config("conf/openai.yaml", ["limits.max_input_tokens=4000", "limits.bytes_per_token=1.0"])
+    capped = load_config("openai", ["limits.max_input_tokens=4000", "limits.bytes_per_token=1.0"])
     assert 500 <= document_chars_per_call(capped) < 4000 - 1234
     # The cut bounds UTF-8 bytes too: 2,000 CJK characters are 6,000 bytes.
     sent = defuse_document("日本語の文章。" * 300, 1000)
@@ -418,7 +418,7 @@ def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
     lines: list[str] = []
     with ObedientFake(require_key=CANARY) as fake:
         cfg = load_config(
-            "conf/openai.yaml",
+            "openai",
             [f"llm.base_url={fake.base_url}", "llm.max_retries=1", "llm.backoff_base_s=0.01", "llm.rows_per_partition=8",
              "quality.on_failure=warn", "pii.enabled=true", "limits.max_doc_chars=100000"],
         )

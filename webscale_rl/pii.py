@@ -11,6 +11,8 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from .config import PII_KINDS
+
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 
 # Kind → (pattern, replacement), applied in this order (e-mail first: its host may look like an IP).
@@ -27,7 +29,8 @@ PII_PATTERNS: dict[str, tuple[str, str]] = {
         "<PHONE>",
     ),
 }
-PII_KINDS = tuple(PII_PATTERNS)
+# The config validates pii.kinds against config.PII_KINDS; a unit test keeps both lists equal.
+__all__ = ["PII_KINDS", "PII_PATTERNS", "scrub_pii"]
 
 
 def scrub_pii(text: Column, kinds: list[str] | tuple[str, ...]) -> tuple[Column, dict[str, Column]]:
