@@ -42,7 +42,8 @@ def test_azure_and_databricks_configs(monkeypatch):
             pass
 
 
-def test_secret_scope_outside_databricks_is_a_clear_error():
+def test_secret_scope_outside_databricks_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)  # a set env variable would win over the secret
     cfg = load_config("databricks", ["llm.api_key_secret=my-scope/serving-token"])
     with pytest.raises(ConfigError, match="not a Databricks runtime"):
         with llm_endpoint(cfg):

@@ -121,10 +121,10 @@ def explain(exc: Exception) -> tuple[int | None, str]:
 
 
 def cmd_run(args) -> int:
+    cfg = load_config(args.config, args.overrides)  # a config error is reported before Spark loads
+    cfg.decontam.eval_sets = [*cfg.decontam.eval_sets, *args.eval_set]
     from .pipeline import run_pipeline
 
-    cfg = load_config(args.config, args.overrides)
-    cfg.decontam.eval_sets = [*cfg.decontam.eval_sets, *args.eval_set]
     summary = run_pipeline(args.input, args.warehouse, cfg, until=args.until, start=args.start, limit=args.limit)
     print_report(summary)
     return 0
@@ -231,10 +231,10 @@ def cmd_setup(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    cfg = load_config(args.config, args.overrides)  # a config error is reported before Spark loads
     from .pipeline import run_pipeline
     from .samples import fetch_sample
 
-    cfg = load_config(args.config, args.overrides)
     warehouse = Path(args.warehouse)
     sample = fetch_sample(warehouse.parent / (warehouse.name + "-input"), n_docs=args.docs)
     print(f"demo sample: {sample}")

@@ -1,0 +1,148 @@
+"""The config is a leaf that ships its YAML inside the package: `--config NAME` loads a packaged
+config (also from an installed wheel outside the repo), a path still works, an unknown one is an
+error that lists the packaged names, and importing it loads neither Spark nor the pipeline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from webscale_rl.cli import build_parser, main
+from webscale_rl.config import PII_KINDS, ConfigError, load_config, packaged_config_names
+from webscale_rl.limits import check_call_budget, document_budget_bytes, with_call_limits
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGED = ("azure", "databricks", "local", "openai", "vllm")
+# The stages that call the model (the pipeline derives this list from its stage objects).
+LLM_STAGE_NAMES = ("llm_filter", "profile", "generate", "check")
+
+
+def test_the_packaged_configs_live_inside_the_package():
+    assert tuple(packaged_config_names()) == PACKAGED
+    assert not (ROOT / "conf").exists()
+    assert all((ROOT / "webscale_rl" / "conf" / f"{name}.yaml").is_file() for name in PACKAGED)
+
+
+def test_config_openai_resolves_by_name_on_the_command_line():
+    args = build_parser().parse_args(["run", "--warehouse", "wh", "--config", "openai"])
+    cfg = load_config(args.config, args.overrides)
+    assert cfg.llm.provider == "openai" and cfg.llm.models["generate"] == "gpt-4.1"
+    assert load_config("databricks").llm.api_key_env == "DATABRICKS_TOKEN"
+
+
+def test_a_path_still_works_and_the_default_is_the_packaged_local(tmp_path, monkeypatch):
+    own = tmp_path / "mine.yaml"
+    own.write_text("llm:\n  provider: openai\n  max_concurrency: 7\n")
+    assert load_config(str(own)).llm.max_concurrency == 7
+    assert load_config(own).llm.max_concurrency == 7
+    monkeypatch.chdir(tmp_path)  # the default does not depend on the working directory
+    default = load_config()
+    assert default == load_config("local")
+    assert default.llm.max_doc_chars == 2500 and default.llm.rows_per_partition == 8  # local.yaml's, not built-in
+
+
+@pytest.mark.parametrize("ref", ["opnai", "conf/openai.yaml", "missing.yaml"])
+def test_an_unknown_name_or_path_is_an_error_listing_the_packaged_names(ref, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_config(ref)
+    assert repr(ref) in str(info.value)
+    assert "azure, databricks, local, openai, vllm" in str(info.value)
+
+
+def test_the_cli_reports_an_unknown_config_in_one_line(capsys):
+    assert main(["run", "--warehouse", "wh", "--config", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: config 'nosuch' is neither a file nor a packaged config") and "openai" in err
+
+
+def test_importing_the_config_loads_no_spark_and_nothing_of_the_pipeline():
+    code = (
+        "import sys, webscale_rl.config as c; c.load_config('openai');"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('pyspark', 'py4j')"
+        " or m.startswith(('webscale_rl.stages', 'webscale_rl.quality', 'webscale_rl.limits', 'webscale_rl.llm',"
+        " 'webscale_rl.pipeline', 'webscale_rl.pii')));"
+        "print(bad); assert not bad"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_config_checks_name_the_key():
+    with pytest.raises(ConfigError, match="limits.on_too_large"):
+        load_config(overrides=["limits.on_too_large=drop"])
+    with pytest.raises(ConfigError, match="pii.kinds"):
+        load_config(overrides=["pii.kinds=[email, ssn]"])
+    with pytest.raises(ConfigError, match="quality.severity.unique"):
+        load_config(overrides=["quality.severity.unique(qa_id)=fatal"])
+    with pytest.raises(ConfigError, match="databricks.secret_scope and databricks.secret_key"):
+        load_config(overrides=["databricks.secret_scope=s"])
+
+
+def test_the_pii_kinds_of_the_config_are_the_scrubbers_kinds():
+    from webscale_rl.pii import PII_PATTERNS  # imports pyspark (not a Spark session)
+
+    assert tuple(PII_PATTERNS) == PII_KINDS
+
+
+def test_the_call_budget_is_checked_when_the_run_fits_its_limits():
+    # It needs the prompts of the LLM stages, so loading the config accepts it ...
+    cfg = load_config(overrides=["limits.max_input_tokens=1000"])
+    # ... and fitting the run's limits refuses it, naming the key.
+    with pytest.raises(ConfigError, match=r"limits.max_input_tokens=1000 leaves .* bytes of document"):
+        with_call_limits(cfg, LLM_STAGE_NAMES)
+    with pytest.raises(ConfigError, match="limits.max_input_tokens"):
+        check_call_budget(cfg, LLM_STAGE_NAMES)
+    # No LLM stage: no per-call budget.
+    assert document_budget_bytes(cfg, ()) is None
+    fitted = with_call_limits(load_config(overrides=["limits.max_input_tokens=4000", "llm.max_doc_chars=100000"]), LLM_STAGE_NAMES)
+    assert 500 <= fitted.llm.max_doc_chars < 8000
+
+
+def _build_wheel(tmp_path: Path) -> Path:
+    """`pip wheel . --no-deps` on a copy of the project (the build must not write into the tree)."""
+    src = tmp_path / "src"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(ROOT / "webscale_rl", src / "webscale_rl", ignore=ignore)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (ROOT / name).is_file():
+            shutil.copy(ROOT / name, src / name)
+    out = tmp_path / "dist"
+    cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    (wheel,) = out.glob("webscale_rl-*.whl")
+    return wheel
+
+
+def test_the_wheel_ships_the_configs_and_they_load_outside_the_repo(tmp_path):
+    wheel = _build_wheel(tmp_path)
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"webscale_rl/conf/{n}.yaml" for n in PACKAGED} <= names
+    # Installed (without dependencies: the shared environment has them) into a folder outside
+    # the repo, run from an empty directory: the packaged configs load by name.
+    site = tmp_path / "site"
+    install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)]
+    subprocess.run(install, check=True, capture_output=True, timeout=600)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    code = (
+        "import webscale_rl, webscale_rl.config as c; print(webscale_rl.__file__);"
+        "cfg = c.load_config('openai'); assert cfg.llm.provider == 'openai', cfg.llm.provider;"
+        "assert c.load_config().llm.provider == 'local'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith(str(site))
+    # The console script of the installed wheel resolves `--config openai` (an unknown name fails
+    # with the packaged names; `--help` needs no config).
+    script = site / "bin" / "webscale-rl"
+    bad = subprocess.run([str(script), "run", "--warehouse", "w", "--config", "nosuch"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "azure, databricks, local, openai, vllm" in bad.stderr
