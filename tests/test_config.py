@@ -146,3 +146,21 @@ def test_the_wheel_ships_the_configs_and_they_load_outside_the_repo(tmp_path):
     script = site / "bin" / "webscale-rl"
     bad = subprocess.run([str(script), "run", "--warehouse", "w", "--config", "nosuch"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "azure, databricks, local, openai, vllm" in bad.stderr
+
+
+def test_the_json_schema_accepts_the_packaged_configs_and_rejects_what_load_config_rejects(capsys):
+    import json
+
+    import jsonschema
+    import yaml
+
+    assert main(["config-schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    validator = jsonschema.Draft202012Validator(schema)
+    for name in PACKAGED:
+        text = (ROOT / "webscale_rl" / "conf" / f"{name}.yaml").read_text()
+        assert not list(validator.iter_errors(yaml.safe_load(text))), name
+    wrong = {"llm": {"provider": "x", "max_concurency": 4}, "limits": {"on_too_large": "drop"}}
+    messages = sorted(e.message for e in validator.iter_errors(wrong))
+    assert any("'x' is not one of" in m for m in messages) and any("'drop' is not one of" in m for m in messages)
+    assert any("'max_concurency' was unexpected" in m for m in messages)

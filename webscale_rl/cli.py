@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 from pathlib import Path
 
 from . import STAGES, __version__
-from .config import ConfigError, load_config, packaged_config_names
+from .config import ConfigError, config_json_schema, load_config, packaged_config_names
 
 EXIT_USAGE = 2  # bad input, bad config: the user's to fix
 EXIT_FAILURE = 1  # the run failed (validation gate, LLM endpoint, environment)
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--docs", type=int, default=8, help="documents in the sample (default 8)")
     demo.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    sub.add_parser(
+        "config-schema",
+        help="print the JSON Schema of the YAML config (for editors)",
+        description="e.g. webscale-rl config-schema > webscale-rl.schema.json, then point the editor's YAML schema at it.",
+    )
     return parser
 
 
@@ -85,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_setup(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "config-schema":
+            print(json.dumps(config_json_schema(), indent=2))
+            return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

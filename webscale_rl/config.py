@@ -14,19 +14,20 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 # The YAML configs shipped inside the package (webscale_rl/conf/<name>.yaml): `--config openai`.
 PACKAGED_CONFIGS = importlib.resources.files(__package__) / "conf"
 DEFAULT_CONFIG = "local"
-LLM_PROVIDERS = ("local", "openai", "azure", "databricks")
-# Allowed values of config keys, owned here so validating a config needs nothing else.
-SEVERITY_LEVELS = ("critical", "warning", "off")  # quality.severity values
-PII_KINDS = ("email", "ip", "phone")  # pii.kinds, in the order pii.py applies them
-ON_TOO_LARGE = ("reject", "truncate")  # limits.on_too_large
-LONG_DOCUMENT = ("truncate", "chunk")  # limits.long_document
+# Keys with a fixed set of values are typed with Literal: a value outside it is an error naming
+# the key and the allowed values, and the JSON Schema lists them for editors.
+Provider = Literal["local", "openai", "azure", "databricks"]
+Severity = Literal["critical", "warning", "off"]
+PIIKind = Literal["email", "ip", "phone"]  # in the order pii.py applies them
+SEVERITY_LEVELS: tuple[str, ...] = typing.get_args(Severity)
+PII_KINDS: tuple[str, ...] = typing.get_args(PIIKind)
 
 
 class ConfigError(ValueError):
@@ -63,7 +64,7 @@ class DatabricksConfig:
 class LLMConfig:
     # "local": start the embedded llama.cpp server; "openai": any OpenAI-compatible endpoint;
     # "azure": Azure OpenAI (deployments); "databricks": model serving (base_url + token).
-    provider: str = "local"
+    provider: Provider = "local"
     base_url: str | None = None
     # Name of the environment variable holding the key; the key itself never enters the config.
     api_key_env: str = "OPENAI_API_KEY"
@@ -79,7 +80,7 @@ class LLMConfig:
     seed: int | None = 1234
     # Structured output: "json_schema" (OpenAI, vLLM, llama-server) or "json_object" for servers
     # that only accept the looser form.
-    response_format: str = "json_schema"
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
     # Model per LLM stage (the pipeline checks that every LLM stage has one).
     models: dict[str, str] = field(
         default_factory=lambda: {"llm_filter": "local", "profile": "local", "generate": "local", "check": "local"}
@@ -97,7 +98,7 @@ class LLMConfig:
     # Response cache (Delta table <warehouse>/llm_cache): false = neither read nor write it.
     cache: bool = True
     # "online" (chat completions, async) or "batch" (the provider's Batch API, from the driver).
-    mode: str = "online"
+    mode: Literal["online", "batch"] = "online"
     batch_poll_s: float = 30.0
     batch_max_requests: int = 50_000  # lines per uploaded file (OpenAI allows 50,000)
     batch_max_rounds: int = 2  # new batches for lines that expired or failed transiently
@@ -208,7 +209,7 @@ class FuzzyDedupConfig:
     seed: int = 1
     # "jaccard": exact shingle Jaccard of candidate pairs (precise); "signature": the share of
     # equal MinHash values (no shingles shipped); "none": every LSH candidate is a duplicate.
-    verify: str = "jaccard"
+    verify: Literal["jaccard", "signature", "none"] = "jaccard"
     threshold: float = 0.8
     # Label propagation stops when no label changes; this bounds it (chains longer than this fail).
     max_iterations: int = 50
@@ -270,13 +271,13 @@ class QualityConfig:
     enabled: bool = True
     max_answer_chars: int = 200
     # "fail": a failed expectation fails the run (non-zero exit); "warn": report only.
-    on_failure: str = "fail"
+    on_failure: Literal["fail", "warn"] = "fail"
     # Landing gates (quality/gates.py): validate every stage's batch before it lands; a failed
     # critical expectation quarantines the batch and fails the run.
     gates: bool = True
     # Severity overrides by "<table>:<expectation>" or "<expectation>" (quality/suites.py), e.g.
     # {"max_share(domain)": "critical", "qa:in_set(answer_type)": "off"}: critical | warning | off.
-    severity: dict[str, str] = field(default_factory=dict)
+    severity: dict[str, Severity] = field(default_factory=dict)
     max_value_share: float = 0.9  # one domain / one answer on more than this share of rows: a broken model
     max_llm_error_share: float = 0.5  # more of a stage's input rejected with llm_error:*: a broken endpoint
     distribution_min_rows: int = 20  # share checks apply to batches of at least this many rows
@@ -295,7 +296,7 @@ class MLflowConfig:
 class LimitsConfig:
     # Hostile inputs: a document longer than this (characters) is rejected (`too_large`) or cut.
     max_doc_chars: int = 2_000_000
-    on_too_large: str = "reject"  # "reject" | "truncate"
+    on_too_large: Literal["reject", "truncate"] = "reject"
     # Tokens one call may carry (prompt + document + reply). None: the local server's slot
     # (local_llm.ctx_size / parallel) for provider local, no token bound for openai.
     max_input_tokens: int | None = None
@@ -304,14 +305,14 @@ class LimitsConfig:
     bytes_per_token: float = 2.0
     # A document over the per-call budget: "truncate" (the LLM stages send its start) or "chunk"
     # (split at ingest into `<doc_id>#<n>` documents that each fit one call).
-    long_document: str = "truncate"
+    long_document: Literal["truncate", "chunk"] = "truncate"
 
 
 @dataclass
 class PIIConfig:
     # Replace e-mail addresses, phone numbers and IP addresses at ingest (before any table or call).
     enabled: bool = False
-    kinds: list[str] = field(default_factory=lambda: ["email", "phone", "ip"])
+    kinds: list[PIIKind] = field(default_factory=lambda: ["email", "phone", "ip"])
 
 
 @dataclass
@@ -362,6 +363,10 @@ def _coerce(path: str, tp: Any, value: Any) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(path, inner[0], value)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"config key '{path}' must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{path}' must be a list, got {value!r}")
@@ -500,19 +505,12 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"warehouse.{key} must be a plain identifier (letters, digits, _ or -), got {value!r}")
     if not 1 <= cfg.profile.max_personas <= 3:
         raise ConfigError("profile.max_personas must be between 1 and 3 (the paper's limit)")
-    if cfg.quality.on_failure not in ("fail", "warn"):
-        raise ConfigError("quality.on_failure must be 'fail' or 'warn'")
-    for key, sev in cfg.quality.severity.items():
-        if sev not in SEVERITY_LEVELS:
-            raise ConfigError(f"quality.severity.{key} must be one of {', '.join(SEVERITY_LEVELS)}; got {sev!r}")
     _validate_filter_dedup(cfg)
     _validate_limits(cfg)
 
 
 def _validate_llm(cfg: Config) -> None:
     llm = cfg.llm
-    if llm.provider not in LLM_PROVIDERS:
-        raise ConfigError(f"llm.provider must be one of {', '.join(LLM_PROVIDERS)}, got {llm.provider!r}")
     if llm.provider == "azure" and not (llm.azure_endpoint and llm.api_version):
         raise ConfigError("llm.provider 'azure' needs llm.azure_endpoint and llm.api_version")
     for name, limit in (("requests_per_minute", llm.requests_per_minute), ("tokens_per_minute", llm.tokens_per_minute)):
@@ -521,16 +519,12 @@ def _validate_llm(cfg: Config) -> None:
     for model, price in llm.prices.items():
         if sorted(price) != ["input_per_1m", "output_per_1m"]:
             raise ConfigError(f"llm.prices.{model} must have exactly input_per_1m and output_per_1m, got {sorted(price)}")
-    if llm.mode not in ("online", "batch"):
-        raise ConfigError(f"llm.mode must be 'online' or 'batch', got {llm.mode!r}")
     if llm.mode == "batch" and llm.provider == "local":
         raise ConfigError("llm.mode 'batch' needs a provider with a Batch API (openai, azure), not the embedded 'local' server")
     if llm.api_key_secret is not None and llm.api_key_secret.count("/") != 1:
         raise ConfigError(f"llm.api_key_secret must be 'scope/key', got {llm.api_key_secret!r}")
     if bool(cfg.databricks.secret_scope) != bool(cfg.databricks.secret_key):
         raise ConfigError("databricks.secret_scope and databricks.secret_key go together: set both or neither")
-    if llm.response_format not in ("json_schema", "json_object"):
-        raise ConfigError("llm.response_format must be 'json_schema' or 'json_object'")
     if llm.max_concurrency < 1:
         raise ConfigError("llm.max_concurrency must be >= 1")
     if llm.max_doc_chars < 1:
@@ -552,29 +546,36 @@ def _validate_filter_dedup(cfg: Config) -> None:
     fz = cfg.dedup.fuzzy
     if fz.ngram < 1 or fz.bands < 1 or fz.rows < 1 or fz.max_iterations < 1:
         raise ConfigError("dedup.fuzzy.ngram, bands, rows and max_iterations must be >= 1")
-    if fz.verify not in ("jaccard", "signature", "none"):
-        raise ConfigError(f"dedup.fuzzy.verify must be 'jaccard', 'signature' or 'none', got {fz.verify!r}")
     if not 0.0 < fz.threshold <= 1.0:
         raise ConfigError(f"dedup.fuzzy.threshold must be in (0, 1], got {fz.threshold}")
 
 
 def _validate_limits(cfg: Config) -> None:
-    """The limits.* and pii.* checks that need only the config; the per-call token budget needs
-    the prompts and is checked by `limits.with_call_limits` when a run starts."""
+    """The limits.* checks that need only the config; the per-call token budget needs the prompts
+    and is checked by `limits.with_call_limits` when a run starts."""
     lim = cfg.limits
-    if lim.on_too_large not in ON_TOO_LARGE:
-        raise ConfigError(f"limits.on_too_large must be one of {ON_TOO_LARGE}, got {lim.on_too_large!r}")
-    if lim.long_document not in LONG_DOCUMENT:
-        raise ConfigError(f"limits.long_document must be one of {LONG_DOCUMENT}, got {lim.long_document!r}")
     if lim.max_doc_chars < 1:
         raise ConfigError(f"limits.max_doc_chars must be >= 1, got {lim.max_doc_chars}")
     if lim.bytes_per_token <= 0:
         raise ConfigError(f"limits.bytes_per_token must be > 0, got {lim.bytes_per_token}")
     if lim.max_input_tokens is not None and lim.max_input_tokens < 1:
         raise ConfigError(f"limits.max_input_tokens must be >= 1, got {lim.max_input_tokens}")
-    unknown = sorted(set(cfg.pii.kinds) - set(PII_KINDS))
-    if unknown:
-        raise ConfigError(f"pii.kinds: unknown kind(s) {unknown}; known: {list(PII_KINDS)}")
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of the YAML config, for editors (`webscale-rl config-schema > config.schema.json`).
+    Unknown keys are errors in load_config, so every object says additionalProperties: false."""
+    # Imported here: pydantic only derives the schema from the dataclasses; loading a config
+    # does not need it.
+    from pydantic import TypeAdapter
+
+    schema = TypeAdapter(Config).json_schema()
+    for obj in [schema, *schema.get("$defs", {}).values()]:
+        if "properties" in obj:
+            obj["additionalProperties"] = False
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "webscale-rl config"
+    return schema
 
 
 def cache_dir() -> Path:
