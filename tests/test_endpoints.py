@@ -37,17 +37,15 @@ def test_azure_and_databricks_configs(monkeypatch):
         assert endpoint.base_url == "https://adb-123.azuredatabricks.net/serving-endpoints"
         assert endpoint.api_key == CANARY and CANARY not in repr(endpoint) + endpoint.description
     monkeypatch.delenv("DATABRICKS_TOKEN")
-    with pytest.raises(ConfigError, match=r"DATABRICKS_TOKEN"):
-        with llm_endpoint(cfg):
-            pass
+    with pytest.raises(ConfigError, match=r"DATABRICKS_TOKEN"), llm_endpoint(cfg):
+        pass
 
 
 def test_secret_scope_outside_databricks_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)  # a set env variable would win over the secret
     cfg = load_config("databricks", ["llm.api_key_secret=my-scope/serving-token"])
-    with pytest.raises(ConfigError, match="not a Databricks runtime"):
-        with llm_endpoint(cfg):
-            pass
+    with pytest.raises(ConfigError, match="not a Databricks runtime"), llm_endpoint(cfg):
+        pass
     with pytest.raises(ConfigError, match="scope/key"):
         load_config("databricks", ["llm.api_key_secret=no-slash"])
 

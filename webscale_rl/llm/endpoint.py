@@ -11,9 +11,9 @@ Databricks secret) and goes nowhere but the request header.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 from ..config import Config, ConfigError
 from .secrets import find_api_key, key_source

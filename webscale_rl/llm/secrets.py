@@ -45,7 +45,7 @@ def find_api_key(cfg: Config, dbutils: Any = None) -> str | None:
         dbutils = _runtime_dbutils(cfg, scope, key)
     try:
         value = dbutils.secrets.get(scope=scope, key=key)
-    except Exception as exc:  # the message names scope and key only, never a value
+    except Exception as exc:  # noqa: BLE001 -- any failure: the message names scope and key only, never a value
         raise ConfigError(f"cannot read Databricks secret {scope}/{key}: {type(exc).__name__}") from None
     if not value:
         raise ConfigError(f"Databricks secret {scope}/{key} is empty")
