@@ -1,14 +1,12 @@
 """The config is a leaf that ships its YAML inside the package: `--config NAME` loads a packaged
-config (also from an installed wheel outside the repo), a path still works, an unknown one is an
-error that lists the packaged names, and importing it loads neither Spark nor the pipeline."""
+config, a path still works, an unknown one is an error that lists the packaged names, and
+importing it loads neither Spark nor the pipeline. (The installed wheel: test_installed_wheel.py.)"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -104,48 +102,6 @@ def test_the_call_budget_is_checked_when_the_run_fits_its_limits():
     assert document_budget_bytes(cfg, ()) is None
     fitted = with_call_limits(load_config(overrides=["limits.max_input_tokens=4000", "llm.max_doc_chars=100000"]), LLM_STAGE_NAMES)
     assert 500 <= fitted.llm.max_doc_chars < 8000
-
-
-def _build_wheel(tmp_path: Path) -> Path:
-    """`pip wheel . --no-deps` on a copy of the project (the build must not write into the tree)."""
-    src = tmp_path / "src"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    shutil.copytree(ROOT / "webscale_rl", src / "webscale_rl", ignore=ignore)
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (ROOT / name).is_file():
-            shutil.copy(ROOT / name, src / name)
-    out = tmp_path / "dist"
-    cmd = [sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "-q", "-w", str(out)]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=600)
-    (wheel,) = out.glob("webscale_rl-*.whl")
-    return wheel
-
-
-def test_the_wheel_ships_the_configs_and_they_load_outside_the_repo(tmp_path):
-    wheel = _build_wheel(tmp_path)
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"webscale_rl/conf/{n}.yaml" for n in PACKAGED} <= names
-    # Installed (without dependencies: the shared environment has them) into a folder outside
-    # the repo, run from an empty directory: the packaged configs load by name.
-    site = tmp_path / "site"
-    install = [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)]
-    subprocess.run(install, check=True, capture_output=True, timeout=600)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    code = (
-        "import webscale_rl, webscale_rl.config as c; print(webscale_rl.__file__);"
-        "cfg = c.load_config('openai'); assert cfg.llm.provider == 'openai', cfg.llm.provider;"
-        "assert c.load_config().llm.provider == 'local'"
-    )
-    done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().startswith(str(site))
-    # The console script of the installed wheel resolves `--config openai` (an unknown name fails
-    # with the packaged names; `--help` needs no config).
-    script = site / "bin" / "webscale-rl"
-    bad = subprocess.run([str(script), "run", "--warehouse", "w", "--config", "nosuch"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert bad.returncode == 2 and "azure, databricks, local, openai, vllm" in bad.stderr
 
 
 def test_the_json_schema_accepts_the_packaged_configs_and_rejects_what_load_config_rejects(capsys):
