@@ -1,8 +1,8 @@
 """Typed configuration: built-in defaults, then a YAML file, then --set overrides.
 
 Unknown keys and wrong types are errors that name the key, so a typo never silently falls back
-to a default. A leaf module: it imports only the standard library and yaml, so loading a config
-never pulls in Spark. Checks that need the pipeline (stage names, expectation names, the prompts'
+to a default. A leaf module: it imports only the standard library and yaml (pydantic only to
+print the JSON Schema), so loading a config never pulls in Spark. Checks that need the pipeline (stage names, expectation names, the prompts'
 token budget) are made where the pipeline is assembled.
 """
 
