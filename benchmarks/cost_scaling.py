@@ -62,7 +62,7 @@ def run(spark, docs: list[dict], label: str, fake, tmp: Path) -> dict:
 
     inputs = tmp / f"docs-{label}.jsonl"
     inputs.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    cfg = load_config(str(ROOT / "conf" / "openai.yaml"), [f"llm.base_url={fake.base_url}", "llm.max_concurrency=8", "quality.enabled=false", "mlflow.enabled=false"])
+    cfg = load_config("openai", [f"llm.base_url={fake.base_url}", "llm.max_concurrency=8", "quality.enabled=false", "mlflow.enabled=false"])
     since = len(fake.requests)
     t0 = time.monotonic()
     summary = run_pipeline([str(inputs)], tmp / f"wh-{label}", cfg, spark=spark, log=lambda _: None)

@@ -40,7 +40,7 @@ def small_warehouse(spark) -> tuple[Path, RunSummary]:
     try:
         with FakeOpenAI() as fake:
             cfg = load_config(
-                "conf/openai.yaml",
+                "openai",
                 [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01"],
             )
             summary = run_pipeline([str(docs)], warehouse, cfg, spark=spark, log=lambda _: None)

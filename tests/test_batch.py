@@ -31,7 +31,7 @@ def test_batch_mode_maps_results_back_retries_and_loses_nothing(spark, tmp_path,
     warehouse = tmp_path / "wh"
     with FakeOpenAI() as fake:
         cfg = load_config(
-            "conf/openai.yaml",
+            "openai",
             [f"llm.base_url={fake.base_url}", "llm.mode=batch", "llm.batch_poll_s=0.01", "llm.batch_max_requests=1",
              "llm.batch_max_rounds=1", "mlflow.enabled=false",
              "dedup.fuzzy.enabled=false"],  # the documents are copies of one article

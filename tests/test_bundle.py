@@ -5,16 +5,18 @@ and the API key comes only from a secret scope."""
 
 from __future__ import annotations
 
+import os
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from webscale_rl import STAGES
-from webscale_rl.cli import api_key_from_secret_scope, build_parser
+from webscale_rl.cli import build_parser
 from webscale_rl.config import load_config
+from webscale_rl.llm.secrets import find_api_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,20 +122,40 @@ def test_api_key_only_from_the_secret_scope():
     assert (cfg.databricks.secret_scope, cfg.databricks.secret_key) == ("webscale_rl", "llm_api_key")
 
 
-def test_secret_scope_fills_the_key_env_variable(monkeypatch):
-    class Secrets:
-        def get(self, scope, key):
-            assert (scope, key) == ("s", "k")
-            return "sk-from-scope"
+class FakeDBUtils:
+    """dbutils with one secret; records what was read."""
 
-    class DBUtils:
-        secrets = Secrets()
+    def __init__(self, value: str = "sk-from-scope") -> None:
+        self.value, self.reads = value, []
+        self.secrets = self
 
-    cfg = load_config(None, ["databricks.secret_scope=s", "databricks.secret_key=k", "llm.api_key_env=WEBSCALE_TEST_KEY"])
+    def get(self, scope, key):
+        self.reads.append((scope, key))
+        return self.value
+
+
+def test_the_key_comes_from_the_secret_scope_when_its_env_variable_is_unset(monkeypatch):
     monkeypatch.delenv("WEBSCALE_TEST_KEY", raising=False)
-    assert api_key_from_secret_scope(cfg, dbutils=DBUtils()) is True
-    import os
+    cfg = load_config(None, ["databricks.secret_scope=s", "databricks.secret_key=k", "llm.api_key_env=WEBSCALE_TEST_KEY"])
+    dbutils = FakeDBUtils()
+    assert find_api_key(cfg, dbutils=dbutils) == "sk-from-scope"
+    assert dbutils.reads == [("s", "k")]
+    # Returned only: the key is not put into the environment (nor anywhere else).
+    assert "WEBSCALE_TEST_KEY" not in os.environ
 
-    assert os.environ["WEBSCALE_TEST_KEY"] == "sk-from-scope"
-    # An env variable already set wins; nothing is read.
-    assert api_key_from_secret_scope(cfg, dbutils=None) is False
+
+def test_an_env_variable_already_set_wins_over_the_secret_scope(monkeypatch):
+    monkeypatch.setenv("WEBSCALE_TEST_KEY", "sk-from-env")
+    cfg = load_config(None, ["databricks.secret_scope=s", "databricks.secret_key=k", "llm.api_key_env=WEBSCALE_TEST_KEY"])
+    dbutils = FakeDBUtils("sk-from-scope")  # would give a different key if it were asked
+    assert find_api_key(cfg, dbutils=dbutils) == "sk-from-env"
+    assert dbutils.reads == []
+
+
+def test_both_ways_of_naming_the_secret_reach_the_same_function(monkeypatch):
+    monkeypatch.delenv("WEBSCALE_TEST_KEY", raising=False)
+    cfg = load_config(None, ["llm.api_key_secret=scope2/key2", "llm.api_key_env=WEBSCALE_TEST_KEY"])
+    dbutils = FakeDBUtils("sk-2")
+    assert find_api_key(cfg, dbutils=dbutils) == "sk-2" and dbutils.reads == [("scope2", "key2")]
+    # No secret configured and no env variable: no key (a keyless local server is fine).
+    assert find_api_key(load_config(None, ["llm.api_key_env=WEBSCALE_TEST_KEY"]), dbutils=FakeDBUtils()) is None

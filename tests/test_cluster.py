@@ -131,7 +131,7 @@ def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalo
             "--conf", "spark.databricks.delta.snapshotPartitions=2",
             # no Delta --conf: the job adds Delta's two settings when the launcher did not
             str(ROOT / "jobs" / "run_pipeline.py"),
-            "--input", str(inputs), "--warehouse", str(wh_cluster), "--config", str(ROOT / "conf" / "openai.yaml"),
+            "--input", str(inputs), "--warehouse", str(wh_cluster), "--config", "openai",
         ]
         for s in sets:
             cmd += ["--set", s]
@@ -141,7 +141,7 @@ def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalo
         assert done.returncode == 0, (done.stdout[-2000:], "\n".join(problems)[-4000:])
         assert "accounted for" in done.stdout
 
-        run_pipeline([str(inputs)], wh_local, load_config(str(ROOT / "conf" / "openai.yaml"), sets), spark=spark, log=lambda _: None)
+        run_pipeline([str(inputs)], wh_local, load_config("openai", sets), spark=spark, log=lambda _: None)
 
     # The application ran on the cluster and its tasks ran in executors on both workers.
     apps = master_state(webui)["completedapps"] + master_state(webui)["activeapps"]

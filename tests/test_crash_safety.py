@@ -84,7 +84,7 @@ def run_cli(inputs: Path, wh: Path, fake, *, kill_on_line: str | None = None, de
     env.pop("WEBSCALE_RL_KILL_AT", None)
     if kill_at:
         env["WEBSCALE_RL_KILL_AT"] = kill_at
-    args = [sys.executable, "-m", "webscale_rl.cli", "run", "--input", str(inputs), "--warehouse", str(wh), "--config", "conf/openai.yaml"]
+    args = [sys.executable, "-m", "webscale_rl.cli", "run", "--input", str(inputs), "--warehouse", str(wh), "--config", "openai"]
     for o in overrides(fake):
         args += ["--set", o]
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -140,7 +140,7 @@ def test_killed_runs_converge_to_a_clean_run(spark, tmp_path, monkeypatch):
         assert "accounted for" in log
 
         clean = tmp_path / "wh-clean"
-        cfg = load_config("conf/openai.yaml", overrides(fake))
+        cfg = load_config("openai", overrides(fake))
         run_pipeline([str(inputs)], clean, cfg, spark=spark, log=lambda _: None)
     assert duplicate_keys(spark, wh) == {}
     resumed, reference = snapshot(spark, wh), snapshot(spark, clean)

@@ -32,23 +32,22 @@ def test_azure_and_databricks_configs(monkeypatch):
         load_config(None, ["llm.provider=azure"])
     monkeypatch.setenv("DATABRICKS_HOST", "https://adb-123.azuredatabricks.net/")
     monkeypatch.setenv("DATABRICKS_TOKEN", CANARY)
-    cfg = load_config("conf/databricks.yaml")
+    cfg = load_config("databricks")
     with llm_endpoint(cfg) as endpoint:
         assert endpoint.base_url == "https://adb-123.azuredatabricks.net/serving-endpoints"
         assert endpoint.api_key == CANARY and CANARY not in repr(endpoint) + endpoint.description
     monkeypatch.delenv("DATABRICKS_TOKEN")
-    with pytest.raises(ConfigError, match=r"DATABRICKS_TOKEN"):
-        with llm_endpoint(cfg):
-            pass
+    with pytest.raises(ConfigError, match=r"DATABRICKS_TOKEN"), llm_endpoint(cfg):
+        pass
 
 
-def test_secret_scope_outside_databricks_is_a_clear_error():
-    cfg = load_config("conf/databricks.yaml", ["llm.api_key_secret=my-scope/serving-token"])
-    with pytest.raises(ConfigError, match="not a Databricks runtime"):
-        with llm_endpoint(cfg):
-            pass
+def test_secret_scope_outside_databricks_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DATABRICKS_TOKEN", raising=False)  # a set env variable would win over the secret
+    cfg = load_config("databricks", ["llm.api_key_secret=my-scope/serving-token"])
+    with pytest.raises(ConfigError, match="not a Databricks runtime"), llm_endpoint(cfg):
+        pass
     with pytest.raises(ConfigError, match="scope/key"):
-        load_config("conf/databricks.yaml", ["llm.api_key_secret=no-slash"])
+        load_config("databricks", ["llm.api_key_secret=no-slash"])
 
 
 def test_canary_key_is_in_no_error_text():
@@ -61,7 +60,7 @@ def test_canary_key_is_in_no_error_text():
 
 
 def test_cost_per_stage_and_run():
-    cfg = load_config("conf/openai.yaml")
+    cfg = load_config("openai")
     assert stage_cost_usd(cfg, "generate", 1_000_000, 100_000) == pytest.approx(2.0 + 0.8)
     usage = {
         "llm_filter": {"calls": 10, "prompt_tokens": 1_000_000, "completion_tokens": 0, "cache_hits": 2, "retries": 1, "rate_limited": 1},
@@ -73,6 +72,6 @@ def test_cost_per_stage_and_run():
     assert metrics["run.llm.cost_usd"] == pytest.approx(8.4)
     assert metrics["run.llm.calls"] == 15 and metrics["run.llm.cache_hits"] == 2
     assert lines[-1].split()[0] == "run" and "$8.4000" in lines[-1]
-    unpriced = load_config("conf/openai.yaml", ["llm.models.generate=some-new-model"])
+    unpriced = load_config("openai", ["llm.models.generate=some-new-model"])
     metrics, lines = cost_summary(unpriced, usage)
     assert "run.llm.cost_usd" not in metrics and "no price" in lines[2] and "partly unpriced" in lines[-1]

@@ -100,8 +100,7 @@ def test_gate_batch_relations_and_severity(spark, warehouse):
 def test_severity_config_is_checked():
     cfg = load_config(overrides=["quality.severity.qa:max_share(domain)=critical"])
     assert cfg.quality.severity == {"qa:max_share(domain)": "critical"}
-    with pytest.raises(ConfigError, match="unknown expectation 'no_such_check'"):
-        load_config(overrides=["quality.severity.no_such_check=warning"])
+    # Unknown expectation names are checked where the pipeline is assembled (the config is a leaf).
     with pytest.raises(ConfigError, match="must be one of critical, warning, off"):
         load_config(overrides=["quality.severity.unique(qa_id)=fatal"])
 

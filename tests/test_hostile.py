@@ -20,7 +20,7 @@ from webscale_rl import tables
 from webscale_rl.config import ConfigError, load_config
 from webscale_rl.injection import find_injection
 from webscale_rl.pipeline import run_pipeline
-from webscale_rl.limits import document_budget_bytes, document_chars_per_call
+from webscale_rl.limits import document_budget_bytes, document_chars_per_call, with_call_limits
 from webscale_rl.prompts import defuse_document
 from webscale_rl.readers import InputError, read_documents
 from webscale_rl.stages import ingest
@@ -31,6 +31,7 @@ from .fake_openai import FakeOpenAI, _doc
 HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
 HOSTILE_ERRORS = Path(__file__).parent / "fixtures" / "hostile_errors"
 CANARY = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+LLM_STAGE_NAMES = ("llm_filter", "profile", "generate", "check")  # the stages whose calls the budget bounds
 
 # Varied prose (a repeated sentence would be rejected by the Gopher repetition rules first).
 ECHO_ARTICLE = (
@@ -190,7 +191,7 @@ def test_too_large_truncate_mode_and_counts(spark, tmp_path):
 def test_chunk_mode_splits_long_documents_into_calls_that_fit(spark):
     cfg_overrides = ["limits.long_document=chunk", "llm.max_doc_chars=1000"]
     ctx = _ctx(cfg_overrides)
-    per_call = document_chars_per_call(ctx.cfg)
+    per_call = document_chars_per_call(ctx.cfg, LLM_STAGE_NAMES)
     assert per_call == 1000
     long_text = "Zürich " * 500  # 3,500 characters, 4,000 bytes
     raw = spark.createDataFrame(
@@ -251,7 +252,7 @@ def test_limits_config_is_validated_with_the_key_named():
     with pytest.raises(ConfigError, match="limits.long_document"):
         load_config(overrides=["limits.long_document=summarise"])
     with pytest.raises(ConfigError, match=r"limits.max_input_tokens=1000 leaves .* bytes of document"):
-        load_config(overrides=["limits.max_input_tokens=1000"])
+        with_call_limits(load_config(overrides=["limits.max_input_tokens=1000"]), LLM_STAGE_NAMES)
     with pytest.raises(ConfigError, match="pii.kinds"):
         load_config(overrides=["pii.kinds=[email, ssn]"])
     with pytest.raises(ConfigError, match="unknown config key"):
@@ -261,14 +262,14 @@ def test_limits_config_is_validated_with_the_key_named():
 def test_token_budget_bounds_what_one_call_carries():
     # Local: the slot is ctx_size / parallel tokens; the document gets what prompt and reply leave.
     cfg = load_config(overrides=["local_llm.ctx_size=4096", "local_llm.parallel=2", "llm.max_doc_chars=100000"])
-    budget = document_budget_bytes(cfg)
+    budget = document_budget_bytes(cfg, LLM_STAGE_NAMES)
     assert 500 <= budget < 2048 * 2
-    assert document_chars_per_call(cfg) == budget
+    assert document_chars_per_call(cfg, LLM_STAGE_NAMES) == budget
     # A remote endpoint has no token bound unless one is set.
-    remote = load_config("conf/openai.yaml")
-    assert document_budget_bytes(remote) is None and document_chars_per_call(remote) == remote.llm.max_doc_chars
-    capped = load_config("conf/openai.yaml", ["limits.max_input_tokens=4000", "limits.bytes_per_token=1.0"])
-    assert 500 <= document_chars_per_call(capped) < 4000 - 1234
+    remote = load_config("openai")
+    assert document_budget_bytes(remote, LLM_STAGE_NAMES) is None and document_chars_per_call(remote, LLM_STAGE_NAMES) == remote.llm.max_doc_chars
+    capped = load_config("openai", ["limits.max_input_tokens=4000", "limits.bytes_per_token=1.0"])
+    assert 500 <= document_chars_per_call(capped, LLM_STAGE_NAMES) < 4000 - 1234
     # The cut bounds UTF-8 bytes too: 2,000 CJK characters are 6,000 bytes.
     sent = defuse_document("日本語の文章。" * 300, 1000)
     assert len(sent.encode("utf-8")) <= 1000 and sent.startswith("日本語")
@@ -418,7 +419,7 @@ def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
     lines: list[str] = []
     with ObedientFake(require_key=CANARY) as fake:
         cfg = load_config(
-            "conf/openai.yaml",
+            "openai",
             [f"llm.base_url={fake.base_url}", "llm.max_retries=1", "llm.backoff_base_s=0.01", "llm.rows_per_partition=8",
              "quality.on_failure=warn", "pii.enabled=true", "limits.max_doc_chars=100000"],
         )

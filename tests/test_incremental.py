@@ -35,7 +35,7 @@ def fake_config(fake):
     # so that every variant goes on to the LLM stages.
     overrides = [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false",
                  "dedup.fuzzy.enabled=false"]
-    return load_config("conf/openai.yaml", overrides)
+    return load_config("openai", overrides)
 
 
 def requested_docs(fake, since: int) -> set[str]:

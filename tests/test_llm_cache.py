@@ -34,7 +34,7 @@ def write_docs(path: Path, n: int) -> Path:
 
 def config(fake: FakeOpenAI, *extra: str):
     return load_config(
-        "conf/openai.yaml",
+        "openai",
         # The documents are copies of two articles: near-duplicate dedup would leave two of them.
         [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "llm.max_concurrency=4", "mlflow.enabled=false",
          "dedup.fuzzy.enabled=false", *extra],
@@ -88,7 +88,7 @@ def test_killed_run_resumes_paying_only_for_what_is_missing(spark, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "WEBSCALE_RL_DRIVER_MEMORY": "1g"}
     env.pop("OPENAI_API_KEY", None)
     with FakeOpenAI(latency_s=0.25) as fake:
-        args = [sys.executable, "-m", "webscale_rl.cli", "run", "--config", "conf/openai.yaml", "--input", str(docs), "--warehouse", str(warehouse),
+        args = [sys.executable, "-m", "webscale_rl.cli", "run", "--config", "openai", "--input", str(docs), "--warehouse", str(warehouse),
                 "--until", "llm_filter", "--set", f"llm.base_url={fake.base_url}", "--set", "llm.max_concurrency=2", "--set", "mlflow.enabled=false", "--set", "dedup.fuzzy.enabled=false",
                 "--set", "spark.master=local[2]"]
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -70,7 +70,7 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
     )
     with FakeOpenAI(require_key=CANARY) as fake:
         cfg = load_config(
-            "conf/openai.yaml",
+            "openai",
             [
                 f"llm.base_url={fake.base_url}",
                 "llm.max_retries=2",
@@ -160,7 +160,7 @@ def test_export_formats(spark, tmp_path, input_file):
 
     warehouse = tmp_path / "wh"
     with FakeOpenAI() as fake:
-        cfg = load_config("conf/openai.yaml", [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"])
+        cfg = load_config("openai", [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"])
         run_pipeline([str(input_file)], warehouse, cfg, spark=spark, log=lambda _: None)
     out = tmp_path / "qa.jsonl"
     assert main(["export", "--warehouse", str(warehouse), "--format", "jsonl", "--out", str(out)]) == 0

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 from pathlib import Path
 
 from . import STAGES, __version__
+from .config import ConfigError, config_json_schema, load_config, packaged_config_names
 
 EXIT_USAGE = 2  # bad input, bad config: the user's to fix
 EXIT_FAILURE = 1  # the run failed (validation gate, LLM endpoint, environment)
+CONFIG_HELP = f"a packaged config by name ({', '.join(packaged_config_names())}) or a YAML file (default: local)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--run-id", help="export only the pairs this run added (default: the whole table)")
     which.add_argument("--latest-run", action="store_true", help="export only the pairs the latest run added")
     which.add_argument("--all-runs", action="store_true", help="the whole table, every pair once (the default)")
-    export.add_argument("--config", help="YAML config file (default conf/local.yaml)")
+    export.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
     export.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. warehouse.catalog=main")
 
     setup = sub.add_parser(
@@ -50,21 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="fetch and build what runs need (Delta jars, model weights, llama-server) into the user cache",
         description="Idempotent: a warm cache downloads and builds nothing.",
     )
-    setup.add_argument("--config", help="YAML config file (default conf/local.yaml)")
+    setup.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
     setup.add_argument("--no-llm", action="store_true", help="skip the embedded model and server")
 
     demo = sub.add_parser("demo", help="fetch a small real sample and run the whole pipeline on it with the embedded LLM")
     demo.add_argument("--warehouse", default="demo-warehouse", help="where the demo's tables go (default ./demo-warehouse)")
     demo.add_argument("--docs", type=int, default=8, help="documents in the sample (default 8)")
-    demo.add_argument("--config", help="YAML config file (default conf/local.yaml)")
+    demo.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    sub.add_parser(
+        "config-schema",
+        help="print the JSON Schema of the YAML config (for editors)",
+        description="e.g. webscale-rl config-schema > webscale-rl.schema.json, then point the editor's YAML schema at it.",
+    )
     return parser
 
 
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--input", nargs="+", default=[], metavar="PATH", help="JSONL(.gz), Parquet, WARC(.gz), .txt/.html files or folders (needed when ingest runs)")
     run.add_argument("--warehouse", required=True, metavar="DIR", help="directory holding the Delta tables")
-    run.add_argument("--config", metavar="FILE", help="YAML config (default conf/local.yaml)")
+    run.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. llm.max_concurrency=8 (repeatable)")
     run.add_argument("--eval-set", action="append", default=[], metavar="PATH", help="evaluation set to decontaminate against (JSONL/Parquet/CSV with a question column; name=PATH to name it; repeatable)")
     run.add_argument("--from", dest="start", choices=STAGES, help="start at this stage (it reads the earlier stage's table); with --until the same stage: one stage")
@@ -83,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_setup(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "config-schema":
+            print(json.dumps(config_json_schema(), indent=2))
+            return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -96,13 +108,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def explain(exc: Exception) -> tuple[int | None, str]:
-    from .config import ConfigError
+    if isinstance(exc, ConfigError):  # before the imports below: a config error needs no Spark
+        return EXIT_USAGE, str(exc)
+    # Imported here so `webscale-rl --help` and config errors do not load Spark (no import circle).
     from .llm.engine import FatalLLMError
     from .pipeline import PipelineError
     from .readers import InputError
     from .spark import EnvironmentProblem
 
-    if isinstance(exc, (InputError, ConfigError)):
+    if isinstance(exc, InputError):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, (EnvironmentProblem, PipelineError, FatalLLMError, FileNotFoundError)):
         return EXIT_FAILURE, str(exc)
@@ -117,35 +131,13 @@ def explain(exc: Exception) -> tuple[int | None, str]:
 
 
 def cmd_run(args) -> int:
-    from .config import load_config
+    cfg = load_config(args.config, args.overrides)  # a config error is reported before Spark loads
+    cfg.decontam.eval_sets = [*cfg.decontam.eval_sets, *args.eval_set]
     from .pipeline import run_pipeline
 
-    cfg = load_config(args.config, args.overrides)
-    cfg.decontam.eval_sets = [*cfg.decontam.eval_sets, *args.eval_set]
-    api_key_from_secret_scope(cfg)
     summary = run_pipeline(args.input, args.warehouse, cfg, until=args.until, start=args.start, limit=args.limit)
     print_report(summary)
     return 0
-
-
-def api_key_from_secret_scope(cfg, dbutils=None) -> bool:
-    """On Databricks without the key's env variable (serverless has no cluster env vars): read it
-    from the configured secret scope into this process's environment. Returns whether it did."""
-    import os
-
-    scope, key = cfg.databricks.secret_scope, cfg.databricks.secret_key
-    if not (scope and key) or os.environ.get(cfg.llm.api_key_env):
-        return False
-    if dbutils is None:
-        if "DATABRICKS_RUNTIME_VERSION" not in os.environ:
-            return False
-        from pyspark.dbutils import DBUtils  # only on Databricks
-
-        from .spark import get_spark
-
-        dbutils = DBUtils(get_spark(cfg))
-    os.environ[cfg.llm.api_key_env] = dbutils.secrets.get(scope=scope, key=key)
-    return True
 
 
 def print_report(summary, n_examples: int = 3) -> None:
@@ -234,7 +226,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_setup(args) -> int:
-    from .config import load_config
     from .spark import resolve_delta_jars
 
     cfg = load_config(args.config)
@@ -250,11 +241,10 @@ def cmd_setup(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .config import load_config
+    cfg = load_config(args.config, args.overrides)  # a config error is reported before Spark loads
     from .pipeline import run_pipeline
     from .samples import fetch_sample
 
-    cfg = load_config(args.config, args.overrides)
     warehouse = Path(args.warehouse)
     sample = fetch_sample(warehouse.parent / (warehouse.name + "-input"), n_docs=args.docs)
     print(f"demo sample: {sample}")

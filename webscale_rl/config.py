@@ -1,23 +1,33 @@
-"""Typed configuration: packaged defaults, then a YAML file, then --set overrides, then environment.
+"""Typed configuration: built-in defaults, then a YAML file, then --set overrides.
 
 Unknown keys and wrong types are errors that name the key, so a typo never silently falls back
-to a default.
+to a default. A leaf module: it imports only the standard library and yaml (pydantic only to
+print the JSON Schema), so loading a config never pulls in Spark. Checks that need the pipeline (stage names, expectation names, the prompts'
+token budget) are made where the pipeline is assembled.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-LLM_STAGES = ("llm_filter", "profile", "generate", "check")
-LLM_PROVIDERS = ("local", "openai", "azure", "databricks")
+# The YAML configs shipped inside the package (webscale_rl/conf/<name>.yaml): `--config openai`.
+PACKAGED_CONFIGS = importlib.resources.files(__package__) / "conf"
+DEFAULT_CONFIG = "local"
+# Keys with a fixed set of values are typed with Literal: a value outside it is an error naming
+# the key and the allowed values, and the JSON Schema lists them for editors.
+Provider = Literal["local", "openai", "azure", "databricks"]
+Severity = Literal["critical", "warning", "off"]
+PIIKind = Literal["email", "ip", "phone"]  # in the order pii.py applies them
+SEVERITY_LEVELS: tuple[str, ...] = typing.get_args(Severity)
+PII_KINDS: tuple[str, ...] = typing.get_args(PIIKind)
 
 
 class ConfigError(ValueError):
@@ -44,8 +54,8 @@ class WarehouseConfig:
 
 @dataclass
 class DatabricksConfig:
-    # Where a Databricks job finds the LLM key when its env variable (llm.api_key_env) is unset:
-    # dbutils.secrets.get(secret_scope, secret_key), read on the driver, never logged.
+    # The Databricks secret holding the LLM key when its env variable (llm.api_key_env) is unset,
+    # read by llm/secrets.find_api_key (as llm.api_key_secret "scope/key", which wins if both are set).
     secret_scope: str | None = None
     secret_key: str | None = None
 
@@ -54,7 +64,7 @@ class DatabricksConfig:
 class LLMConfig:
     # "local": start the embedded llama.cpp server; "openai": any OpenAI-compatible endpoint;
     # "azure": Azure OpenAI (deployments); "databricks": model serving (base_url + token).
-    provider: str = "local"
+    provider: Provider = "local"
     base_url: str | None = None
     # Name of the environment variable holding the key; the key itself never enters the config.
     api_key_env: str = "OPENAI_API_KEY"
@@ -70,8 +80,11 @@ class LLMConfig:
     seed: int | None = 1234
     # Structured output: "json_schema" (OpenAI, vLLM, llama-server) or "json_object" for servers
     # that only accept the looser form.
-    response_format: str = "json_schema"
-    models: dict[str, str] = field(default_factory=lambda: {s: "local" for s in LLM_STAGES})
+    response_format: Literal["json_schema", "json_object"] = "json_schema"
+    # Model per LLM stage (the pipeline checks that every LLM stage has one).
+    models: dict[str, str] = field(
+        default_factory=lambda: {"llm_filter": "local", "profile": "local", "generate": "local", "check": "local"}
+    )
     max_tokens: dict[str, int] = field(
         default_factory=lambda: {"llm_filter": 48, "profile": 120, "generate": 160, "check": 48}
     )
@@ -85,7 +98,7 @@ class LLMConfig:
     # Response cache (Delta table <warehouse>/llm_cache): false = neither read nor write it.
     cache: bool = True
     # "online" (chat completions, async) or "batch" (the provider's Batch API, from the driver).
-    mode: str = "online"
+    mode: Literal["online", "batch"] = "online"
     batch_poll_s: float = 30.0
     batch_max_requests: int = 50_000  # lines per uploaded file (OpenAI allows 50,000)
     batch_max_rounds: int = 2  # new batches for lines that expired or failed transiently
@@ -93,7 +106,8 @@ class LLMConfig:
     # provider "azure": https://<resource>.openai.azure.com and its api-version; models = deployments.
     azure_endpoint: str | None = None
     api_version: str | None = None
-    # "scope/key" of a Databricks secret holding the key (read with dbutils on Databricks only).
+    # "scope/key" of a Databricks secret holding the key, used when $api_key_env is unset (read
+    # with dbutils on Databricks only, by llm/secrets.find_api_key).
     api_key_secret: str | None = None
     # USD per million tokens, per model name; models missing here are reported with no cost.
     prices: dict[str, dict[str, float]] = field(
@@ -195,7 +209,7 @@ class FuzzyDedupConfig:
     seed: int = 1
     # "jaccard": exact shingle Jaccard of candidate pairs (precise); "signature": the share of
     # equal MinHash values (no shingles shipped); "none": every LSH candidate is a duplicate.
-    verify: str = "jaccard"
+    verify: Literal["jaccard", "signature", "none"] = "jaccard"
     threshold: float = 0.8
     # Label propagation stops when no label changes; this bounds it (chains longer than this fail).
     max_iterations: int = 50
@@ -257,13 +271,13 @@ class QualityConfig:
     enabled: bool = True
     max_answer_chars: int = 200
     # "fail": a failed expectation fails the run (non-zero exit); "warn": report only.
-    on_failure: str = "fail"
+    on_failure: Literal["fail", "warn"] = "fail"
     # Landing gates (quality/gates.py): validate every stage's batch before it lands; a failed
     # critical expectation quarantines the batch and fails the run.
     gates: bool = True
     # Severity overrides by "<table>:<expectation>" or "<expectation>" (quality/suites.py), e.g.
     # {"max_share(domain)": "critical", "qa:in_set(answer_type)": "off"}: critical | warning | off.
-    severity: dict[str, str] = field(default_factory=dict)
+    severity: dict[str, Severity] = field(default_factory=dict)
     max_value_share: float = 0.9  # one domain / one answer on more than this share of rows: a broken model
     max_llm_error_share: float = 0.5  # more of a stage's input rejected with llm_error:*: a broken endpoint
     distribution_min_rows: int = 20  # share checks apply to batches of at least this many rows
@@ -282,7 +296,7 @@ class MLflowConfig:
 class LimitsConfig:
     # Hostile inputs: a document longer than this (characters) is rejected (`too_large`) or cut.
     max_doc_chars: int = 2_000_000
-    on_too_large: str = "reject"  # "reject" | "truncate"
+    on_too_large: Literal["reject", "truncate"] = "reject"
     # Tokens one call may carry (prompt + document + reply). None: the local server's slot
     # (local_llm.ctx_size / parallel) for provider local, no token bound for openai.
     max_input_tokens: int | None = None
@@ -291,14 +305,14 @@ class LimitsConfig:
     bytes_per_token: float = 2.0
     # A document over the per-call budget: "truncate" (the LLM stages send its start) or "chunk"
     # (split at ingest into `<doc_id>#<n>` documents that each fit one call).
-    long_document: str = "truncate"
+    long_document: Literal["truncate", "chunk"] = "truncate"
 
 
 @dataclass
 class PIIConfig:
     # Replace e-mail addresses, phone numbers and IP addresses at ingest (before any table or call).
     enabled: bool = False
-    kinds: list[str] = field(default_factory=lambda: ["email", "phone", "ip"])
+    kinds: list[PIIKind] = field(default_factory=lambda: ["email", "phone", "ip"])
 
 
 @dataclass
@@ -349,6 +363,10 @@ def _coerce(path: str, tp: Any, value: Any) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(path, inner[0], value)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"config key '{path}' must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{path}' must be a list, got {value!r}")
@@ -426,26 +444,43 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+def packaged_config_names() -> list[str]:
+    """The configs shipped in the package, by the name `--config` takes (`openai`, `local`, ...)."""
+    return sorted(r.name.removesuffix(".yaml") for r in PACKAGED_CONFIGS.iterdir() if r.name.endswith(".yaml"))
+
+
+def _is_bare_name(ref: str) -> bool:
+    return "/" not in ref and os.sep not in ref and not ref.endswith((".yaml", ".yml"))
+
+
+def read_config_text(ref: str | Path) -> tuple[str, str]:
+    """(YAML text, where it came from) for a packaged name (`openai`) or a file path. A bare name
+    means the packaged config when one has that name, so it works from an installed wheel."""
+    ref = str(ref)
+    packaged = PACKAGED_CONFIGS / f"{ref}.yaml"
+    if _is_bare_name(ref) and packaged.is_file():
+        return packaged.read_text(encoding="utf-8"), f"packaged config {ref!r}"
+    if Path(ref).is_file():
+        return Path(ref).read_text(encoding="utf-8"), f"config file {ref}"
+    raise ConfigError(
+        f"config {ref!r} is neither a file nor a packaged config; packaged configs: {', '.join(packaged_config_names())}"
+    )
+
+
+def load_yaml(ref: str | Path) -> dict[str, Any]:
+    text, origin = read_config_text(ref)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{origin} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+        raise ConfigError(f"{origin} must hold a mapping at the top level")
     return data
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults ← YAML file (conf/local.yaml when none is given and it exists) ← --set overrides."""
-    data: dict[str, Any] = {}
-    if path is None and (CONF_DIR / "local.yaml").is_file():
-        path = CONF_DIR / "local.yaml"
-    if path is not None:
-        data = load_yaml(path)
+    """Defaults ← YAML (a packaged name or a file; the packaged `local` when none) ← --set overrides."""
+    data = load_yaml(DEFAULT_CONFIG if path is None else path)
     for item in overrides or []:
         keys, value = parse_override(item)
         node: dict[str, Any] = {}
@@ -461,44 +496,42 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def _validate(cfg: Config) -> None:
-    if cfg.llm.provider not in LLM_PROVIDERS:
-        raise ConfigError(f"llm.provider must be one of {', '.join(LLM_PROVIDERS)}, got {cfg.llm.provider!r}")
-    if cfg.llm.provider == "azure" and not (cfg.llm.azure_endpoint and cfg.llm.api_version):
-        raise ConfigError("llm.provider 'azure' needs llm.azure_endpoint and llm.api_version")
-    for name, limit in (("requests_per_minute", cfg.llm.requests_per_minute), ("tokens_per_minute", cfg.llm.tokens_per_minute)):
-        if limit is not None and limit <= 0:
-            raise ConfigError(f"llm.{name} must be > 0 or null, got {limit}")
-    for model, price in cfg.llm.prices.items():
-        if sorted(price) != ["input_per_1m", "output_per_1m"]:
-            raise ConfigError(f"llm.prices.{model} must have exactly input_per_1m and output_per_1m, got {sorted(price)}")
-    if cfg.llm.mode not in ("online", "batch"):
-        raise ConfigError(f"llm.mode must be 'online' or 'batch', got {cfg.llm.mode!r}")
-    if cfg.llm.mode == "batch" and cfg.llm.provider == "local":
-        raise ConfigError("llm.mode 'batch' needs a provider with a Batch API (openai, azure), not the embedded 'local' server")
-    if cfg.llm.api_key_secret is not None and cfg.llm.api_key_secret.count("/") != 1:
-        raise ConfigError(f"llm.api_key_secret must be 'scope/key', got {cfg.llm.api_key_secret!r}")
-    if cfg.llm.response_format not in ("json_schema", "json_object"):
-        raise ConfigError("llm.response_format must be 'json_schema' or 'json_object'")
-    missing = [s for s in LLM_STAGES if s not in cfg.llm.models]
-    if missing:
-        raise ConfigError(f"llm.models lacks a model for stage(s) {missing}")
+    _validate_llm(cfg)
     if bool(cfg.warehouse.catalog) != bool(cfg.warehouse.schema):
         raise ConfigError("warehouse.catalog and warehouse.schema go together: set both or neither")
     for key in ("catalog", "schema"):
         value = getattr(cfg.warehouse, key)
         if value and not value.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"warehouse.{key} must be a plain identifier (letters, digits, _ or -), got {value!r}")
-    if cfg.llm.max_concurrency < 1:
-        raise ConfigError("llm.max_concurrency must be >= 1")
     if not 1 <= cfg.profile.max_personas <= 3:
         raise ConfigError("profile.max_personas must be between 1 and 3 (the paper's limit)")
-    if cfg.quality.on_failure not in ("fail", "warn"):
-        raise ConfigError("quality.on_failure must be 'fail' or 'warn'")
     _validate_filter_dedup(cfg)
-    _validate_quality(cfg)
-    from .limits import validate_limits
+    _validate_limits(cfg)
 
-    validate_limits(cfg)
+
+def _validate_llm(cfg: Config) -> None:
+    llm = cfg.llm
+    if llm.provider == "azure" and not (llm.azure_endpoint and llm.api_version):
+        raise ConfigError("llm.provider 'azure' needs llm.azure_endpoint and llm.api_version")
+    for name, limit in (("requests_per_minute", llm.requests_per_minute), ("tokens_per_minute", llm.tokens_per_minute)):
+        if limit is not None and limit <= 0:
+            raise ConfigError(f"llm.{name} must be > 0 or null, got {limit}")
+    for model, price in llm.prices.items():
+        if sorted(price) != ["input_per_1m", "output_per_1m"]:
+            raise ConfigError(f"llm.prices.{model} must have exactly input_per_1m and output_per_1m, got {sorted(price)}")
+    if llm.mode == "batch" and llm.provider == "local":
+        raise ConfigError("llm.mode 'batch' needs a provider with a Batch API (openai, azure), not the embedded 'local' server")
+    if llm.api_key_secret is not None and llm.api_key_secret.count("/") != 1:
+        raise ConfigError(f"llm.api_key_secret must be 'scope/key', got {llm.api_key_secret!r}")
+    if bool(cfg.databricks.secret_scope) != bool(cfg.databricks.secret_key):
+        raise ConfigError("databricks.secret_scope and databricks.secret_key go together: set both or neither")
+    if llm.max_concurrency < 1:
+        raise ConfigError("llm.max_concurrency must be >= 1")
+    if llm.max_doc_chars < 1:
+        raise ConfigError(f"llm.max_doc_chars must be >= 1, got {llm.max_doc_chars}")
+    for stage, n in llm.max_tokens.items():
+        if n < 1:
+            raise ConfigError(f"llm.max_tokens.{stage} must be >= 1, got {n}")
 
 
 def _validate_filter_dedup(cfg: Config) -> None:
@@ -513,30 +546,36 @@ def _validate_filter_dedup(cfg: Config) -> None:
     fz = cfg.dedup.fuzzy
     if fz.ngram < 1 or fz.bands < 1 or fz.rows < 1 or fz.max_iterations < 1:
         raise ConfigError("dedup.fuzzy.ngram, bands, rows and max_iterations must be >= 1")
-    if fz.verify not in ("jaccard", "signature", "none"):
-        raise ConfigError(f"dedup.fuzzy.verify must be 'jaccard', 'signature' or 'none', got {fz.verify!r}")
     if not 0.0 < fz.threshold <= 1.0:
         raise ConfigError(f"dedup.fuzzy.threshold must be in (0, 1], got {fz.threshold}")
 
 
-def _validate_quality(cfg: Config) -> None:
-    from .quality.suites import SEVERITIES, all_expectation_ids
+def _validate_limits(cfg: Config) -> None:
+    """The limits.* checks that need only the config; the per-call token budget needs the prompts
+    and is checked by `limits.with_call_limits` when a run starts."""
+    lim = cfg.limits
+    if lim.max_doc_chars < 1:
+        raise ConfigError(f"limits.max_doc_chars must be >= 1, got {lim.max_doc_chars}")
+    if lim.bytes_per_token <= 0:
+        raise ConfigError(f"limits.bytes_per_token must be > 0, got {lim.bytes_per_token}")
+    if lim.max_input_tokens is not None and lim.max_input_tokens < 1:
+        raise ConfigError(f"limits.max_input_tokens must be >= 1, got {lim.max_input_tokens}")
 
-    known = all_expectation_ids(cfg.quality)
-    for key, sev in cfg.quality.severity.items():
-        if key not in known:
-            raise ConfigError(f"quality.severity: unknown expectation {key!r} (e.g. {sorted(known)[:4]})")
-        if sev not in SEVERITIES:
-            raise ConfigError(f"quality.severity.{key} must be one of {', '.join(SEVERITIES)}; got {sev!r}")
 
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of the YAML config, for editors (`webscale-rl config-schema > config.schema.json`).
+    Unknown keys are errors in load_config, so every object says additionalProperties: false."""
+    # Imported here: pydantic only derives the schema from the dataclasses; loading a config
+    # does not need it.
+    from pydantic import TypeAdapter
 
-def api_key_from_env(cfg: Config) -> str | None:
-    """The key from the environment, or from a Databricks secret scope (`llm.api_key_secret`)."""
-    if cfg.llm.api_key_secret:
-        from .llm.secrets import databricks_secret
-
-        return databricks_secret(cfg.llm.api_key_secret)
-    return os.environ.get(cfg.llm.api_key_env) or None
+    schema = TypeAdapter(Config).json_schema()
+    for obj in [schema, *schema.get("$defs", {}).values()]:
+        if "properties" in obj:
+            obj["additionalProperties"] = False
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "webscale-rl config"
+    return schema
 
 
 def cache_dir() -> Path:

@@ -11,23 +11,30 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from .config import PII_KINDS
+
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 
 # Kind → (pattern, replacement), applied in this order (e-mail first: its host may look like an IP).
 PII_PATTERNS: dict[str, tuple[str, str]] = {
     "email": (r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}", "<EMAIL>"),
     "ip": (
-        rf"(?<![\w.]){_OCTET}(\.{_OCTET}){{3}}(?![\w.]*\d)"
-        r"|(?<![\w:])([0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])",
+        (
+            rf"(?<![\w.]){_OCTET}(\.{_OCTET}){{3}}(?![\w.]*\d)"
+            r"|(?<![\w:])([0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])"
+        ),
         "<IP>",
     ),
     "phone": (
-        r"(?<![\w+])(\+[0-9]{1,3}([ .-]?\(?[0-9]{1,4}\)?){2,5}"
-        r"|\(?[0-9]{3}\)?[ .-]?[0-9]{3}[ .-][0-9]{4})(?![\w])",
+        (
+            r"(?<![\w+])(\+[0-9]{1,3}([ .-]?\(?[0-9]{1,4}\)?){2,5}"
+            r"|\(?[0-9]{3}\)?[ .-]?[0-9]{3}[ .-][0-9]{4})(?![\w])"
+        ),
         "<PHONE>",
     ),
 }
-PII_KINDS = tuple(PII_PATTERNS)
+# The config validates pii.kinds against config.PII_KINDS; a unit test keeps both lists equal.
+__all__ = ["PII_KINDS", "PII_PATTERNS", "scrub_pii"]
 
 
 def scrub_pii(text: Column, kinds: list[str] | tuple[str, ...]) -> tuple[Column, dict[str, Column]]:

@@ -4,18 +4,19 @@ provider "local": the embedded llama.cpp server, started on a free port for the 
 at its end (also on error and Ctrl-C). provider "openai": `llm.base_url`, else $OPENAI_BASE_URL,
 else OpenAI itself. "azure": `llm.azure_endpoint` + `llm.api_version`, models are deployment names.
 "databricks": `llm.base_url` or $DATABRICKS_HOST/serving-endpoints, a Databricks token as the key.
-The key comes from the variable named by `llm.api_key_env` (or a Databricks secret scope,
-`llm.api_key_secret`) and goes nowhere but the request header.
+The key comes from `secrets.find_api_key` (the variable named by `llm.api_key_env`, else a
+Databricks secret) and goes nowhere but the request header.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
-from ..config import Config, ConfigError, api_key_from_env
+from ..config import Config, ConfigError
+from .secrets import find_api_key, key_source
 
 
 @dataclass
@@ -33,8 +34,8 @@ def llm_endpoint(cfg: Config, log: Callable[[str], None] = print) -> Iterator[En
         with LocalLLMServer(cfg.local_llm, log=log) as server:
             yield Endpoint(base_url=server.base_url, api_key=None, description=f"embedded {cfg.local_llm.model} at {server.base_url}")
         return
-    key = api_key_from_env(cfg)
-    source = f"secret {cfg.llm.api_key_secret}" if cfg.llm.api_key_secret else f"${cfg.llm.api_key_env}"
+    key = find_api_key(cfg)
+    source = key_source(cfg)
     if cfg.llm.provider == "azure":
         if not key:
             raise ConfigError(f"llm.provider is 'azure' but {source} is not set; export the Azure OpenAI key")
