@@ -1,39 +1,32 @@
-"""One small warehouse per test process: a whole pipeline run against the fake endpoint, with
-MLflow in a SQLite store inside the warehouse. Shared by the MLflow, notebook and UI tests so the
-run (≈1 min on 2 cores) happens once."""
+"""A small warehouse: a whole pipeline run against the fake endpoint, with MLflow in a SQLite store
+inside the warehouse. The e2e conftest builds it once per session (≈1 min on 2 cores) for the
+MLflow, notebook, report and UI tests."""
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import RunSummary, run_pipeline
 
-from .fake_openai import FakeOpenAI
-from .test_pipeline import ARTICLE, ARTICLE2
+from .docs import ARTICLE, ARTICLE2
+from .fake_server import FakeOpenAI
 
-_BUILT: dict[str, object] = {}
+SMALL_DOCS = [
+    {"id": "danube", "text": ARTICLE},
+    {"id": "photo", "text": ARTICLE2},
+    {"id": "copy", "text": ARTICLE.upper()},
+    {"id": "short", "text": "Too short to keep."},
+    {"id": "loire", "text": ARTICLE.replace("Danube", "Loire").replace("2,850", "1,006")},
+]
 
 
-def small_warehouse(spark) -> tuple[Path, RunSummary]:
-    if "summary" in _BUILT:
-        return _BUILT["warehouse"], _BUILT["summary"]
-    root = Path(tempfile.mkdtemp(prefix="webscale-rl-small-"))
-    atexit.register(shutil.rmtree, root, ignore_errors=True)  # after every test of the process used it
+def build_small_warehouse(spark, root: Path) -> tuple[Path, RunSummary]:
+    """Run the pipeline on SMALL_DOCS into root/wh; returns (warehouse, run summary)."""
     docs = root / "docs.jsonl"
-    rows = [
-        {"id": "danube", "text": ARTICLE},
-        {"id": "photo", "text": ARTICLE2},
-        {"id": "copy", "text": ARTICLE.upper()},
-        {"id": "short", "text": "Too short to keep."},
-        {"id": "loire", "text": ARTICLE.replace("Danube", "Loire").replace("2,850", "1,006")},
-    ]
-    docs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    docs.write_text("\n".join(json.dumps(r) for r in SMALL_DOCS) + "\n")
     warehouse = root / "wh"
     # The default store (SQLite + artifacts inside the warehouse), whatever the environment says.
     saved_uri = os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -47,5 +40,4 @@ def small_warehouse(spark) -> tuple[Path, RunSummary]:
     finally:
         if saved_uri is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved_uri
-    _BUILT.update(warehouse=warehouse, summary=summary)
     return warehouse, summary

@@ -16,7 +16,7 @@ from webscale_rl import STAGES
 from webscale_rl.cli import api_key_from_secret_scope, build_parser
 from webscale_rl.config import load_config
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_bundle() -> tuple[dict, dict]:
