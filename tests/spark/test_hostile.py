@@ -251,16 +251,27 @@ def test_filter_measure_finds_the_passage_the_python_twin_finds():
     assert sum(map(bool, got)) >= len([k for k in INJECTION_DOCS if k.startswith("inj-")])
 
 
-def test_filter_rule_uses_the_injection_patterns(spark):
-    from webscale_rl.injection import PROMPT_INJECTION
+def test_filter_rule_rejects_exactly_what_the_injection_patterns_find(spark):
+    """One place for the patterns: the filter's prompt_injection rule (its first rule) rejects a
+    document iff injection.find_injection finds a passage in it, and records that passage."""
     from webscale_rl.stages import filter as filter_stage
 
-    assert filter_stage.PROMPT_INJECTION is PROMPT_INJECTION  # one place for the patterns
-    rows = [(k, None, v, "s", "jsonl") for k, v in INJECTION_DOCS.items() if k.startswith("inj-")]
+    texts = dict(INJECTION_DOCS) | {f"ordinary-{i}": f"{text} {SENTENCE * 20}" for i, text in enumerate(ORDINARY_TEXTS)}
+    rows = [(k, None, v, "s", "jsonl") for k, v in texts.items()]
     docs = spark.createDataFrame(rows, "id string, url string, text string, source string, source_format string")
     kept = ingest.ingest_documents(docs, _ctx()).kept
-    marked = filter_stage.STAGE.run(kept, _ctx()).marked
-    assert {r[REASON] for r in marked.collect()} == {"prompt_injection"}
+    marked = filter_stage.STAGE.run(kept, _ctx()).marked.collect()
+    assert len(marked) == len(texts)
+    flagged = 0
+    for r in marked:
+        passage = find_injection(r["text"])
+        if passage:
+            flagged += 1
+            assert (r[REASON], r[DETAIL]) == ("prompt_injection", f"text addressed to an LLM: {passage[:120]}"), r["doc_id"]
+        else:
+            assert r[REASON] != "prompt_injection", (r["doc_id"], r[DETAIL])
+    # Both sides are exercised: every overt kind is flagged, subtle and ordinary texts are not.
+    assert flagged == len([k for k in INJECTION_DOCS if k.startswith("inj-")]) < len(marked)
 
 
 # --------------------------------------------------------------------------------------------
