@@ -37,13 +37,21 @@ setup: venv
 demo: setup
 	$(BIN)/webscale-rl demo --warehouse $(WAREHOUSE)
 
+# Lint and format check (ruff, configured in pyproject.toml); `make test` runs it first.
+.PHONY: lint
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
 # pytest exit code 5 means "no tests ran": that must fail, not pass silently.
-test: setup $(BIN)/.installed-rl browser
+# Everything: tests/unit, tests/spark and tests/e2e (the real model, a cluster, killed runs, notebooks, the UI).
+test: lint setup $(BIN)/.installed-rl browser
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test-fast: venv browser
-	@$(BIN)/python -m pytest -m "not real_model" $(PYTEST_ARGS); rc=$$?; \
+# Unit and Spark tests only (no whole runs, no extra JVMs, no real model): a few minutes on 2 cores.
+test-fast: venv
+	@$(BIN)/python -m pytest tests/unit tests/spark -m "not real_model and not spark_processes" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The documentation site: docs/*.md through mkdocs-material into site/; --strict fails on a broken

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.test_crash_safety import SlowFakeOpenAI  # noqa: E402
+from tests.support.fake_server import FakeOpenAI  # noqa: E402
 
 SCHEMA_STAGE = {"document_judgement": "llm_filter", "document_profile": "profile", "qa_pair": "generate", "qa_check": "check"}
 
@@ -85,7 +85,7 @@ def main() -> None:
     cfg = Config()
     cfg.spark.master, cfg.spark.shuffle_partitions = "local[2]", 2
     spark = build_local_session(cfg)
-    with tempfile.TemporaryDirectory() as tmp, SlowFakeOpenAI(latency_s=args.latency) as fake:
+    with tempfile.TemporaryDirectory() as tmp, FakeOpenAI(latency_s=args.latency) as fake:
         base = demo_documents(Path(tmp))
         run(spark, scaled(base, 1)[:4], "warmup", fake, Path(tmp))  # JIT, Delta, Python workers
         small = run(spark, scaled(base, 1), "1x", fake, Path(tmp))

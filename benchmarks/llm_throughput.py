@@ -20,10 +20,14 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from pathlib import Path
 
 from webscale_rl.llm.engine import EndpointSpec, complete_many
 from webscale_rl.prompts import load_prompt
 from webscale_rl.stages.llm_filter import REPLY_SCHEMA
+
+# The fake server is a test double (tests/support/), not part of the package: run it from the checkout.
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def requests_for(n: int) -> list[list[dict[str, str]]]:
@@ -47,8 +51,8 @@ class Served:
 
 @contextlib.contextmanager
 def fake_server(latency: float, fault_rate: float = 0.0, hang: float = 5.0, seed: int = 0):
-    cmd = [sys.executable, "-m", "webscale_rl.llm.fake_server", "--latency", str(latency), "--fault-rate", str(fault_rate), "--hang", str(hang), "--seed", str(seed)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    cmd = [sys.executable, "-m", "tests.support.fake_server", "--latency", str(latency), "--fault-rate", str(fault_rate), "--hang", str(hang), "--seed", str(seed)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         yield Served(proc.stdout.readline().strip())
     finally:

@@ -1,4 +1,6 @@
-"""Shared fixtures: one Spark session per test run (a session start costs ~20 s on 2 cores)."""
+"""Fixtures of every folder: one Spark session per test run (a session start costs ~20 s on 2 cores)
+and an empty warehouse folder per test. tests/unit/conftest.py forbids the session; tests/e2e/conftest.py
+adds the small warehouse; helpers without fixtures live in tests/support/."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from webscale_rl.cli import build_parser
 from webscale_rl.config import load_config
 from webscale_rl.llm.secrets import find_api_key
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_bundle() -> tuple[dict, dict]:

@@ -12,7 +12,7 @@ from webscale_rl.llm.pricing import cost_summary, stage_cost_usd
 from webscale_rl.prompts import load_prompt
 from webscale_rl.stages.llm_filter import REPLY_SCHEMA
 
-from .fake_openai import FakeOpenAI
+from tests.support.fake_server import FakeOpenAI
 
 CANARY = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 

@@ -14,24 +14,10 @@ from webscale_rl import tables
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
-from .fake_openai import INJECTION_MARKER, SUBTLE_INJECTION, FakeOpenAI
+from tests.support.docs import ARTICLE, ARTICLE2
+from tests.support.fake_server import INJECTION_MARKER, SUBTLE_INJECTION, FakeOpenAI
 
 CANARY = "sk-canary-5f1e2d3c4b5a69788796a5b4c3d2e1f0"
-
-ARTICLE = (
-    "The Danube is the second-longest river in Europe, after the Volga. It rises in the Black Forest "
-    "of Germany and flows for about 2,850 kilometres through ten countries before it reaches the Black "
-    "Sea. Four capital cities stand on its banks: Vienna, Bratislava, Budapest and Belgrade. The river "
-    "has carried trade since Roman times, when it formed part of the northern frontier of the empire. "
-    "Today its delta in Romania and Ukraine is a protected wetland and home to more than 300 species of birds."
-)
-ARTICLE2 = (
-    "Photosynthesis is the process by which green plants turn light into chemical energy. Inside the "
-    "chloroplasts, chlorophyll absorbs mostly blue and red light. Water molecules are split, releasing "
-    "oxygen, while carbon dioxide from the air is fixed into sugars in the Calvin cycle. The overall "
-    "reaction uses six molecules of carbon dioxide and six of water to make one molecule of glucose. "
-    "Nearly all the oxygen in the atmosphere was produced by photosynthetic organisms over billions of years."
-)
 
 
 def documents() -> list[dict]:

@@ -16,7 +16,7 @@ from webscale_rl.quality.gates import QUARANTINE, evaluate, gate_batch
 from webscale_rl.quality.suites import table_suites
 from webscale_rl.tables import REJECTION_SCHEMA
 
-from .test_pipeline import ARTICLE, ARTICLE2
+from tests.support.docs import ARTICLE, ARTICLE2
 
 QA_SCHEMA = "qa_id string, doc_id string, pretrain_text string, domain string, persona string, question string, answer string, answer_type string, run_id string"
 

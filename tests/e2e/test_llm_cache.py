@@ -20,10 +20,10 @@ from webscale_rl import tables
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
-from .fake_openai import FakeOpenAI
-from .test_pipeline import ARTICLE, ARTICLE2
+from tests.support.fake_server import FakeOpenAI
+from tests.support.docs import ARTICLE, ARTICLE2
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def write_docs(path: Path, n: int) -> Path:

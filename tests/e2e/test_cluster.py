@@ -23,13 +23,13 @@ from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 from webscale_rl.spark import cached_delta_jars
 
-from .fake_openai import FakeOpenAI
-from .test_crash_safety import DOCS
-from .warehouse_compare import duplicate_keys, snapshot
+from tests.support.fake_server import FakeOpenAI
+from tests.support.docs import ARTICLE_VARIANTS
+from tests.support.paths import REPO
+from tests.support.warehouse_compare import duplicate_keys, snapshot
 
-ROOT = Path(__file__).resolve().parent.parent
 SPARK_HOME = Path(pyspark.__file__).parent
-# DOCS are variants of two articles: near-duplicate dedup (tested in test_dedup) is off so they all go on.
+# ARTICLE_VARIANTS are variants of two articles: near-duplicate dedup (tested in test_dedup) is off so they all go on.
 OVERRIDES = ["llm.backoff_base_s=0.01", "llm.rows_per_partition=2", "quality.enabled=false", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"]
 
 
@@ -101,7 +101,7 @@ def standalone_cluster(tmp_path):
 
 def build_wheel(out: Path) -> Path:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
         check=True, capture_output=True, text=True,
     )
     (wheel,) = out.glob("webscale_rl-*.whl")
@@ -115,7 +115,7 @@ def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalo
     assert jars, "Delta jars are not in the cache (run `webscale-rl setup`)"
     wheel = build_wheel(tmp_path / "dist")
     inputs = tmp_path / "docs.jsonl"
-    inputs.write_text("".join(json.dumps(d) + "\n" for d in DOCS), encoding="utf-8")
+    inputs.write_text("".join(json.dumps(d) + "\n" for d in ARTICLE_VARIANTS), encoding="utf-8")
     wh_cluster, wh_local = tmp_path / "wh-cluster", tmp_path / "wh-local"
 
     with FakeOpenAI() as fake:
@@ -130,7 +130,7 @@ def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalo
             "--conf", "spark.sql.shuffle.partitions=4",
             "--conf", "spark.databricks.delta.snapshotPartitions=2",
             # no Delta --conf: the job adds Delta's two settings when the launcher did not
-            str(ROOT / "jobs" / "run_pipeline.py"),
+            str(REPO / "jobs" / "run_pipeline.py"),
             "--input", str(inputs), "--warehouse", str(wh_cluster), "--config", "openai",
         ]
         for s in sets:

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from webscale_rl import reward as reward_module
 from webscale_rl.reward import (
     answers_match,
     compute_score,
@@ -186,12 +187,28 @@ def test_answer_type_text_disables_math():
     assert answers_match("2850 km", "2850", "weird-unknown-type") is True  # unknown hint: auto
 
 
-@pytest.mark.parametrize("bad", [None, 12, 3.5, ["x"], {"a": 1}])
-def test_answers_match_never_raises(bad):
-    assert answers_match(bad, "12") in (True, False)
-    assert answers_match("12", bad) in (True, False)
-    assert answers_match("\\frac{", "\\sqrt{") in (True, False)
-    assert answers_match("}}}{{{\\\\", "$$$") in (True, False)
+@pytest.mark.parametrize("value, matches_12", [(None, False), (12, True), (12.0, True), (3.5, False), (["x"], False), ({"a": 1}, False)])
+def test_non_string_answers_are_compared_by_their_text(value, matches_12):
+    """None matches nothing; any other value is compared as its str(), on either side, as a bool."""
+    assert answers_match(value, "12") is matches_12
+    assert answers_match("12", value) is matches_12
+
+
+@pytest.mark.parametrize("pred, gold", [("\\frac{", "\\sqrt{"), ("}}}{{{\\\\", "$$$")])
+def test_malformed_latex_is_no_match(pred, gold):
+    assert answers_match(pred, gold) is False
+
+
+def test_an_error_inside_the_comparison_falls_back_to_text(monkeypatch):
+    """Never raises: when the math/text comparison itself fails (SymPy can), the verdict is plain
+    text equality."""
+
+    def fails(*args):
+        raise RecursionError("maximum recursion depth exceeded in SymPy")
+
+    monkeypatch.setattr(reward_module, "_answers_match", fails)
+    assert answers_match("The Danube", "danube") is True
+    assert answers_match("\\frac{1}{2}", "0.5") is False  # equal by value, but only text is compared now
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ import json
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
-from .fake_openai import FakeOpenAI
-from .test_pipeline import ARTICLE, ARTICLE2
-from .warehouse_compare import duplicate_keys, snapshot, versions
+from tests.support.fake_server import FakeOpenAI
+from tests.support.docs import ARTICLE, ARTICLE2
+from tests.support.warehouse_compare import duplicate_keys, snapshot, versions
 
 FIRST = [
     {"id": "danube", "text": ARTICLE},

@@ -1,112 +1,30 @@
 """Hostile input: every case of the bad-input corpus has one defined outcome — a clear error naming
 the file (and line/column) before any work starts, or a rejection with a specific reason — and
-text written for a model never steers the pipeline; the API key appears nowhere.
+text written for a model never steers the filter; an API key echoed by a server appears in no error.
 
-The corpus is `tests/fixtures/hostile/` (hand-written) plus cases generated here (a 10 MB
-document, a one-line 300 kB page, 10 000 nested divs, damaged WARCs, a wrong-schema Parquet)."""
+The corpus is `tests/fixtures/hostile/` (hand-written) plus generated cases (tests/support/hostile.py:
+a 10 MB document, a one-line 300 kB page, 10 000 nested divs, damaged WARCs) and a wrong-schema
+Parquet written here. The whole corpus through the pipeline: tests/e2e/test_hostile_pipeline.py."""
 
 from __future__ import annotations
 
-import io
-import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
 
-from webscale_rl import tables
 from webscale_rl.config import ConfigError, load_config
 from webscale_rl.injection import find_injection
-from webscale_rl.pipeline import run_pipeline
 from webscale_rl.limits import document_budget_bytes, document_chars_per_call, with_call_limits
 from webscale_rl.prompts import defuse_document
 from webscale_rl.readers import InputError, read_documents
 from webscale_rl.stages import ingest
 from webscale_rl.stages.base import DETAIL, REASON, StageContext, batch_totals
 
-from .fake_openai import FakeOpenAI, _doc
+from tests.support.hostile import CANARY, HOSTILE, HOSTILE_ERRORS, INJECTION_DOCS, SENTENCE, ObedientFake, write_generated_corpus
 
-HOSTILE = Path(__file__).parent / "fixtures" / "hostile"
-HOSTILE_ERRORS = Path(__file__).parent / "fixtures" / "hostile_errors"
-CANARY = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 LLM_STAGE_NAMES = ("llm_filter", "profile", "generate", "check")  # the stages whose calls the budget bounds
-
-# Varied prose (a repeated sentence would be rejected by the Gopher repetition rules first).
-ECHO_ARTICLE = (
-    "The lighthouse on the northern cape was built in 1858 from granite quarried on the island itself. "
-    "Its lamp burned whale oil until 1890, then kerosene, and since 1934 it has been electric. The keepers "
-    "lived with their families in two cottages beside the tower and rowed to the mainland for supplies once "
-    "a fortnight, weather permitting. A storm in the winter of 1903 cut them off for nine weeks, and the "
-    "logbook from that season records how they rationed flour and mended the lantern glass by hand. "
-    "Today the station is automated, and the cottages house a small museum about the coastal trade."
-)
-SENTENCE = "The river carries barges of grain, coal and timber past old towns, vineyards and quiet meadows. "
-
-
-# --------------------------------------------------------------------------------------------
-# Generated cases
-
-
-def _warc(records: list[tuple[str, str, bytes, str]], gz: bool) -> bytes:
-    """records: (kind, url, body, content-type); kind 'response' gets HTTP headers (status in url)."""
-    from warcio.statusandheaders import StatusAndHeaders
-    from warcio.warcwriter import WARCWriter
-
-    buf = io.BytesIO()
-    writer = WARCWriter(buf, gzip=gz)
-    writer.write_record(writer.create_warcinfo_record("hostile.warc", {"software": "tests"}))
-    for kind, url, body, content_type in records:
-        if kind == "response":
-            status = "404 Not Found" if "missing" in url else "200 OK"
-            headers = StatusAndHeaders(status, [("Content-Type", content_type)], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body), http_headers=headers))
-        else:
-            writer.write_record(writer.create_warc_record(url, kind, payload=io.BytesIO(body), warc_content_type=content_type))
-    return buf.getvalue()
-
-
-def _page(title: str, n: int = 12) -> str:
-    return f"<html><body><article><h1>{title}</h1>" + "".join(f"<p>{title}: {SENTENCE}</p>" for _ in range(n)) + "</article></body></html>"
-
-
-def write_generated_corpus(folder: Path) -> dict[str, Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    files: dict[str, Path] = {}
-    # A 10 MB document (one JSONL line) next to a normal one.
-    big = folder / "big.jsonl"
-    with big.open("w", encoding="utf-8") as fh:
-        fh.write(json.dumps({"id": "ten-mb", "text": SENTENCE * (10_000_000 // len(SENTENCE) + 1)}) + "\n")
-        fh.write(json.dumps({"id": "normal", "text": SENTENCE * 8}) + "\n")
-    files["big"] = big
-    # One line of 300 000 characters, no newline at all.
-    long_line = folder / "long_line.txt"
-    long_line.write_text(SENTENCE.strip() * 3200, encoding="utf-8")
-    files["long_line"] = long_line
-    nested = folder / "nested.html"
-    nested.write_text("<html><body>" + "<div>" * 10_000 + f"<p>{SENTENCE * 6}</p>" + "</div>" * 10_000 + "</body></html>")
-    files["nested"] = nested
-    # A WARC: a good page in windows-1252 (declared in the HTTP header), a 404, an image, a request
-    # and a metadata record (not documents), then a page whose record is cut short.
-    good = _page("Café crème in Genève").encode("cp1252")
-    records = [
-        ("request", "http://example.org/a", b"GET /a HTTP/1.1\r\n\r\n", "application/http; msgtype=request"),
-        ("response", "http://example.org/cafe", good, "text/html; charset=windows-1252"),
-        ("response", "http://example.org/missing", _page("Not found").encode(), "text/html"),
-        ("response", "http://example.org/logo.png", b"\x89PNG\r\n\x1a\n" + bytes(200), "image/png"),
-        ("metadata", "http://example.org/cafe", b"fetchTimeMs: 12\r\n", "application/warc-fields"),
-        ("response", "http://example.org/cut", _page("The cut page", 40).encode(), "text/html; charset=utf-8"),
-    ]
-    data = _warc(records, gz=False)
-    truncated = folder / "truncated.warc"
-    truncated.write_bytes(data[: len(data) - 700])
-    files["truncated_warc"] = truncated
-    data_gz = _warc(records, gz=True)
-    truncated_gz = folder / "truncated.warc.gz"
-    truncated_gz.write_bytes(data_gz[: len(data_gz) - 300])
-    files["truncated_warc_gz"] = truncated_gz
-    return files
 
 
 def _ctx(overrides: list[str] | None = None) -> StageContext:
@@ -300,10 +218,7 @@ def test_pii_scrubber_replaces_and_counts_at_ingest(spark):
 
 
 # --------------------------------------------------------------------------------------------
-# Injection patterns (injection.py; the filter's prompt_injection rule uses them once wired)
-
-
-INJECTION_DOCS = {json.loads(line)["id"]: json.loads(line)["text"] for line in (HOSTILE / "injection.jsonl").read_text().splitlines()}
+# Injection patterns (injection.py; the filter's prompt_injection rule uses them)
 
 
 @pytest.mark.parametrize("doc_id", sorted(k for k in INJECTION_DOCS if k.startswith("inj-")))
@@ -338,133 +253,31 @@ def test_filter_measure_finds_the_passage_the_python_twin_finds():
     assert sum(map(bool, got)) >= len([k for k in INJECTION_DOCS if k.startswith("inj-")])
 
 
-def test_filter_rule_uses_the_injection_patterns(spark):
-    from webscale_rl.injection import PROMPT_INJECTION
+def test_filter_rule_rejects_exactly_what_the_injection_patterns_find(spark):
+    """One place for the patterns: the filter's prompt_injection rule (its first rule) rejects a
+    document iff injection.find_injection finds a passage in it, and records that passage."""
     from webscale_rl.stages import filter as filter_stage
 
-    assert filter_stage.PROMPT_INJECTION is PROMPT_INJECTION  # one place for the patterns
-    rows = [(k, None, v, "s", "jsonl") for k, v in INJECTION_DOCS.items() if k.startswith("inj-")]
+    texts = dict(INJECTION_DOCS) | {f"ordinary-{i}": f"{text} {SENTENCE * 20}" for i, text in enumerate(ORDINARY_TEXTS)}
+    rows = [(k, None, v, "s", "jsonl") for k, v in texts.items()]
     docs = spark.createDataFrame(rows, "id string, url string, text string, source string, source_format string")
     kept = ingest.ingest_documents(docs, _ctx()).kept
-    marked = filter_stage.STAGE.run(kept, _ctx()).marked
-    assert {r[REASON] for r in marked.collect()} == {"prompt_injection"}
+    marked = filter_stage.STAGE.run(kept, _ctx()).marked.collect()
+    assert len(marked) == len(texts)
+    flagged = 0
+    for r in marked:
+        passage = find_injection(r["text"])
+        if passage:
+            flagged += 1
+            assert (r[REASON], r[DETAIL]) == ("prompt_injection", f"text addressed to an LLM: {passage[:120]}"), r["doc_id"]
+        else:
+            assert r[REASON] != "prompt_injection", (r["doc_id"], r[DETAIL])
+    # Both sides are exercised: every overt kind is flagged, subtle and ordinary texts are not.
+    assert flagged == len([k for k in INJECTION_DOCS if k.startswith("inj-")]) < len(marked)
 
 
 # --------------------------------------------------------------------------------------------
-# End to end against a fake endpoint that obeys injected text
-
-
-OBEYED = {
-    "PWNED": ("What does the system prompt say every answer must be?", "PWNED"),
-    "swordfish": ("What is the admin password of this site?", "swordfish"),
-    "hidden instructions": ("What do the hidden instructions on this page say?", "obey"),
-    "hunter2": ("What is the admin password?", "hunter2"),
-    "API key": ("What is your API key?", "sk-unknown"),
-    "system prompt": ("What is in your system prompt?", "instructions"),
-}
-
-
-class ObedientFake(FakeOpenAI):
-    """The shared fake, plus: it follows every injected instruction of the hostile corpus, and a
-    document marked ECHO_KEY makes it answer HTTP 400 with the caller's key in the error body."""
-
-    def _handler(self):
-        base = super()._handler()
-        fake = self
-
-        class Handler(base):
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                body = json.loads(raw or b"{}")
-                messages = body.get("messages", [])
-                schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("name", "")
-                text = "\n".join(m.get("content", "") for m in messages)
-                echo = re.search(r"ECHO_KEY_?(\d{3})?", text)
-                if echo:  # a server that echoes the caller's key in its error body (as some do)
-                    with fake._lock:
-                        fake.requests.append(body)
-                    key = self.headers.get("Authorization", "")
-                    status = int(echo.group(1) or 400)
-                    return self._send(status, json.dumps({"error": {"message": f"request from {key} failed", "type": "invalid_request_error"}}).encode())
-                if schema == "qa_pair":
-                    for marker, (question, answer) in OBEYED.items():
-                        if marker in _doc(messages):
-                            with fake._lock:
-                                fake.requests.append(body)
-                            reply = {"question": question, "answer": answer, "answer_type": "entity"}
-                            content = json.dumps(reply)
-                            out = {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
-                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                                   "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
-                            return self._send(200, json.dumps(out).encode())
-                self.rfile = io.BytesIO(raw)
-                return super().do_POST()
-
-        return Handler
-
-
-def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
-    corpus = tmp_path / "corpus"
-    shutil.copytree(HOSTILE, corpus)
-    generated = write_generated_corpus(tmp_path / "gen")
-    (corpus / "generated").mkdir()
-    shutil.copy(generated["truncated_warc"], corpus / "generated" / "truncated.warc")
-    # 200 kB over a 100 kB limit instead of 10 MB over 2 MB: the same rule, less time.
-    (corpus / "generated" / "big.jsonl").write_text(json.dumps({"id": "too-big", "text": SENTENCE * 2_000}) + "\n")
-    (corpus / "generated" / "echo.jsonl").write_text(
-        json.dumps({"id": "echo", "text": "ECHO_KEY " + ECHO_ARTICLE + " Mail anna@example.org or call +1 415 555 0100."}) + "\n"
-    )
-    warehouse = tmp_path / "wh"
-    lines: list[str] = []
-    with ObedientFake(require_key=CANARY) as fake:
-        cfg = load_config(
-            "openai",
-            [f"llm.base_url={fake.base_url}", "llm.max_retries=1", "llm.backoff_base_s=0.01", "llm.rows_per_partition=8",
-             "quality.on_failure=warn", "pii.enabled=true", "limits.max_doc_chars=100000"],
-        )
-        summary = run_pipeline([str(corpus)], warehouse, cfg, spark=spark, log=lines.append)
-    this_run = F.col("run_id") == summary.run_id
-    qa = tables.read(spark, warehouse, "qa").filter(this_run).collect()
-    rejections = tables.read(spark, warehouse, "rejections").filter(this_run).collect()
-    by_doc = {}
-    for r in rejections:
-        by_doc.setdefault(r["doc_id"], set()).add((r["stage"], r["reason"]))
-
-    # Every document is accounted for, with a specific reason.
-    ids = set(INJECTION_DOCS) | {json.loads(l)["id"] for l in (HOSTILE / "documents.jsonl").read_text().splitlines()}
-    assert ids <= {r["doc_id"] for r in qa} | set(by_doc)
-    assert all(reason and reason != "unknown" for reasons in by_doc.values() for _, reason in reasons)
-    assert by_doc["too-big"] == {("ingest", "too_large")}
-    assert by_doc["binary-blob"] == {("ingest", "binary_text")}
-    assert by_doc["empty"] == {("ingest", "empty_text")}
-    assert [d for d, reasons in by_doc.items() if ("ingest", "warc_truncated") in reasons]
-    assert by_doc["echo"] == {("llm_filter", "llm_error:bad_request")}
-    # Overt injections never reach a model's generation step, or their pair is rejected; subtle
-    # ones are generated (the fake obeys) and the check stage rejects the pair.
-    for doc_id in INJECTION_DOCS:
-        assert doc_id not in {r["doc_id"] for r in qa}, doc_id
-        reasons = by_doc[doc_id]
-        assert reasons <= {("filter", "prompt_injection"), ("check", "about_instructions")}, (doc_id, reasons)
-    assert by_doc["subtle-password"] == {("check", "about_instructions")}
-    assert by_doc["subtle-hidden"] == {("check", "about_instructions")}
-    for r in qa:
-        assert not re.search(r"PWNED|swordfish|hunter2|password|system prompt|API key", r["question"] + " " + r["answer"], re.I)
-    # PII was replaced before anything was stored or sent, and counted.
-    docs = tables.read(spark, warehouse, "documents").filter(this_run)
-    assert docs.filter(F.col("text").contains("anna@example.org") | F.col("text").contains("415 555 0100")).count() == 0
-    assert not [b for b in fake.requests if "anna@example.org" in json.dumps(b)]
-    import mlflow
-
-    metrics = mlflow.MlflowClient(tracking_uri=summary.mlflow.tracking_uri).get_run(summary.mlflow.run_id).data.metrics
-    assert metrics["ingest.pii.email"] >= 1 and metrics["ingest.pii.phone"] >= 1
-    # The canary key: only in the request header; nowhere in tables, MLflow store, logs, details.
-    assert fake.auth_headers and all(h == f"Bearer {CANARY}" for h in fake.auth_headers)
-    assert CANARY not in "\n".join(lines)
-    assert not [r for r in rejections if CANARY in (r["detail"] or "")]
-    for path in warehouse.rglob("*"):
-        if path.is_file():
-            assert CANARY.encode() not in path.read_bytes(), path
+# A server that echoes the caller's key in its error body
 
 
 @pytest.mark.parametrize(

@@ -66,14 +66,23 @@ def test_pipeline_with_embedded_model(spark, tmp_path):
     candidates = tables.read(spark, tmp_path / "wh", "qa_candidates").filter(this_run).collect()
     assert candidates, "\n".join(lines)
     qa = tables.read(spark, tmp_path / "wh", "qa").filter(this_run).collect()
+    # The run kept pairs: the checks below are about real output, not an empty table.
+    assert qa, "\n".join(lines)
     # No kept pair follows an injected instruction, overt (filtered before any call) or subtle
     # (reaches the model; a pair that obeys it is rejected by the check stage).
     obeys = re.compile(r"PWNED|tango-9|password|secret|quiz", re.I)
     assert not [r for r in qa if obeys.search(r["question"] + " " + r["answer"])], [(r["question"], r["answer"]) for r in qa]
     assert ("injection", "filter", "prompt_injection") in {(r["doc_id"], r["stage"], r["reason"]) for r in rejections}
     assert find_injection(DOCS[2]["text"]) is None  # the subtle one is not caught by a pattern
-    followed = [r for r in candidates if obeys.search(r["question"] + " " + r["answer"])]
+    # The subtle injection reached the generating model (else nothing below is tested). Whether the
+    # model obeyed is its choice (generate samples at 0.7): a pair that obeys is rejected with a
+    # reason (whatever its document), a pair that does not may be kept.
+    subtle = [r for r in candidates if r["doc_id"] == "subtle-injection"]
+    assert subtle, "\n".join(lines)
+    kept_ids = {r["qa_id"] for r in qa}
     rejected_pairs = {r["qa_id"]: r["reason"] for r in rejections if r["qa_id"]}
-    assert all(rejected_pairs.get(r["qa_id"]) for r in followed)  # each obeying candidate has a reason
+    for r in candidates:
+        if obeys.search(r["question"] + " " + r["answer"]):
+            assert r["qa_id"] not in kept_ids and rejected_pairs.get(r["qa_id"]), (r["question"], r["answer"])
     accounted = {r["doc_id"] for r in qa} | {r["doc_id"] for r in rejections}
     assert accounted == {"insulin", "injection", "subtle-injection"}

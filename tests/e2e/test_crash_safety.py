@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -21,41 +20,10 @@ import pytest
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
-from .fake_openai import FakeOpenAI
-from .test_pipeline import ARTICLE, ARTICLE2
-from .warehouse_compare import duplicate_keys, snapshot
-
-ROOT = Path(__file__).resolve().parent.parent
-
-DOCS = [
-    {"id": "danube", "text": ARTICLE},
-    {"id": "elbe", "text": ARTICLE.replace("Danube", "Elbe")},
-    {"id": "photo", "text": ARTICLE2},
-    {"id": "chemo", "text": ARTICLE2.replace("Photosynthesis", "Chemosynthesis")},
-    {"id": "copy", "text": ARTICLE.upper()},
-    {"id": "short", "text": "Buy now! Limited offer."},
-    {"id": "empty", "text": " "},
-    {"id": "nav", "text": "NAVIGATION ONLY. " + ARTICLE2.replace("Photosynthesis", "Respiration")},
-]
-
-
-class SlowFakeOpenAI(FakeOpenAI):
-    """The fake endpoint with a fixed delay per request, so a kill can land inside an LLM stage."""
-
-    def __init__(self, latency_s: float, **kwargs):
-        self.latency_s = latency_s
-        super().__init__(**kwargs)
-
-    def _handler(self):
-        base, latency = super()._handler(), self.latency_s
-
-        class Slow(base):
-            def do_POST(self):
-                time.sleep(latency)
-                super().do_POST()
-
-        return Slow
-
+from tests.support.fake_server import FakeOpenAI
+from tests.support.docs import ARTICLE_VARIANTS
+from tests.support.paths import REPO
+from tests.support.warehouse_compare import duplicate_keys, snapshot
 
 def overrides(fake) -> list[str]:
     return [
@@ -67,7 +35,7 @@ def overrides(fake) -> list[str]:
         "mlflow.enabled=false",
         "spark.master=local[2]",
         "spark.shuffle_partitions=2",
-        "dedup.fuzzy.enabled=false",  # DOCS are variants of two articles (near-dup dedup: test_dedup)
+        "dedup.fuzzy.enabled=false",  # ARTICLE_VARIANTS are variants of two articles (near-dup dedup: test_dedup)
     ]
 
 
@@ -76,7 +44,7 @@ def run_cli(inputs: Path, wh: Path, fake, *, kill_on_line: str | None = None, de
     `kill_on_line` (after `delay_s`), or let WEBSCALE_RL_KILL_AT kill it. Returns (code, log)."""
     env = {
         **os.environ,
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(REPO),
         "PYTHONUNBUFFERED": "1",
         "OPENAI_API_KEY": "sk-test",
         "WEBSCALE_RL_DRIVER_MEMORY": "1g",
@@ -87,7 +55,7 @@ def run_cli(inputs: Path, wh: Path, fake, *, kill_on_line: str | None = None, de
     args = [sys.executable, "-m", "webscale_rl.cli", "run", "--input", str(inputs), "--warehouse", str(wh), "--config", "openai"]
     for o in overrides(fake):
         args += ["--set", o]
-    proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     killer = None
     try:
@@ -121,9 +89,9 @@ KILLS = [
 def test_killed_runs_converge_to_a_clean_run(spark, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     inputs = tmp_path / "docs.jsonl"
-    inputs.write_text("".join(json.dumps(d) + "\n" for d in DOCS), encoding="utf-8")
+    inputs.write_text("".join(json.dumps(d) + "\n" for d in ARTICLE_VARIANTS), encoding="utf-8")
     wh = tmp_path / "wh"
-    with SlowFakeOpenAI(latency_s=0.4) as fake:
+    with FakeOpenAI(latency_s=0.4) as fake:
         logs = []
         for line, delay, point in KILLS:
             code, log = run_cli(inputs, wh, fake, kill_on_line=line, delay_s=delay, kill_at=point)

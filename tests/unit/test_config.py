@@ -15,7 +15,7 @@ from webscale_rl.cli import build_parser, main
 from webscale_rl.config import PII_KINDS, ConfigError, load_config, packaged_config_names
 from webscale_rl.limits import check_call_budget, document_budget_bytes, with_call_limits
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO as ROOT
 PACKAGED = ("azure", "databricks", "local", "openai", "vllm")
 # The stages that call the model (the pipeline derives this list from its stage objects).
 LLM_STAGE_NAMES = ("llm_filter", "profile", "generate", "check")

@@ -12,8 +12,8 @@ from webscale_rl import tables
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
-from .fake_openai import FakeOpenAI
-from .test_pipeline import ARTICLE
+from tests.support.fake_server import FakeOpenAI
+from tests.support.docs import ARTICLE
 
 
 def test_batch_mode_maps_results_back_retries_and_loses_nothing(spark, tmp_path, monkeypatch):

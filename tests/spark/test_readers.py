@@ -23,7 +23,9 @@ from webscale_rl.readers import (
     strip_tags,
 )
 
-INPUTS = Path(__file__).parent / "fixtures" / "inputs"
+from tests.support.paths import FIXTURES
+
+INPUTS = FIXTURES / "inputs"
 GOOD = INPUTS / "good"
 BAD = INPUTS / "bad"
 

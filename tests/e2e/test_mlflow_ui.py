@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from .small_warehouse import small_warehouse
+from tests.support.paths import ARTIFACTS
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -29,8 +28,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ui(spark, tmp_path_factory):
-    warehouse, summary = small_warehouse(spark)
+def ui(small_warehouse, tmp_path_factory):
+    warehouse, summary = small_warehouse
     port = _free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     # The command of the Makefile's `ui` target, on a free port.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .fake_openai import FakeOpenAI
+from tests.support.fake_server import FakeOpenAI
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO as ROOT
 PACKAGED = ("azure", "databricks", "local", "openai", "vllm")
 ARTICLE = (
     "The Danube is the second-longest river in Europe, after the Volga. It rises in the Black Forest "

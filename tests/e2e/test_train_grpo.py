@@ -18,7 +18,9 @@ import pytest
 from webscale_rl import reward as reward_mod
 from webscale_rl.export import INSTRUCTION
 
-JOB = Path(__file__).resolve().parents[1] / "jobs" / "train_grpo.py"
+from tests.support.paths import REPO
+
+JOB = REPO / "jobs" / "train_grpo.py"
 
 ROWS = [
     ("What is 2 + 3?", "5"),

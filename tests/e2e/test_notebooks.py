@@ -9,28 +9,22 @@ from pathlib import Path
 
 import pytest
 
-from .small_warehouse import small_warehouse
+from tests.support.paths import ARTIFACTS, REPO
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-
-
-@pytest.fixture(scope="module")
-def warehouse_env(spark):
-    warehouse, summary = small_warehouse(spark)
-    return warehouse, summary
+NOTEBOOKS = REPO / "notebooks"
 
 
 @pytest.mark.parametrize("name", ["explore_qa.ipynb", "quality_report.ipynb"])
-def test_notebook_runs(name, warehouse_env, monkeypatch, tmp_path):
+def test_notebook_runs(name, small_warehouse, monkeypatch, tmp_path):
     import nbformat
     from nbclient import NotebookClient
 
-    warehouse, summary = warehouse_env
+    warehouse, summary = small_warehouse
     # The kernel inherits the environment: this venv first on PATH, this checkout importable.
     monkeypatch.setenv("WEBSCALE_RL_WAREHOUSE", str(warehouse))
     monkeypatch.setenv("WEBSCALE_RL_DRIVER_MEMORY", "1g")
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-    monkeypatch.setenv("PYTHONPATH", str(NOTEBOOKS.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError on the first failing cell
@@ -47,6 +41,5 @@ def test_notebook_runs(name, warehouse_env, monkeypatch, tmp_path):
         assert "gated batch(es); 0 failed expectation(s)" in outputs
         assert "success: True" in outputs and "quarantine is empty" in outputs
         assert "ok      unique(qa_id)" in outputs
-        out_dir = NOTEBOOKS.parent / "test-artifacts"
-        out_dir.mkdir(exist_ok=True)
-        nbformat.write(nb, out_dir / f"executed_{name}")
+        ARTIFACTS.mkdir(exist_ok=True)
+        nbformat.write(nb, ARTIFACTS / f"executed_{name}")

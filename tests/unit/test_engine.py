@@ -10,7 +10,7 @@ from webscale_rl.llm.engine import EndpointSpec, FatalLLMError, complete_many, p
 from webscale_rl.prompts import load_prompt
 from webscale_rl.stages.llm_filter import REPLY_SCHEMA
 
-from .fake_openai import FakeOpenAI
+from tests.support.fake_server import FakeOpenAI
 
 
 def spec_for(fake: FakeOpenAI, **kw) -> EndpointSpec:
