@@ -28,16 +28,18 @@ def test_validate_qa_pass_fail_empty(spark, warehouse):
         [
             _row("q1", "What is two plus two?", "4"),
             _row("q2", "Which language has the borrow checker?", "Rust", domain="Coding"),
+            # "a" is among the question's letters, not its words: the check stage's rule passes it
+            _row("q3", "What is the first letter of the ISO basic Latin alphabet?", "A", domain="Other"),
         ],
         SCHEMA,
     )
     ok = validate_qa(spark, good, loose, out, run_id="run-ok")
     assert ok.success, ok.summary()
-    assert ok.failed == [] and ok.rows == 2
+    assert ok.failed == [] and ok.rows == 3
     # columns + 7 not-null + unique + 2 in-set + 2 lengths + 2 shares + answer-in-question
     assert ok.evaluated == ok.passed == 16
     assert ok.results_path == out / "qa_validation_run-ok.json" and ok.results_path.is_file()
-    assert ok.summary() == "qa: 16/16 expectations passed (2 rows)"
+    assert ok.summary() == "qa: 16/16 expectations passed (3 rows)"
     assert ok.data_docs == out / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     assert ok.data_docs.is_file()
     assert not good.is_cached  # GX's persist() of the batch is undone
