@@ -164,9 +164,9 @@ def _plan(quality_cfg: Any, rows: int) -> _Plan:
     ex, plan = gx.expectations, _Plan()
     for e in table_suites(quality_cfg)[TABLE]:
         severity = severity_of(TABLE, e, quality_cfg)
-        meta = {"name": e.id, "severity": severity}
         if severity == OFF:
             continue
+        meta = {"name": e.id, "severity": severity}
         if e.kind in _GX_CLASSES:
             cls, arguments = _GX_CLASSES[e.kind]
             plan.expectations.append(getattr(ex, cls)(**arguments(e), meta=meta))

@@ -2,9 +2,10 @@
 
 `gate_batch` evaluates the suites of `suites.py` on the batch a stage is about to land: the kept
 rows against the stage table's suite, the rejected rows against the `rejections` suite, and the
-row-count relations of the stage (rows in = kept + rejected, ...). One Spark aggregate per part
-(plus one group-by per distribution check on large batches), no Great Expectations call, so every
-batch of every run can be gated (`benchmarks/gate_cost.py` compares it with GX on the same suite).
+row-count relations of the stage (rows in = kept + rejected, ...). Each kind is implemented once,
+in `measures.py`; here they are summed in one Spark aggregate per part (plus one group-by per
+distribution check on large batches), no Great Expectations call, so every batch of every run can
+be gated (`benchmarks/gate_cost.py` compares it with GX on the same suite).
 
 A batch with a failed `critical` expectation must not be merged: the pipeline calls `quarantine`,
 which appends the whole batch (kept and rejected rows, each as JSON) to the Delta table
