@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from webscale_rl.config import QualityConfig
-from webscale_rl.quality import DOMAINS, ValidationOutcome, validate_qa
+from webscale_rl.quality import DOMAINS, ValidationOutcome, expectations, measures, validate_qa
+from webscale_rl.quality.suites import table_suites
 
 SCHEMA = (
     "doc_id string, qa_id string, pretrain_text string, question string, answer string, "
@@ -89,3 +90,13 @@ def test_summary_lists_failures():
     )
     assert o.summary() == "qa: 1/3 expectations passed (5 rows); FAILED: a [2 unexpected]; b"
     assert len(DOMAINS) == 10 and "Other" in DOMAINS
+
+
+def test_every_qa_kind_reaches_gx_through_one_route():
+    """Each kind of the `qa` suite is validated by GX either with GX's own class or with the
+    gate's predicate from measures.py, never both and never neither (a kind would be skipped)."""
+    native, by_predicate = set(expectations._GX_CLASSES), set(expectations._GATE_PREDICATE_DESCRIPTIONS)
+    assert not native & by_predicate
+    assert by_predicate <= {*measures.ROW_KINDS, "max_share"}
+    qa_kinds = {e.kind for e in table_suites(QualityConfig())["qa"]}
+    assert qa_kinds <= native | by_predicate, qa_kinds - native - by_predicate
