@@ -10,10 +10,12 @@ import pytest
 from pyspark.sql import functions as F
 
 from webscale_rl import tables
-from webscale_rl.config import ConfigError, QualityConfig, load_config
+from webscale_rl.config import Config, ConfigError, QualityConfig, load_config
 from webscale_rl.pipeline import PIPELINE, PipelineError, run_pipeline
 from webscale_rl.quality.gates import QUARANTINE, evaluate, gate_batch
 from webscale_rl.quality.suites import table_suites
+from webscale_rl.stages import check
+from webscale_rl.stages.base import StageContext
 from webscale_rl.tables import REJECTION_SCHEMA
 
 from tests.support.docs import ARTICLE, ARTICLE2
@@ -95,6 +97,28 @@ def test_gate_batch_relations_and_severity(spark, warehouse):
     gate2 = gate_batch(spark, "filter", "filtered", kept, rejected, 5, q2, warehouse, "r1")
     assert gate2.ok and "rows_accounted" in {w.expectation for w in gate2.warnings}
     assert "value_between(n_words)" not in _results(gate2.results)
+
+
+ISO_QUESTION = "What is the first letter of the ISO basic Latin alphabet?"
+ISO_TEXT = "The ISO basic Latin alphabet has 26 letters; its first letter is A and its last is Z."
+
+
+@pytest.mark.parametrize(
+    "question, answer, leaks",
+    [
+        (ISO_QUESTION, "A", False),  # "a" is among the question's letters, not among its words
+        ("Which letter of the ISO basic Latin alphabet comes after the letter A?", "The letter A", True),
+    ],
+)
+def test_check_and_gate_judge_answer_in_question_alike(spark, warehouse, question, answer, leaks):
+    """The gate's not_in(answer) and check's answer_in_question are one rule: the ISO pair passes
+    both (a substring test quarantined its whole batch), a real leak fails both."""
+    pair = spark.createDataFrame([("q1", "d1", ISO_TEXT, "Other", "a teacher", question, answer, "entity", "r1")], QA_SCHEMA)
+    reason, _ = check.deterministic_checks(pair, StageContext(cfg=Config(), run_id="r1"))
+    assert pair.select(reason.alias("reason")).first()["reason"] == ("answer_in_question" if leaks else None)
+    no_rejections = spark.createDataFrame([], REJECTION_SCHEMA)
+    gate = gate_batch(spark, "check", "checked", pair, no_rejections, 1, QualityConfig(), warehouse, "r1")
+    assert gate.failed_expectations == (["checked:not_in(answer) (1 rows of 1 violate)"] if leaks else []), gate.message()
 
 
 def test_severity_config_is_checked():

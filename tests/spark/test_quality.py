@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from webscale_rl.config import QualityConfig
-from webscale_rl.quality import DOMAINS, ValidationOutcome, validate_qa
+from webscale_rl.quality import DOMAINS, ValidationOutcome, expectations, measures, validate_qa
+from webscale_rl.quality.suites import table_suites
 
 SCHEMA = (
     "doc_id string, qa_id string, pretrain_text string, question string, answer string, "
@@ -28,16 +29,18 @@ def test_validate_qa_pass_fail_empty(spark, warehouse):
         [
             _row("q1", "What is two plus two?", "4"),
             _row("q2", "Which language has the borrow checker?", "Rust", domain="Coding"),
+            # "a" is among the question's letters, not its words: the check stage's rule passes it
+            _row("q3", "What is the first letter of the ISO basic Latin alphabet?", "A", domain="Other"),
         ],
         SCHEMA,
     )
     ok = validate_qa(spark, good, loose, out, run_id="run-ok")
     assert ok.success, ok.summary()
-    assert ok.failed == [] and ok.rows == 2
+    assert ok.failed == [] and ok.rows == 3
     # columns + 7 not-null + unique + 2 in-set + 2 lengths + 2 shares + answer-in-question
     assert ok.evaluated == ok.passed == 16
     assert ok.results_path == out / "qa_validation_run-ok.json" and ok.results_path.is_file()
-    assert ok.summary() == "qa: 16/16 expectations passed (2 rows)"
+    assert ok.summary() == "qa: 16/16 expectations passed (3 rows)"
     assert ok.data_docs == out / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     assert ok.data_docs.is_file()
     assert not good.is_cached  # GX's persist() of the batch is undone
@@ -87,3 +90,13 @@ def test_summary_lists_failures():
     )
     assert o.summary() == "qa: 1/3 expectations passed (5 rows); FAILED: a [2 unexpected]; b"
     assert len(DOMAINS) == 10 and "Other" in DOMAINS
+
+
+def test_every_qa_kind_reaches_gx_through_one_route():
+    """Each kind of the `qa` suite is validated by GX either with GX's own class or with the
+    gate's predicate from measures.py, never both and never neither (a kind would be skipped)."""
+    native, by_predicate = set(expectations._GX_CLASSES), set(expectations._GATE_PREDICATE_DESCRIPTIONS)
+    assert not native & by_predicate
+    assert by_predicate <= {*measures.ROW_KINDS, "max_share"}
+    qa_kinds = {e.kind for e in table_suites(QualityConfig())["qa"]}
+    assert qa_kinds <= native | by_predicate, qa_kinds - native - by_predicate

@@ -2,9 +2,10 @@
 
 `gate_batch` evaluates the suites of `suites.py` on the batch a stage is about to land: the kept
 rows against the stage table's suite, the rejected rows against the `rejections` suite, and the
-row-count relations of the stage (rows in = kept + rejected, ...). One Spark aggregate per part
-(plus one group-by per distribution check on large batches), no Great Expectations call, so every
-batch of every run can be gated (`benchmarks/gate_cost.py` compares it with GX on the same suite).
+row-count relations of the stage (rows in = kept + rejected, ...). Each kind is implemented once,
+in `measures.py`; here they are summed in one Spark aggregate per part (plus one group-by per
+distribution check on large batches), no Great Expectations call, so every batch of every run can
+be gated (`benchmarks/gate_cost.py` compares it with GX on the same suite).
 
 A batch with a failed `critical` expectation must not be merged: the pipeline calls `quarantine`,
 which appends the whole batch (kept and rejected rows, each as JSON) to the Delta table
@@ -24,6 +25,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from .. import tables
+from . import measures
 from .suites import CRITICAL, OFF, WARNING, Expectation, batch_suite, severity_of, table_suites
 
 QUARANTINE = "quarantine"
@@ -87,52 +89,46 @@ class GateOutcome:
         return d
 
 
-def _col(name: str) -> Column:
-    return F.col(f"`{name}`")
+def _active(table: str, suite: list[Expectation], q: Any) -> list[tuple[Expectation, str]]:
+    """The expectations of `suite` with their configured severity, those switched off left out."""
+    with_severity = [(e, severity_of(table, e, q)) for e in suite]
+    return [(e, sev) for e, sev in with_severity if sev != OFF]
 
 
-def _out_of_bounds(value: Column, lo: Any, hi: Any) -> Column:
-    cond = F.lit(False)
-    if lo is not None:
-        cond = cond | (value < F.lit(lo))
-    if hi is not None:
-        cond = cond | (value > F.lit(hi))
-    return cond
+def _without_data(df: DataFrame, table: str, e: Expectation, sev: str) -> CheckResult | None:
+    """The result of an expectation decided by the schema alone (schema, missing column), or None."""
+    if e.kind == "schema":
+        problem = measures.schema_problems(df, e)
+        return CheckResult(table, e.id, sev, problem is None, problem or "all columns present with their types")
+    if e.column and e.kind != "max_reject_share" and e.column not in df.columns:
+        return CheckResult(table, e.id, sev, False, f"column {e.column} missing")
+    return None
 
 
-def _violations(e: Expectation) -> Column:
-    """Count of rows violating a per-row expectation (nulls are only counted by not_null)."""
-    c = _col(e.column)
-    present = c.isNotNull()
-    if e.kind == "not_null":
-        bad = c.isNull()
-    elif e.kind == "in_set":
-        bad = present & ~c.isin(list(e.args[0]))
-    elif e.kind == "matches":
-        bad = present & ~c.rlike(f"^(?:{e.args[0]})$")
-    elif e.kind == "length_between":
-        bad = present & _out_of_bounds(F.length(c), *e.args)
-    elif e.kind == "value_between":
-        bad = present & _out_of_bounds(c, *e.args)
-    elif e.kind == "size_between":
-        bad = present & _out_of_bounds(F.size(c), *e.args)
-    elif e.kind == "not_in":  # the value occurs in another column (case-insensitive), e.g. answer in question
-        other = _col(e.args[0])
-        bad = present & other.isNotNull() & (F.length(F.trim(c)) > 0) & (F.instr(F.lower(other), F.lower(F.trim(c))) > 0)
-    else:
-        raise ValueError(f"not a per-row expectation: {e.kind}")
-    return F.sum(bad.cast("long"))
+def _aggregate(e: Expectation) -> Column | None:
+    """The batch aggregate of one expectation; None for a distribution (a group-by of its own)."""
+    if e.kind == "unique":
+        return measures.duplicate_count(e)
+    if e.kind == "max_reject_share":
+        return measures.llm_error_count(e)
+    if e.kind == "max_share":
+        return None
+    return F.sum(measures.row_violation(e).cast("long"))
 
 
-def _schema_check(df: DataFrame, e: Expectation) -> str | None:
-    types = {f.name: f.dataType.simpleString() for f in df.schema.fields}
-    problems = []
-    for name, tp in e.args:
-        if name not in types:
-            problems.append(f"missing {name}")
-        elif types[name] != tp:
-            problems.append(f"{name} is {types[name]}, expected {tp}")
-    return ", ".join(problems) or None
+def _share_result(df: DataFrame, table: str, e: Expectation, sev: str, rows: int, min_rows: int) -> CheckResult:
+    if not measures.distribution_applies(rows, min_rows):
+        return CheckResult(table, e.id, sev, True, f"skipped: {rows} rows < {min_rows}")
+    value, count = measures.top_value(df, e.column)
+    ok = not measures.exceeds_share(count, rows, e.args[0])
+    seen = f"top value {str(value)[:40]!r} has {count / rows:.0%} of {rows} rows, max {e.args[0]:.0%}"
+    return CheckResult(table, e.id, sev, ok, seen)
+
+
+def _reject_share_result(table: str, e: Expectation, sev: str, errors: int, rows_in: int, min_rows: int) -> CheckResult:
+    judged = rows_in > 0 and measures.distribution_applies(rows_in, min_rows)
+    ok = not (judged and measures.exceeds_share(errors, rows_in, e.args[0]))
+    return CheckResult(table, e.id, sev, ok, f"{errors} of {rows_in} input rows, max {e.args[0]:.0%}")
 
 
 def evaluate(
@@ -140,48 +136,27 @@ def evaluate(
 ) -> tuple[int, list[CheckResult]]:
     """(rows, results) of `suite` on `df`: one aggregate for all per-row expectations."""
     results: list[CheckResult] = []
-    exps = [(e, severity_of(table, e, q)) for e in suite]
-    exps = [(e, s) for e, s in exps if s != OFF]
     aggs = [F.count(F.lit(1)).alias("_rows")]
-    row_checks: list[tuple[Expectation, str, str]] = []
-    for i, (e, sev) in enumerate(exps):
-        if e.kind == "schema":
-            problem = _schema_check(df, e)
-            results.append(CheckResult(table, e.id, sev, problem is None, problem or "all columns present with their types"))
+    pending: list[tuple[Expectation, str, str]] = []
+    for i, (e, sev) in enumerate(_active(table, suite, q)):
+        decided = _without_data(df, table, e, sev)
+        if decided is not None:
+            results.append(decided)
             continue
-        if e.column and e.kind != "max_reject_share" and e.column not in df.columns:
-            results.append(CheckResult(table, e.id, sev, False, f"column {e.column} missing"))
-            continue
-        alias = f"_e{i}"
-        if e.kind == "unique":
-            aggs.append((F.count(_col(e.column)) - F.count_distinct(_col(e.column))).alias(alias))
-        elif e.kind == "max_reject_share":
-            aggs.append(F.sum(F.col("reason").startswith(f"{e.column}:").cast("long")).alias(alias))
-        elif e.kind == "max_share":
-            pass  # a group-by below, only on batches large enough to have a distribution
-        else:
-            aggs.append(_violations(e).alias(alias))
-        row_checks.append((e, sev, alias))
-    agg = df.agg(*aggs).collect()[0]
-    rows = int(agg["_rows"])
+        alias, agg = f"_e{i}", _aggregate(e)
+        if agg is not None:
+            aggs.append(agg.alias(alias))
+        pending.append((e, sev, alias))
+    totals = df.agg(*aggs).collect()[0].asDict()
+    rows = int(totals["_rows"])
     min_rows = int(getattr(q, "distribution_min_rows", 20))
-    for e, sev, alias in row_checks:
+    for e, sev, alias in pending:
+        n = int(totals.get(alias) or 0)
         if e.kind == "max_share":
-            if rows < min_rows:
-                results.append(CheckResult(table, e.id, sev, True, f"skipped: {rows} rows < {min_rows}"))
-                continue
-            top = df.groupBy(_col(e.column)).count().orderBy(F.desc("count")).limit(1).collect()[0]
-            share = top["count"] / rows
-            value = str(top[0])[:40]
-            results.append(CheckResult(table, e.id, sev, share <= e.args[0], f"top value {value!r} has {share:.0%} of {rows} rows, max {e.args[0]:.0%}"))
+            results.append(_share_result(df, table, e, sev, rows, min_rows))
         elif e.kind == "max_reject_share":
-            n = int(agg[alias] or 0)
-            denom = rows_in or 0
-            share = n / denom if denom else 0.0
-            ok = denom < min_rows or share <= e.args[0]
-            results.append(CheckResult(table, e.id, sev, ok, f"{n} of {denom} input rows, max {e.args[0]:.0%}"))
+            results.append(_reject_share_result(table, e, sev, n, rows_in or 0, min_rows))
         else:
-            n = int(agg[alias] or 0)
             what = "duplicate values" if e.kind == "unique" else "rows"
             results.append(CheckResult(table, e.id, sev, n == 0, f"{n} {what} of {rows} violate"))
     return rows, results
@@ -208,14 +183,8 @@ def gate_batch(
     rejection_suite = suites["rejections"] + [e for e in relations if not e.kind.startswith("rows_")]
     rejected, rej_results = evaluate(rejected_df, tables.REJECTIONS, rejection_suite, q, rows_in=rows_in)
     results += rej_results
-    for e in row_relations:
-        sev = severity_of(table, e, q)
-        if sev == OFF:
-            continue
-        if e.kind == "rows_accounted":
-            ok, seen = kept + rejected == rows_in, f"in {rows_in}, kept {kept} + rejected {rejected}"
-        else:  # rows_at_most_input
-            ok, seen = kept <= rows_in, f"in {rows_in}, kept {kept}"
+    for e, sev in _active(table, row_relations, q):
+        ok, seen = measures.row_relation(e, rows_in, kept, rejected)
         results.append(CheckResult(table, e.id, sev, ok, seen))
     outcome = GateOutcome(stage, table, run_id, rows_in, kept, rejected, results)
     safe_run = re.sub(r"[^A-Za-z0-9_.\-]", "_", run_id)
@@ -239,7 +208,7 @@ def quarantine(
             F.lit(target).alias("table"),
             F.lit(outcome.stage).alias("stage"),
             F.lit(outcome.run_id).alias("run_id"),
-            F.to_json(F.struct(*[_col(c) for c in df.columns])).alias("row_json"),
+            F.to_json(F.struct(*[measures.column(c) for c in df.columns])).alias("row_json"),
             failed.alias("failed_expectations"),
             F.current_timestamp().alias("created_at"),
         )

@@ -13,6 +13,7 @@ from pyspark.sql import types as T
 
 from ..injection import about_instructions
 from ..prompts import defuse_document, defuse_text, load_prompt
+from ..rules.words import contains_words, normalise_words
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
 from .generate import OUT_FIELDS as QA_FIELDS
 from .llm_stage import INTERNAL_FIELDS, run_llm_stage
@@ -42,23 +43,14 @@ def _words(col: Column) -> Column:
     return F.size(F.filter(F.split(F.trim(col), r"\s+"), lambda w: w != ""))
 
 
-def _norm(col: Column) -> Column:
-    return F.trim(F.regexp_replace(F.lower(col), r"[^\p{L}\p{N}]+", " "))
-
-
-def contains_words(text: Column, part: Column) -> Column:
-    """`part` occurs in `text` as whole words, after the same normalisation of both."""
-    return F.instr(F.concat(F.lit(" "), _norm(text), F.lit(" ")), F.concat(F.lit(" "), _norm(part), F.lit(" "))) > 0
-
-
 STOPWORDS = ["the", "a", "an", "of", "in", "on", "and", "or", "to", "for", "by", "with", "at", "from", "is", "was", "are", "were"]
 
 
 def answer_grounding(answer: Column, document: Column) -> tuple[Column, Column]:
     """(failed?, missing words): every number of the answer, and at least half of its other
     content words, must occur in the document (compared after the same normalisation)."""
-    doc_tokens = F.split(_norm(document), " ")
-    answer_tokens = F.array_except(F.filter(F.split(_norm(answer), " "), lambda t: t != ""), F.array(*[F.lit(w) for w in STOPWORDS]))
+    doc_tokens = F.split(normalise_words(document), " ")
+    answer_tokens = F.array_except(F.filter(F.split(normalise_words(answer), " "), lambda t: t != ""), F.array(*[F.lit(w) for w in STOPWORDS]))
     missing = F.array_except(answer_tokens, doc_tokens)
     missing_numbers = F.filter(missing, lambda t: t.rlike(r"^\p{N}+$"))
     failed = (F.size(missing_numbers) > 0) | (F.size(missing) * 2 > F.size(answer_tokens))
@@ -73,7 +65,7 @@ def deterministic_checks(qa: DataFrame, ctx: StageContext) -> tuple[Column, Colu
         grounding_failed = F.lit(False)
     return first_failure(
         [
-            ("empty_answer", _norm(a) == "", F.lit("answer has no letters or digits")),
+            ("empty_answer", normalise_words(a) == "", F.lit("answer has no letters or digits")),
             (
                 "answer_too_long",
                 _words(a) > cfg.max_answer_words,
@@ -110,7 +102,7 @@ def collapse_repeated_questions(flagged: DataFrame, jaccard: float = 0.8) -> Dat
     that passed the other checks, a question whose word set overlaps an earlier one's (smaller
     qa_id, same document) by `jaccard` or more is rejected, naming the one kept. A rejected twin
     never takes a good pair down with it. The join stays within one document (at most 3 pairs)."""
-    words = F.array_distinct(F.filter(F.split(_norm(F.col("question")), " "), lambda t: t != ""))
+    words = F.array_distinct(F.filter(F.split(normalise_words(F.col("question")), " "), lambda t: t != ""))
     passing = flagged.filter(F.col(REASON).isNull()).select("doc_id", "qa_id", words.alias("_words"))
     earlier = passing.select("doc_id", F.col("qa_id").alias("_earlier_id"), F.col("_words").alias("_earlier_words"))
     overlap = F.size(F.array_intersect("_words", "_earlier_words")) / F.greatest(F.size(F.array_union("_words", "_earlier_words")), F.lit(1))
