@@ -1,0 +1,131 @@
+"""A local Spark Connect server with Delta Lake, started from pyspark's own distribution.
+
+`running_connect_server()` runs pyspark's bin/spark-submit with SPARK_HOME = the pyspark package
+dir and the SparkConnectServer class, the cached Delta jars and Delta's two settings, on a free
+port of 127.0.0.1; it waits until the port accepts connections and stops the server (its whole
+process group) on exit. `connect_server` is the pytest fixture around it. The server's Python
+workers run this interpreter with the repository on PYTHONPATH, so UDFs can import webscale_rl.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyspark
+import pytest
+
+from webscale_rl.spark import ARROW_CONF, DELTA_CONF, resolve_delta_jars
+
+from .s3_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+SPARK_HOME = Path(pyspark.__file__).resolve().parent
+SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+READY_LINE = "Spark Connect server started"
+
+
+@dataclass
+class ConnectServer:
+    url: str  # sc://127.0.0.1:PORT, for SPARK_REMOTE or SparkSession.builder.remote
+    port: int
+    log_path: Path
+    start_s: float  # seconds from launch until the server accepted connections
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def server_command(port: int, jars: Iterable[Path], conf: dict[str, str]) -> list[str]:
+    settings = {
+        **DELTA_CONF,
+        **ARROW_CONF,
+        "spark.connect.grpc.binding.address": "127.0.0.1",
+        "spark.connect.grpc.binding.port": str(port),
+        "spark.ui.enabled": "false",
+        "spark.sql.shuffle.partitions": "2",
+        "spark.databricks.delta.snapshotPartitions": "2",
+        **conf,
+    }
+    cmd = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", "local[2]", "--driver-memory", "1g"]
+    cmd += ["--class", SERVER_CLASS, "--name", "webscale-rl Connect test server"]
+    cmd += ["--jars", ",".join(str(j) for j in jars)]
+    for key, value in settings.items():
+        cmd += ["--conf", f"{key}={value}"]
+    return cmd
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("SPARK_REMOTE", None)
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    env["SPARK_HOME"] = str(SPARK_HOME)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PYSPARK_PYTHON"] = sys.executable
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    env["SPARK_LOCAL_IP"] = "127.0.0.1"
+    return env
+
+
+def wait_until_listening(proc: subprocess.Popen, port: int, log_path: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"Spark Connect server exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
+        if READY_LINE in log_path.read_text(errors="replace"):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                pass
+        time.sleep(0.5)
+    raise TimeoutError(f"Spark Connect server not ready after {timeout_s:.0f} s:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_process_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+@contextmanager
+def running_connect_server(
+    extra_jars: Iterable[Path] = (), conf: dict[str, str] | None = None, timeout_s: float = 300
+) -> Iterator[ConnectServer]:
+    port = free_port()
+    jars = [*resolve_delta_jars(), *extra_jars]
+    with tempfile.TemporaryDirectory(prefix="connect-server-") as workdir:
+        log_path = Path(workdir) / "server.log"
+        t0 = time.monotonic()
+        with open(log_path, "w") as log:
+            # its own process group, so stopping it also stops the JVM spark-submit started
+            proc = subprocess.Popen(
+                server_command(port, jars, conf or {}), cwd=workdir, env=server_env(),
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        try:
+            wait_until_listening(proc, port, log_path, timeout_s)
+            yield ConnectServer(f"sc://127.0.0.1:{port}", port, log_path, round(time.monotonic() - t0, 1))
+        finally:
+            stop_process_group(proc)
+
+
+@pytest.fixture(scope="session")
+def connect_server() -> Iterator[ConnectServer]:
+    """A Spark Connect server with Delta on 127.0.0.1 for the whole test run."""
+    with running_connect_server() as server:
+        yield server
