@@ -12,7 +12,7 @@ from webscale_rl.spark import (
     connector_maven_coordinates,
     parse_spark_conf,
 )
-from webscale_rl.storage import connector_packages, is_local, join_uri, uri_scheme
+from webscale_rl.storage import connector_packages, is_local, join_uri, normalize_root, uri_scheme
 
 
 @pytest.mark.parametrize(
@@ -40,6 +40,15 @@ def test_join_uri_keeps_the_scheme_and_single_slashes():
     assert join_uri("/data/wh", "t") == "/data/wh/t"
     assert join_uri("dbfs:/wh", "t") == "dbfs:/wh/t"
     assert join_uri("/", "t") == "/t"
+
+
+def test_normalize_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert normalize_root("wh") == str(tmp_path / "wh")
+    assert not (tmp_path / "wh").exists()  # nothing is created
+    assert normalize_root("s3a://b/wh/") == "s3a://b/wh"
+    assert normalize_root("file:/data/wh/") == "file:/data/wh"
+    assert normalize_root("dbfs:/wh") == "dbfs:/wh"
 
 
 def test_only_s3a_needs_a_connector_matching_the_bundled_hadoop():

@@ -7,6 +7,7 @@ everything else is reached through Spark (and its Hadoop connectors) only.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 
@@ -31,6 +32,15 @@ def uri_scheme(uri: str) -> str:
 def is_local(uri: str) -> bool:
     """True when `uri` names the driver's own filesystem (a path or a file: URI)."""
     return uri_scheme(uri) == LOCAL_SCHEME
+
+
+def normalize_root(uri: str) -> str:
+    """A warehouse or input root as Spark should see it: a local path made absolute (lexically, on
+    the driver, nothing created); any URI kept as given, without a trailing slash."""
+    text = str(uri)
+    if uri_scheme(text) == LOCAL_SCHEME and not text.lower().startswith("file:"):
+        return os.path.abspath(os.path.expanduser(text))
+    return text.rstrip("/") or text
 
 
 def join_uri(base: str, *parts: str) -> str:
