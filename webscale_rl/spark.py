@@ -275,7 +275,8 @@ def build_local_session(cfg: Config, storage_uris: Iterable[str] = ()) -> SparkS
                 f"it is reachable. Cause: {exc}"
             ) from exc
         raise
-    spark.sparkContext.setLogLevel("ERROR")  # classic local session only
+    if not is_connect_session(spark):  # a Connect session has no sparkContext
+        spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 

@@ -13,19 +13,20 @@ from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from tests.support.connect_server import ConnectServer, connect_server  # noqa: F401  (fixture)
+from tests.support.connect_server import ConnectServer, connect_server_s3  # noqa: F401  (fixtures)
+from tests.support.s3_server import S3Server, s3_server  # noqa: F401
 from webscale_rl.spark import is_connect_session
 
 pytestmark = pytest.mark.spark_processes
 
 
 @pytest.fixture(scope="module")
-def remote(connect_server: ConnectServer) -> Iterator[SparkSession]:  # noqa: F811
-    """A Connect client session. pyspark marks the process as Connect mode through environment
+def remote(connect_server_s3: ConnectServer) -> Iterator[SparkSession]:  # noqa: F811
+    """A Connect client session (its server also reaches the moto S3 server). pyspark marks the process as Connect mode through environment
     variables; they are removed afterwards so classic sessions of other tests behave as before."""
     saved = {k: os.environ.get(k) for k in ("SPARK_CONNECT_MODE_ENABLED", "SPARK_REMOTE")}
-    spark = SparkSession.builder.remote(connect_server.url).getOrCreate()
-    print(f"Connect server ready after {connect_server.start_s} s")
+    spark = SparkSession.builder.remote(connect_server_s3.url).getOrCreate()
+    print(f"Connect server ready after {connect_server_s3.start_s} s")
     yield spark
     spark.stop()
     for key, value in saved.items():
@@ -56,6 +57,23 @@ def test_delta_sql_over_connect(remote, tmp_path):
     assert [(r["key"], r["n"]) for r in rows] == [("a", 1), ("b", 20), ("c", 3)]
     first = remote.read.format("delta").option("versionAsOf", 0).load(table).orderBy("key").collect()
     assert [(r["key"], r["n"]) for r in first] == [("a", 1), ("b", 2)]
+
+
+def test_s3a_input_and_delta_table_over_connect(remote, s3_server: S3Server):  # noqa: F811
+    docs = "".join(f'{{"id": {i}, "text": "doc {i}"}}\n' for i in range(4))
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key="connect-in/part-0.jsonl", Body=docs.encode())
+    assert remote.read.json(s3_server.uri("connect-in") + "/").count() == 4
+    table = s3_server.uri("connect-wh", "t")
+    append_once(remote, [("a", 1)], table, 1)
+    append_once(remote, [("a", 1)], table, 1)
+    remote.createDataFrame([("a", 10), ("b", 2)], "key string, n int").createOrReplaceTempView("s3_updates")
+    remote.sql(
+        f"MERGE INTO delta.`{table}` AS t USING s3_updates AS u ON t.key = u.key "
+        "WHEN MATCHED THEN UPDATE SET n = u.n WHEN NOT MATCHED THEN INSERT *"
+    )
+    ops = [r["operation"] for r in remote.sql(f"DESCRIBE HISTORY delta.`{table}`").orderBy("version").collect()]
+    assert ops == ["WRITE", "MERGE"]
+    assert "connect-wh/t/_delta_log/00000000000000000001.json" in s3_server.keys("connect-wh/")
 
 
 def test_table_existence_and_listing_without_the_filesystem(remote, tmp_path):

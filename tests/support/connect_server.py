@@ -24,9 +24,9 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from webscale_rl.spark import ARROW_CONF, DELTA_CONF, resolve_delta_jars
+from webscale_rl.spark import ARROW_CONF, DELTA_CONF, resolve_connector_jars, resolve_delta_jars
 
-from .s3_server import free_port
+from .s3_server import S3Server, free_port, s3_server  # noqa: F401  (fixture used below)
 
 ROOT = Path(__file__).resolve().parents[2]
 SPARK_HOME = Path(pyspark.__file__).resolve().parent
@@ -128,4 +128,13 @@ def running_connect_server(
 def connect_server() -> Iterator[ConnectServer]:
     """A Spark Connect server with Delta on 127.0.0.1 for the whole test run."""
     with running_connect_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def connect_server_s3(s3_server: S3Server) -> Iterator[ConnectServer]:  # noqa: F811
+    """A Connect server that also reaches the moto S3 server: hadoop-aws and its AWS SDK bundle
+    from the jar cache, the s3a settings as server --conf, the fake credentials in its env."""
+    jars = resolve_connector_jars([s3_server.uri()])
+    with running_connect_server(extra_jars=jars, conf=s3_server.spark_conf) as server:
         yield server
