@@ -12,7 +12,13 @@ from webscale_rl.spark import (
     connector_maven_coordinates,
     parse_spark_conf,
 )
-from webscale_rl.storage import connector_packages, is_local, join_uri, normalize_root, uri_scheme
+from webscale_rl.storage import (
+    connector_packages,
+    is_local,
+    join_uri,
+    normalize_root,
+    uri_scheme,
+)
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,12 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from webscale_rl.spark import ARROW_CONF, DELTA_CONF, resolve_connector_jars, resolve_delta_jars
+from webscale_rl.spark import (
+    ARROW_CONF,
+    DELTA_CONF,
+    resolve_connector_jars,
+    resolve_delta_jars,
+)
 
 from .s3_server import S3Server, free_port, s3_server  # noqa: F401  (fixture used below)
 
