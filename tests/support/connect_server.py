@@ -9,6 +9,7 @@ workers run this interpreter with the repository on PYTHONPATH, so UDFs can impo
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -109,9 +110,12 @@ def stop_process_group(proc: subprocess.Popen) -> None:
 
 @contextmanager
 def running_connect_server(
-    extra_jars: Iterable[Path] = (), conf: dict[str, str] | None = None, timeout_s: float = 300
+    extra_jars: Iterable[Path] = (),
+    conf: dict[str, str] | None = None,
+    timeout_s: float = 300,
+    port: int | None = None,
 ) -> Iterator[ConnectServer]:
-    port = free_port()
+    port = port or free_port()
     jars = [*resolve_delta_jars(), *extra_jars]
     with tempfile.TemporaryDirectory(prefix="connect-server-") as workdir:
         log_path = Path(workdir) / "server.log"
@@ -143,3 +147,26 @@ def connect_server_s3(s3_server: S3Server) -> Iterator[ConnectServer]:  # noqa: 
     jars = resolve_connector_jars([s3_server.uri()])
     with running_connect_server(extra_jars=jars, conf=s3_server.spark_conf) as server:
         yield server
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tests.support.connect_server [--port 15002] [--conf k=v ...]`: a local Connect
+    server with Delta for trying `SPARK_REMOTE=sc://127.0.0.1:15002 webscale-rl run ...`; Ctrl-C stops it."""
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--port", type=int, default=15002)
+    ap.add_argument("--conf", action="append", default=[], help="extra server setting key=value (repeatable)")
+    ap.add_argument("--s3a", action="store_true", help="also load hadoop-aws and its AWS SDK (from the jar cache)")
+    args = ap.parse_args(argv)
+    conf = dict(item.split("=", 1) for item in args.conf)
+    jars = resolve_connector_jars(["s3a://any"]) if args.s3a else []
+    with running_connect_server(extra_jars=jars, conf=conf, port=args.port) as server:
+        print(f"Spark Connect server with Delta ready in {server.start_s} s: SPARK_REMOTE={server.url}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
