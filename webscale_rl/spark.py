@@ -14,11 +14,15 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from xml.etree import ElementTree
 
+import pyspark
 from pyspark.sql import SparkSession
 
-from .config import Config, cache_dir
+from .config import Config, ConfigError, cache_dir
+from .storage import connector_packages
 
 MIN_JAVA = 17
 
@@ -32,8 +36,6 @@ def delta_maven_coordinates() -> list[str]:
     version = importlib.metadata.version("delta-spark")
     major, minor = (int(x) for x in version.split(".")[:2])
     if (major, minor) >= (4, 1):
-        import pyspark
-
         spark_mm = ".".join(pyspark.__version__.split(".")[:2])
         artifact = f"delta-spark_{spark_mm}_2.13"
     else:
@@ -85,8 +87,10 @@ def check_java() -> str:
     return text.splitlines()[0] if text else str(major)
 
 
-def get_spark(cfg: Config | None = None) -> SparkSession:
-    """A live session if there is one, else a Connect session, else a local Delta-enabled one."""
+def get_spark(cfg: Config | None = None, storage_uris: Iterable[str] = ()) -> SparkSession:
+    """A live session if there is one, else the launcher's, else a Connect session, else a local
+    Delta-enabled one. `storage_uris` (inputs and warehouse) decide which Hadoop connectors a local
+    session loads (hadoop-aws for s3a://); a session we did not build is used as it is."""
     active = SparkSession.getActiveSession()
     if active is not None:
         return active
@@ -95,7 +99,7 @@ def get_spark(cfg: Config | None = None) -> SparkSession:
     remote = os.environ.get("SPARK_REMOTE")
     if remote:
         return SparkSession.builder.remote(remote).getOrCreate()
-    return build_local_session(cfg or Config())
+    return build_local_session(cfg or Config(), storage_uris)
 
 
 DELTA_CONF = {
@@ -109,39 +113,133 @@ DELTA_CONF = {
 ARROW_CONF = {"spark.sql.execution.arrow.maxBytesPerBatch": str(8 << 20)}
 
 
+def parse_spark_conf(items: Iterable[str]) -> dict[str, str]:
+    """`--conf key=value` strings (repeatable, as spark-submit takes them) as a dict; the value may
+    itself contain `=`; a later key wins. A malformed item is a ConfigError naming it."""
+    conf: dict[str, str] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key or any(c.isspace() for c in key):
+            raise ConfigError(f"--conf expects key=value (e.g. spark.hadoop.fs.s3a.endpoint=http://host:9000), got {item!r}")
+        conf[key] = value
+    return conf
+
+
+def apply_spark_conf(cfg: Config, items: Iterable[str]) -> Config:
+    """Add `--conf key=value` items to cfg.spark.conf (they win over the config file's entries)."""
+    cfg.spark.conf.update(parse_spark_conf(items))
+    return cfg
+
+
 def launched_by_spark() -> bool:
     """True when a JVM started this Python driver (spark-submit, a Databricks job): the master,
     jars and confs are the launcher's, and building a local session would override its master."""
-    return "PYSPARK_GATEWAY_PORT" in os.environ or "DATABRICKS_RUNTIME_VERSION" in os.environ
+    return "PYSPARK_GATEWAY_PORT" in os.environ or on_databricks()
+
+
+def on_databricks() -> bool:
+    return "DATABRICKS_RUNTIME_VERSION" in os.environ
+
+
+def is_connect_session(spark: SparkSession) -> bool:
+    """True for a Spark Connect client session (no sparkContext, no JVM in this process)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 def submitted_session(cfg: Config) -> SparkSession:
-    """The launcher's session. Its --master/--jars/--conf win; only Delta's two settings are added
-    when the launcher did not give them (the jars must be on its classpath: --jars or --packages)."""
-    from pyspark import SparkConf, SparkContext
+    """The launcher's session, built by SparkSession.builder alone (serverless has no SparkContext).
+    Its --master/--jars/--conf win. Databricks ships Delta itself; elsewhere Delta's catalog and the
+    Arrow batch size are set at run time when missing. The Delta SQL extension is a static setting
+    that cannot be added to a built session: without it, one clear error says what to pass."""
+    spark = SparkSession.builder.getOrCreate()
+    if on_databricks():
+        return spark
+    extensions = spark.conf.get("spark.sql.extensions", None) or ""
+    if DELTA_CONF["spark.sql.extensions"] not in extensions:
+        raise EnvironmentProblem(
+            "the Spark session has no Delta Lake SQL extension; pass it to the launcher: "
+            + " ".join(f"--conf {k}={v}" for k, v in DELTA_CONF.items())
+            + " (and the Delta jars with --jars or --packages)"
+        )
+    runtime_defaults = {"spark.sql.catalog.spark_catalog": DELTA_CONF["spark.sql.catalog.spark_catalog"], **ARROW_CONF}
+    for key, value in runtime_defaults.items():
+        if spark.conf.get(key, None) in (None, "", "builtin"):
+            spark.conf.set(key, value)
+    return spark
 
-    SparkContext._ensure_initialized()  # connects to the launcher's JVM, so SparkConf sees its settings
-    launcher = SparkConf()
-    builder = SparkSession.builder.appName(launcher.get("spark.app.name", cfg.spark.app_name))
-    for key, value in {**DELTA_CONF, **ARROW_CONF}.items():
-        if not launcher.contains(key):
-            builder = builder.config(key, value)
-    return builder.getOrCreate()
+
+def bundled_hadoop_version() -> str:
+    """The Hadoop client release inside pyspark's jars (connectors must match it exactly)."""
+    jars = sorted(pyspark_jars_dir().glob("hadoop-client-api-*.jar"))
+    if not jars:
+        raise EnvironmentProblem(f"no hadoop-client-api jar in {pyspark_jars_dir()}; is pyspark installed completely?")
+    return jars[-1].name.removeprefix("hadoop-client-api-").removesuffix(".jar")
 
 
-def build_local_session(cfg: Config) -> SparkSession:
-    check_java()
-    # Workers must run this interpreter, or they start another Python without pyarrow.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
-    # A local session serves only this machine; never bind the driver to an outside interface.
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = (
+def pyspark_jars_dir() -> Path:
+    return Path(pyspark.__file__).resolve().parent / "jars"
+
+
+def connector_maven_coordinates(storage_uris: Iterable[str]) -> list[str]:
+    """Maven coordinates of the Hadoop connectors the inputs and warehouse need ([] for local)."""
+    return connector_packages(storage_uris, bundled_hadoop_version())
+
+
+def ivy_jar_name(org: str, name: str, rev: str) -> str:
+    """How Spark's Ivy resolution names a jar in <ivy>/jars."""
+    return f"{org}_{name}-{rev}.jar"
+
+
+def declared_dependencies(coordinate: str) -> list[tuple[str, str, str]] | None:
+    """(org, name, rev) of the compile/runtime dependencies in the cached Ivy descriptor of
+    `coordinate`, or None when the descriptor is not cached yet."""
+    org, name, rev = coordinate.split(":")
+    descriptor = ivy_dir() / "cache" / org / name / f"ivy-{rev}.xml"
+    if not descriptor.is_file():
+        return None
+    deps = []
+    for dep in ElementTree.parse(descriptor).getroot().iter("dependency"):
+        scopes = {m.split("->")[0].strip() for m in dep.get("conf", "").split(";")}
+        if scopes & {"compile", "runtime"}:
+            deps.append((dep.get("org"), dep.get("name"), dep.get("rev")))
+    return deps
+
+
+def cached_connector_jars(coordinates: Iterable[str]) -> list[Path]:
+    """Jars of the connectors and their declared dependencies already in the cache ([] unless all)."""
+    jars: list[Path] = []
+    for coordinate in coordinates:
+        deps = declared_dependencies(coordinate)
+        if deps is None:
+            return []
+        for org, name, rev in [tuple(coordinate.split(":")), *deps]:
+            jar = ivy_dir() / "jars" / ivy_jar_name(org, name, rev)
+            if not jar.is_file():
+                return []
+            jars.append(jar)
+    return jars
+
+
+def jar_settings(storage_uris: Iterable[str]) -> tuple[dict[str, str], list[str]]:
+    """spark.jars for what is cached, spark.jars.packages (+ the Ivy cache) for what is not yet;
+    also returns the coordinates that still need Maven Central (for the error message)."""
+    delta_jars = cached_delta_jars()
+    connectors = connector_maven_coordinates(storage_uris)
+    connector_jars = cached_connector_jars(connectors)
+    local = [*delta_jars, *connector_jars]
+    missing = ([] if delta_jars else delta_maven_coordinates()) + ([] if connector_jars else connectors)
+    settings = {"spark.jars": ",".join(str(j) for j in local)} if local else {}
+    if missing:
+        ivy_dir().mkdir(parents=True, exist_ok=True)
+        settings.update({"spark.jars.packages": ",".join(missing), "spark.jars.ivy": str(ivy_dir())})
+    return settings, missing
+
+
+def local_builder(cfg: Config) -> SparkSession.Builder:
+    return (
         SparkSession.builder.master(cfg.spark.master)
         .appName(cfg.spark.app_name)
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
         .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
@@ -151,30 +249,34 @@ def build_local_session(cfg: Config) -> SparkSession:
         .config("spark.databricks.delta.snapshotPartitions", "2")
         .config("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "false")
     )
-    for key, value in ARROW_CONF.items():
-        builder = builder.config(key, value)
-    jars = cached_delta_jars()
-    if jars:
-        builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
-    else:
-        ivy_dir().mkdir(parents=True, exist_ok=True)
-        builder = builder.config("spark.jars.packages", ",".join(delta_maven_coordinates())).config(
-            "spark.jars.ivy", str(ivy_dir())
-        )
-    for key, value in cfg.spark.conf.items():
+
+
+def build_local_session(cfg: Config, storage_uris: Iterable[str] = ()) -> SparkSession:
+    """A local session with Delta, plus hadoop-aws when an s3a:// URI is among `storage_uris`.
+    Jars come from the user cache; what is not there yet is resolved from Maven Central once."""
+    check_java()
+    # Workers must run this interpreter, or they start another Python without pyarrow.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+    # A local session serves only this machine; never bind the driver to an outside interface.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    jars, missing = jar_settings(storage_uris)
+    builder = local_builder(cfg)
+    for key, value in {**DELTA_CONF, **ARROW_CONF, **jars, **cfg.spark.conf}.items():
         builder = builder.config(key, value)
     try:
         spark = builder.getOrCreate()
     except Exception as exc:  # resolution failures surface as opaque JVM errors
-        if not jars:
+        if missing:
             raise EnvironmentProblem(
-                "could not start Spark with the Delta Lake jars "
-                f"({', '.join(delta_maven_coordinates())}); they are fetched from Maven Central once "
-                f"into {ivy_dir()} — check network access or run `webscale-rl setup` where it is reachable. "
-                f"Cause: {exc}"
+                f"could not start Spark with the jars {', '.join(missing)}; they are fetched from Maven "
+                f"Central once into {ivy_dir()} — check network access or run `webscale-rl setup` where "
+                f"it is reachable. Cause: {exc}"
             ) from exc
         raise
-    spark.sparkContext.setLogLevel("ERROR")  # classic local session only
+    if not is_connect_session(spark):  # a Connect session has no sparkContext
+        spark.sparkContext.setLogLevel("ERROR")
     return spark
 
 
@@ -194,4 +296,23 @@ def resolve_delta_jars() -> list[Path]:
     jars = cached_delta_jars()
     if not jars:
         raise EnvironmentProblem(f"Delta jars were not found in {ivy_dir() / 'jars'} after resolution")
+    return jars
+
+
+def resolve_connector_jars(storage_uris: Iterable[str]) -> list[Path]:
+    """Set-up step for object stores: put the connectors `storage_uris` need (hadoop-aws and its AWS
+    SDK bundle for s3a://) into the cache, in a throwaway JVM like resolve_delta_jars."""
+    coordinates = connector_maven_coordinates(storage_uris)
+    jars = cached_connector_jars(coordinates)
+    if jars or not coordinates:
+        return jars
+    check_java()
+    code = (
+        "import sys; from webscale_rl.spark import build_local_session; from webscale_rl.config import Config;"
+        "s = build_local_session(Config(), sys.argv[1:]); s.range(1).count(); s.stop()"
+    )
+    subprocess.run([sys.executable, "-c", code, *storage_uris], check=True)
+    jars = cached_connector_jars(coordinates)
+    if not jars:
+        raise EnvironmentProblem(f"{', '.join(coordinates)} not found in {ivy_dir() / 'jars'} after resolution")
     return jars
