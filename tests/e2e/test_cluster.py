@@ -129,7 +129,9 @@ def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalo
             "--executor-memory", "768m",
             "--conf", "spark.sql.shuffle.partitions=4",
             "--conf", "spark.databricks.delta.snapshotPartitions=2",
-            # no Delta --conf: the job adds Delta's two settings when the launcher did not
+            # Delta's SQL extension is static: the launcher must pass it. The Delta catalog is not
+            # passed: the job adds it at run time when the launcher did not.
+            "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
             str(REPO / "jobs" / "run_pipeline.py"),
             "--input", str(inputs), "--warehouse", str(wh_cluster), "--config", "openai",
         ]
