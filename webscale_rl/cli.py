@@ -79,6 +79,16 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--from", dest="start", choices=STAGES, help="start at this stage (it reads the earlier stage's table); with --until the same stage: one stage")
     run.add_argument("--until", choices=STAGES, help="stop after this stage")
     run.add_argument("--limit", type=int, metavar="N", help="read at most N documents")
+    run.add_argument(
+        "--conf", dest="spark_conf", action="append", default=[], metavar="KEY=VALUE",
+        help="a Spark setting, as spark-submit takes it (repeatable), e.g. spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000",
+    )
+
+
+def entry() -> None:
+    """The console script and the Databricks wheel task's entry point: a wheel task calls the
+    function and ignores what it returns, so the exit code must leave through SystemExit."""
+    sys.exit(main())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,6 +144,9 @@ def cmd_run(args) -> int:
     cfg = load_config(args.config, args.overrides)  # a config error is reported before Spark loads
     cfg.decontam.eval_sets = [*cfg.decontam.eval_sets, *args.eval_set]
     from .pipeline import run_pipeline
+    from .spark import apply_spark_conf
+
+    apply_spark_conf(cfg, args.spark_conf)
 
     summary = run_pipeline(args.input, args.warehouse, cfg, until=args.until, start=args.start, limit=args.limit)
     print_report(summary)
