@@ -17,18 +17,18 @@ help:
 	@echo "make docs      build the documentation site (mkdocs-material) into site/"
 	@echo "make ui        MLflow UI on http://127.0.0.1:5000 for the demo warehouse"
 
-$(BIN)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is required (found %s)" % sys.version.split()[0])'
+$(BIN)/.installed: pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (found %s)" % sys.version.split()[0])'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[local,dev]"
 	@touch $@
 
 venv: $(BIN)/.installed
 
 # The training stack (torch, TRL) only for the tests and training, not for the demo.
 $(BIN)/.installed-rl: $(BIN)/.installed
-	$(BIN)/pip install --quiet -e ".[dev,rl]"
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[local,dev,rl]"
 	@touch $@
 
 setup: venv
@@ -45,7 +45,7 @@ lint: venv
 
 # pytest exit code 5 means "no tests ran": that must fail, not pass silently.
 # Everything: tests/unit, tests/spark and tests/e2e (the real model, a cluster, killed runs, notebooks, the UI).
-test: lint setup $(BIN)/.installed-rl browser
+test: lint setup $(BIN)/.installed-rl $(BIN)/.installed-docs browser
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
@@ -58,7 +58,7 @@ test-fast: venv
 # link or anchor. ("docs" is also a folder, hence .PHONY.)
 .PHONY: docs
 $(BIN)/.installed-docs: $(BIN)/.installed
-	$(BIN)/pip install --quiet -e ".[dev,docs]"
+	$(BIN)/pip install --quiet -c requirements.lock -e ".[local,dev,docs]"
 	@touch $@
 
 docs: $(BIN)/.installed-docs
