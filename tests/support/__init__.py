@@ -1,0 +1,1 @@
+"""Helpers for tests that need tools from outside Python (built once, cached under the user cache)."""

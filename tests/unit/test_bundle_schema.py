@@ -1,0 +1,238 @@
+"""databricks.yml with resources/ checked against the Databricks CLI's own bundle JSON schema, and
+the rules a deployable bundle must keep (issue 16, item 3) asserted directly.
+
+The schema comes from `databricks bundle schema` of a pinned CLI built from its Go module
+(tests/support/databricks_cli.py; the first build takes minutes and is cached). Without Go the
+schema tests are skipped; the rule tests below them need only YAML.
+`databricks bundle validate` is not run: it resolves the current user against a workspace
+(a network call even with a fake host and token), so it can only be run on a real workspace.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.support.databricks_cli import GoMissing, bundle_schema, ensure_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+JOB_PARAMETER = re.compile(r"\{\{\s*job\.parameters\.([A-Za-z0-9_.-]+)\s*\}\}")
+SECRET_SET = "llm.api_key_secret="
+WHOLE_RUN_JOB, STAGE_JOB = "webscale_rl_pipeline", "webscale_rl_stages"
+
+
+# --- the bundle as the CLI sees it -----------------------------------------------------------------
+
+
+def merge(base: dict, extra: dict, where: str = "") -> dict:
+    """Merge an included file into the root config the way the CLI does: mappings merge key by
+    key, sequences are appended; the same resource defined twice is an error."""
+    for key, value in extra.items():
+        path = f"{where}.{key}" if where else key
+        if key not in base:
+            base[key] = value
+        elif isinstance(base[key], dict) and isinstance(value, dict):
+            if re.fullmatch(r"resources\.[a-z_]+", where):
+                raise AssertionError(f"{path} is defined in more than one file")
+            merge(base[key], value, path)
+        elif isinstance(base[key], list) and isinstance(value, list):
+            base[key] = base[key] + value
+        else:
+            base[key] = value
+    return base
+
+
+def included_files(root: Path = ROOT) -> list[Path]:
+    config = yaml.safe_load((root / "databricks.yml").read_text())
+    files = [path for pattern in config.get("include", []) for path in sorted(root.glob(pattern))]
+    assert files, "databricks.yml includes no file"
+    return files
+
+
+def load_bundle(root: Path = ROOT) -> dict:
+    """databricks.yml with every file its `include:` globs match merged in."""
+    config = yaml.safe_load((root / "databricks.yml").read_text())
+    for path in included_files(root):
+        merge(config, yaml.safe_load(path.read_text()))
+    return config
+
+
+def jobs_of(bundle: dict) -> dict:
+    return bundle["resources"]["jobs"]
+
+
+def wheel_tasks(bundle: dict):
+    for job_name, job in jobs_of(bundle).items():
+        for task in job["tasks"]:
+            if "python_wheel_task" in task:
+                yield job_name, task
+
+
+def schema_errors(schema: dict, bundle: dict) -> list[str]:
+    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    validator = validator_class(schema)
+    errors = sorted(validator.iter_errors(bundle), key=lambda e: list(e.absolute_path))
+    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {jsonschema.exceptions.best_match([e]).message}" for e in errors]
+
+
+# --- against the CLI's schema ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def cli_schema() -> dict:
+    try:
+        binary = ensure_cli()
+    except GoMissing as exc:
+        pytest.skip(str(exc))
+    return bundle_schema(binary)
+
+
+def test_the_schema_is_the_bundle_schema(cli_schema):
+    # A wrong command or an empty print would make every check below vacuous.
+    assert {"bundle", "resources", "targets", "variables", "include"} <= set(cli_schema["properties"])
+    assert cli_schema.get("additionalProperties") is False
+
+
+def test_bundle_matches_the_cli_schema(cli_schema):
+    assert schema_errors(cli_schema, load_bundle()) == []
+
+
+def test_every_included_file_alone_matches_the_cli_schema(cli_schema):
+    # The CLI reads each file as a bundle fragment, so each must be valid on its own too.
+    for path in [ROOT / "databricks.yml", *included_files()]:
+        assert schema_errors(cli_schema, yaml.safe_load(path.read_text())) == [], path.name
+
+
+def broken_copies(bundle: dict):
+    """Deliberately broken variants, each a mistake the schema must catch."""
+    unknown_job_key = copy.deepcopy(bundle)
+    jobs_of(unknown_job_key)[STAGE_JOB]["max_concurent_runs"] = 1  # misspelt key
+    yield "unknown key under a job", unknown_job_key
+    wrong_type = copy.deepcopy(bundle)
+    jobs_of(wrong_type)[WHOLE_RUN_JOB]["max_concurrent_runs"] = "one"  # not an int nor ${...}
+    yield "string where an integer belongs", wrong_type
+    unknown_task_key = copy.deepcopy(bundle)
+    jobs_of(unknown_task_key)[WHOLE_RUN_JOB]["tasks"][0]["python_wheel_task"]["entrypoint"] = "x"
+    yield "unknown key in a wheel task", unknown_task_key
+    bad_target = copy.deepcopy(bundle)
+    bad_target["targets"]["prod"]["run_as"] = {"service_principal": "x"}  # the key is service_principal_name
+    yield "wrong run_as key", bad_target
+    parameters_as_map = copy.deepcopy(bundle)
+    jobs_of(parameters_as_map)[STAGE_JOB]["parameters"] = {"warehouse": "/tmp"}  # a list of {name, default}
+    yield "job parameters as a mapping", parameters_as_map
+
+
+@pytest.mark.parametrize("case", [name for name, _ in broken_copies(load_bundle())])
+def test_the_schema_rejects_a_broken_bundle(cli_schema, case):
+    broken = dict(broken_copies(load_bundle()))[case]
+    assert schema_errors(cli_schema, broken), f"the schema accepted a bundle with {case}"
+
+
+# --- the rules of a deployable bundle --------------------------------------------------------------
+
+
+def target_variables(bundle: dict, target: str) -> dict:
+    values = {name: spec.get("default") for name, spec in bundle["variables"].items()}
+    values.update(bundle["targets"][target].get("variables", {}))
+    return values
+
+
+def test_prod_has_its_own_root_path_and_runs_as_one_identity():
+    prod = load_bundle()["targets"]["prod"]
+    assert prod["mode"] == "production"
+    root_path = prod["workspace"]["root_path"]
+    assert root_path.startswith("/Workspace/") and "current_user" not in root_path  # shared, not the deployer's
+    identities = {key for key in ("service_principal_name", "user_name") if prod["run_as"].get(key)}
+    assert len(identities) == 1, prod["run_as"]
+
+
+def test_each_target_has_its_own_warehouse():
+    bundle = load_bundle()
+    dev, prod = (target_variables(bundle, t)["warehouse"] for t in ("dev", "prod"))
+    assert dev and prod
+    assert "${workspace.current_user." in dev and "current_user" not in prod  # dev per user, prod shared
+    # Neither folder holds the other, so neither target's _staging/ is inside the other's warehouse.
+    assert not dev.startswith(prod.rstrip("/") + "/") and not prod.startswith(dev.rstrip("/") + "/")
+    assert dev != prod
+
+
+def test_one_run_at_a_time():
+    for name, job in jobs_of(load_bundle()).items():
+        assert job.get("max_concurrent_runs") == 1, name
+
+
+def test_serverless_environments_use_environment_version():
+    environments = [env for job in jobs_of(load_bundle()).values() for env in job.get("environments", [])]
+    assert environments, "the whole-run job is serverless and needs an environment"
+    for env in environments:
+        assert "client" not in env["spec"], "client is deprecated: use environment_version"
+        assert env["spec"].get("environment_version")
+    assert "client:" not in "".join(path.read_text() for path in included_files())
+
+
+def test_shared_values_are_job_parameters_not_repeated_blocks():
+    bundle = load_bundle()
+    for name, job in jobs_of(bundle).items():
+        defined = [p["name"] for p in job.get("parameters", [])]
+        assert len(defined) == len(set(defined)), f"{name}: a job parameter is defined twice"
+        used: set[str] = set()
+        for task in job["tasks"]:
+            values = list(task.get("python_wheel_task", {}).get("parameters", []))
+            values += list(task.get("notebook_task", {}).get("base_parameters", {}).values())
+            text = " ".join(map(str, values))
+            assert "${var." not in text, f"{name}/{task['task_key']}: a bundle variable in a task; use a job parameter"
+            used |= set(JOB_PARAMETER.findall(text))
+        assert used <= set(defined), f"{name}: undefined job parameters {used - set(defined)}"
+        assert set(defined) <= used, f"{name}: unused job parameters {set(defined) - used}"
+
+
+def test_the_api_key_secret_has_one_name():
+    bundle = load_bundle()
+    secret_variables = [name for name in bundle["variables"] if "secret" in name]
+    assert secret_variables == ["llm_api_key_secret"]
+    for target in bundle["targets"]:
+        assert target_variables(bundle, target)["llm_api_key_secret"].count("/") == 1  # scope/key
+    text = "\n".join(path.read_text() for path in [ROOT / "databricks.yml", *included_files()])
+    assert "{{secrets/" not in text and "databricks.secret_" not in text and "spark_env_vars" not in text
+    for job_name, task in wheel_tasks(bundle):
+        sets = [p for p in task["python_wheel_task"]["parameters"] if str(p).startswith(SECRET_SET)]
+        assert sets == [SECRET_SET + "{{job.parameters.llm_api_key_secret}}"], f"{job_name}/{task['task_key']}"
+    for job in jobs_of(bundle).values():
+        defaults = {p["name"]: p["default"] for p in job["parameters"]}
+        assert defaults["llm_api_key_secret"] == "${var.llm_api_key_secret}"
+
+
+def test_config_is_named_by_package_not_by_repo_path():
+    bundle = load_bundle()
+    assert "/" not in target_variables(bundle, "dev")["llm_config"]
+    for job_name, task in wheel_tasks(bundle):
+        params = task["python_wheel_task"]["parameters"]
+        assert params[params.index("--config") + 1] == "{{job.parameters.config}}", job_name
+
+
+def test_the_quality_report_runs_after_the_pipeline():
+    bundle = load_bundle()
+    notebook = (ROOT / "notebooks" / "quality_report.ipynb").read_text()
+    last_task = {WHOLE_RUN_JOB: "run_pipeline", STAGE_JOB: "decontaminate"}
+    for job_name, after in last_task.items():
+        tasks = {t["task_key"]: t for t in jobs_of(bundle)[job_name]["tasks"]}
+        report = tasks["quality_report"]
+        assert [d["task_key"] for d in report["depends_on"]] == [after]
+        # Paths in resources/*.yml are relative to that file.
+        assert (ROOT / "resources" / report["notebook_task"]["notebook_path"]).resolve() == ROOT / "notebooks" / "quality_report.ipynb"
+        assert report["libraries"] == [{"whl": "../dist/*.whl"}], "the notebook imports webscale_rl"
+        assert report["job_cluster_key"] in {c["job_cluster_key"] for c in jobs_of(bundle)[job_name]["job_clusters"]}
+        for widget in report["notebook_task"]["base_parameters"]:
+            assert f'_parameter(\\"{widget}\\"' in notebook, f"the notebook does not read the {widget!r} parameter"
+
+
+def test_the_merge_rejects_a_resource_defined_twice():
+    bundle = load_bundle()
+    duplicate = {"resources": {"jobs": {STAGE_JOB: {"name": "again"}}}}
+    with pytest.raises(AssertionError, match="more than one file"):
+        merge(bundle, duplicate)
