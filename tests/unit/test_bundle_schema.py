@@ -47,15 +47,17 @@ def merge(base: dict, extra: dict, where: str = "") -> dict:
     return base
 
 
-def included_files(root: Path = ROOT) -> list[Path]:
+def included_files(root: Path | None = None) -> list[Path]:
+    root = root or ROOT
     config = yaml.safe_load((root / "databricks.yml").read_text())
     files = [path for pattern in config.get("include", []) for path in sorted(root.glob(pattern))]
     assert files, "databricks.yml includes no file"
     return files
 
 
-def load_bundle(root: Path = ROOT) -> dict:
+def load_bundle(root: Path | None = None) -> dict:
     """databricks.yml with every file its `include:` globs match merged in."""
+    root = root or ROOT
     config = yaml.safe_load((root / "databricks.yml").read_text())
     for path in included_files(root):
         merge(config, yaml.safe_load(path.read_text()))
