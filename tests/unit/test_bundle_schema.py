@@ -19,8 +19,11 @@ import pytest
 import yaml
 
 from tests.support.databricks_cli import GoMissing, bundle_schema, ensure_cli
+from webscale_rl.cli import build_parser
+from webscale_rl.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
+BUNDLE_REFERENCE = re.compile(r"\$\{([^}]+)\}")
 JOB_PARAMETER = re.compile(r"\{\{\s*job\.parameters\.([A-Za-z0-9_.-]+)\s*\}\}")
 SECRET_SET = "llm.api_key_secret="
 WHOLE_RUN_JOB, STAGE_JOB = "webscale_rl_pipeline", "webscale_rl_stages"
@@ -238,3 +241,36 @@ def test_the_merge_rejects_a_resource_defined_twice():
     duplicate = {"resources": {"jobs": {STAGE_JOB: {"name": "again"}}}}
     with pytest.raises(AssertionError, match="more than one file"):
         merge(bundle, duplicate)
+
+
+def resolve(text: str, bundle: dict, target: str) -> str:
+    """${var.x}, ${bundle.*} and ${workspace.current_user.*} as a deploy to `target` resolves them."""
+    values = {f"var.{k}": str(v) for k, v in target_variables(bundle, target).items()}
+    values |= {"bundle.name": bundle["bundle"]["name"], "bundle.target": target}
+    values |= {"workspace.current_user.short_name": "someone", "workspace.current_user.userName": "someone@example.com"}
+    for _ in range(5):  # variables may refer to variables
+        text = BUNDLE_REFERENCE.sub(lambda m: values[m.group(1)], text)  # KeyError: unknown reference
+    assert "${" not in text, text
+    return text
+
+
+def run_parameters(job: dict, task: dict, bundle: dict, target: str) -> list[str]:
+    """A wheel task's arguments as a run started with the job's default parameters receives them."""
+    defaults = {p["name"]: resolve(str(p["default"]), bundle, target) for p in job["parameters"]}
+    return [JOB_PARAMETER.sub(lambda m: defaults[m.group(1)], str(p)) for p in task["python_wheel_task"]["parameters"]]
+
+
+@pytest.mark.parametrize("target", ["dev", "prod"])
+def test_every_wheel_task_runs_the_cli_with_a_valid_config(target):
+    bundle = load_bundle()
+    variables = target_variables(bundle, target)
+    for job_name, task in wheel_tasks(bundle):
+        args = build_parser().parse_args(run_parameters(jobs_of(bundle)[job_name], task, bundle, target))
+        assert args.command == "run", job_name
+        assert args.warehouse == resolve(variables["warehouse"], bundle, target)
+        cfg = load_config(args.config, args.overrides)  # a packaged name; unknown keys or bad values raise
+        assert cfg.llm.api_key_secret == variables["llm_api_key_secret"]
+        assert (cfg.warehouse.catalog, cfg.warehouse.schema) == (variables["catalog"], variables["schema"])
+        assert cfg.llm.max_concurrency == int(variables["llm_concurrency"])
+        if args.start in ("ingest", None):
+            assert args.input == [variables["input_path"]], f"{job_name}/{task['task_key']} ingests but has no --input"
