@@ -82,7 +82,10 @@ def schema_errors(schema: dict, bundle: dict) -> list[str]:
     validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     validator = validator_class(schema)
     errors = sorted(validator.iter_errors(bundle), key=lambda e: list(e.absolute_path))
-    return [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {jsonschema.exceptions.best_match([e]).message}" for e in errors]
+    found = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {jsonschema.exceptions.best_match([e]).message}" for e in errors]
+    # The schema's root allows any key (additionalProperties: {}); the CLI does not know them.
+    found += [f"{key}: not a top-level key of a bundle" for key in sorted(set(bundle) - set(schema["properties"]))]
+    return found
 
 
 # --- against the CLI's schema ----------------------------------------------------------------------
@@ -100,7 +103,8 @@ def cli_schema() -> dict:
 def test_the_schema_is_the_bundle_schema(cli_schema):
     # A wrong command or an empty print would make every check below vacuous.
     assert {"bundle", "resources", "targets", "variables", "include"} <= set(cli_schema["properties"])
-    assert cli_schema.get("additionalProperties") is False
+    job = cli_schema["$defs"]["github.com"]["databricks"]["cli"]["bundle"]["config"]["resources.Job"]
+    assert job["oneOf"][0]["additionalProperties"] is False  # unknown keys inside a job are errors
 
 
 def test_bundle_matches_the_cli_schema(cli_schema):
@@ -127,6 +131,9 @@ def broken_copies(bundle: dict):
     bad_target = copy.deepcopy(bundle)
     bad_target["targets"]["prod"]["run_as"] = {"service_principal": "x"}  # the key is service_principal_name
     yield "wrong run_as key", bad_target
+    misspelt_section = copy.deepcopy(bundle)
+    misspelt_section["target"] = misspelt_section.pop("targets")
+    yield "misspelt top-level section", misspelt_section
     parameters_as_map = copy.deepcopy(bundle)
     jobs_of(parameters_as_map)[STAGE_JOB]["parameters"] = {"warehouse": "/tmp"}  # a list of {name, default}
     yield "job parameters as a mapping", parameters_as_map
