@@ -19,7 +19,9 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -110,3 +112,60 @@ def bundle_schema(binary: Path) -> dict:
         [str(binary), "bundle", "schema"], capture_output=True, text=True, timeout=300, check=True
     )
     return json.loads(done.stdout)
+
+
+class _StubWorkspace(BaseHTTPRequestHandler):
+    """The four calls `bundle validate` makes: host metadata (absent), the current user, and the
+    status of the deploy folder (a folder; mkdirs accepted). Nothing else exists."""
+
+    USER = {"id": "1", "userName": "someone@example.com", "groups": []}
+
+    def _send(self, code: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:  # noqa: N802 - the http.server hook
+        if self.path.startswith("/api/2.0/preview/scim/v2/Me"):
+            return self._send(200, self.USER)
+        if self.path.startswith("/api/2.0/workspace/get-status"):
+            return self._send(200, {"object_type": "DIRECTORY", "object_id": 1, "path": "/"})
+        return self._send(404, {"error_code": "NOT_FOUND", "message": f"no {self.path} in the stub"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path.startswith("/api/2.0/workspace/mkdirs"):
+            return self._send(200, {})
+        return self._send(404, {"error_code": "NOT_FOUND", "message": f"no {self.path} in the stub"})
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextmanager
+def stub_workspace() -> Iterator[str]:
+    """A workspace API on 127.0.0.1 that answers what `bundle validate` asks: no network used."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StubWorkspace)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def bundle_validate(binary: Path, bundle_root: Path, host: str, args: list[str]) -> subprocess.CompletedProcess:
+    """`databricks bundle validate -o json ARGS` in bundle_root against `host`, with a throwaway
+    home and no profile, token or host of the caller's."""
+    home = bundle_root / ".home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "ARM_", "AZURE_", "GOOGLE_"))}
+    env |= {"HOME": str(home), "DATABRICKS_HOST": host, "DATABRICKS_TOKEN": "stub-token"}
+    env |= {"DATABRICKS_CONFIG_FILE": str(home / "databrickscfg"), "DATABRICKS_CLI_DO_NOT_TRACK": "true"}
+    return subprocess.run(
+        [str(binary), "bundle", "validate", "-o", "json", *args],
+        cwd=bundle_root, env=env, capture_output=True, text=True, timeout=300,
+    )

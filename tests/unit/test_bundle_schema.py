@@ -4,21 +4,26 @@ the rules a deployable bundle must keep (issue 16, item 3) asserted directly.
 The schema comes from `databricks bundle schema` of a pinned CLI built from its Go module
 (tests/support/databricks_cli.py; the first build takes minutes and is cached). Without Go the
 schema tests are skipped; the rule tests below them need only YAML.
-`databricks bundle validate` is not run: it resolves the current user against a workspace
-(a network call even with a fake host and token), so it can only be run on a real workspace.
+`databricks bundle validate` needs a workspace (it asks for the current user and the deploy
+folder), so it runs against a stub of those few calls on 127.0.0.1: the CLI's own checks of
+targets, variables, run_as, production mode and local paths, without network. What only a real
+workspace can tell (the volume, the secret, the service principal exist; the wheel installs on the
+runtime; the jobs run) is not tested here.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
+import shutil
 from pathlib import Path
 
 import jsonschema
 import pytest
 import yaml
 
-from tests.support.databricks_cli import GoMissing, bundle_schema, ensure_cli
+from tests.support.databricks_cli import GoMissing, bundle_schema, bundle_validate, ensure_cli, stub_workspace
 from webscale_rl.cli import build_parser
 from webscale_rl.config import load_config
 
@@ -92,12 +97,16 @@ def schema_errors(schema: dict, bundle: dict) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def cli_schema() -> dict:
+def cli_binary() -> Path:
     try:
-        binary = ensure_cli()
+        return ensure_cli()
     except GoMissing as exc:
         pytest.skip(str(exc))
-    return bundle_schema(binary)
+
+
+@pytest.fixture(scope="session")
+def cli_schema(cli_binary) -> dict:
+    return bundle_schema(cli_binary)
 
 
 def test_the_schema_is_the_bundle_schema(cli_schema):
@@ -281,3 +290,58 @@ def test_every_wheel_task_runs_the_cli_with_a_valid_config(target):
         assert cfg.llm.max_concurrency == int(variables["llm_concurrency"])
         if args.start in ("ingest", None):
             assert args.input == [variables["input_path"]], f"{job_name}/{task['task_key']} ingests but has no --input"
+
+
+# --- `databricks bundle validate`, against a stub workspace on 127.0.0.1 ---------------------------
+
+SERVICE_PRINCIPAL = "00000000-0000-0000-0000-000000000001"
+
+
+@pytest.fixture
+def bundle_copy(tmp_path) -> Path:
+    """The bundle's files in a scratch folder (validate writes .databricks/ beside databricks.yml)."""
+    shutil.copy(ROOT / "databricks.yml", tmp_path)
+    for folder in ("resources", "notebooks"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    return tmp_path
+
+
+def validated(binary: Path, root: Path, args: list[str]) -> dict:
+    with stub_workspace() as host:
+        done = bundle_validate(binary, root, host, args)
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr and "Error" not in done.stderr, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_cli_validates_dev(cli_binary, bundle_copy):
+    config = validated(cli_binary, bundle_copy, ["-t", "dev"])
+    warehouse = config["variables"]["warehouse"]["value"]
+    assert warehouse.endswith("/someone")  # the stub's user: each developer has their own
+    assert config["workspace"]["root_path"].startswith("/Workspace/Users/someone@example.com/")
+    for name, job in config["resources"]["jobs"].items():
+        assert job["max_concurrent_runs"] == 1, name
+        assert {p["name"]: p["default"] for p in job["parameters"]}["warehouse"] == warehouse
+
+
+def test_cli_validates_prod_with_a_service_principal(cli_binary, bundle_copy):
+    config = validated(cli_binary, bundle_copy, ["-t", "prod", "--var", f"run_as_service_principal={SERVICE_PRINCIPAL}"])
+    assert config["run_as"] == {"service_principal_name": SERVICE_PRINCIPAL}
+    assert config["workspace"]["root_path"] == f"/Workspace/Users/{SERVICE_PRINCIPAL}/.bundle/webscale-rl/prod"
+    warehouse = config["variables"]["warehouse"]["value"]
+    assert "someone" not in warehouse  # shared, whoever deploys
+    for job in config["resources"]["jobs"].values():
+        assert {p["name"]: p["default"] for p in job["parameters"]}["warehouse"] == warehouse
+
+
+def test_cli_refuses_prod_without_a_run_as_identity(cli_binary, bundle_copy):
+    with stub_workspace() as host:
+        done = bundle_validate(cli_binary, bundle_copy, host, ["-t", "prod"])
+    assert done.returncode != 0 and "run_as" in done.stderr, done.stderr
+
+
+def test_cli_refuses_a_notebook_task_whose_notebook_is_missing(cli_binary, bundle_copy):
+    (bundle_copy / "notebooks" / "quality_report.ipynb").unlink()
+    with stub_workspace() as host:
+        done = bundle_validate(cli_binary, bundle_copy, host, ["-t", "dev"])
+    assert done.returncode != 0 and "quality_report" in done.stderr, done.stderr
