@@ -20,10 +20,11 @@ import os
 import shutil
 import subprocess
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import ClassVar
 
 from webscale_rl.config import cache_dir
 
@@ -66,7 +67,7 @@ def build_lock() -> Iterator[None]:
 
 def run_go(args: list[str], cwd: Path) -> str:
     done = subprocess.run(
-        args, cwd=cwd, env=go_env(), capture_output=True, text=True, timeout=BUILD_TIMEOUT_S
+        args, cwd=cwd, env=go_env(), capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
@@ -118,7 +119,7 @@ class _StubWorkspace(BaseHTTPRequestHandler):
     """The four calls `bundle validate` makes: host metadata (absent), the current user, and the
     status of the deploy folder (a folder; mkdirs accepted). Nothing else exists."""
 
-    USER = {"id": "1", "userName": "someone@example.com", "groups": []}
+    USER: ClassVar[dict[str, object]] = {"id": "1", "userName": "someone@example.com", "groups": []}
 
     def _send(self, code: int, body: dict) -> None:
         data = json.dumps(body).encode()
@@ -128,14 +129,14 @@ class _StubWorkspace(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server hook
+    def do_GET(self) -> None:
         if self.path.startswith("/api/2.0/preview/scim/v2/Me"):
             return self._send(200, self.USER)
         if self.path.startswith("/api/2.0/workspace/get-status"):
             return self._send(200, {"object_type": "DIRECTORY", "object_id": 1, "path": "/"})
         return self._send(404, {"error_code": "NOT_FOUND", "message": f"no {self.path} in the stub"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if self.path.startswith("/api/2.0/workspace/mkdirs"):
             return self._send(200, {})
         return self._send(404, {"error_code": "NOT_FOUND", "message": f"no {self.path} in the stub"})
@@ -167,5 +168,5 @@ def bundle_validate(binary: Path, bundle_root: Path, host: str, args: list[str])
     env |= {"DATABRICKS_CONFIG_FILE": str(home / "databrickscfg"), "DATABRICKS_CLI_DO_NOT_TRACK": "true"}
     return subprocess.run(
         [str(binary), "bundle", "validate", "-o", "json", *args],
-        cwd=bundle_root, env=env, capture_output=True, text=True, timeout=300,
+        cwd=bundle_root, env=env, capture_output=True, text=True, timeout=300, check=False,
     )

@@ -23,7 +23,13 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.support.databricks_cli import GoMissing, bundle_schema, bundle_validate, ensure_cli, stub_workspace
+from tests.support.databricks_cli import (
+    GoMissing,
+    bundle_schema,
+    bundle_validate,
+    ensure_cli,
+    stub_workspace,
+)
 from webscale_rl.cli import build_parser
 from webscale_rl.config import load_config
 
