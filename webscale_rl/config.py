@@ -53,14 +53,6 @@ class WarehouseConfig:
 
 
 @dataclass
-class DatabricksConfig:
-    # The Databricks secret holding the LLM key when its env variable (llm.api_key_env) is unset,
-    # read by llm/secrets.find_api_key (as llm.api_key_secret "scope/key", which wins if both are set).
-    secret_scope: str | None = None
-    secret_key: str | None = None
-
-
-@dataclass
 class LLMConfig:
     # "local": start the embedded llama.cpp server; "openai": any OpenAI-compatible endpoint;
     # "azure": Azure OpenAI (deployments); "databricks": model serving (base_url + token).
@@ -319,7 +311,6 @@ class PIIConfig:
 class Config:
     spark: SparkConfig = field(default_factory=SparkConfig)
     warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
-    databricks: DatabricksConfig = field(default_factory=DatabricksConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     local_llm: LocalLLMConfig = field(default_factory=LocalLLMConfig)
     filter: FilterConfig = field(default_factory=FilterConfig)
@@ -523,8 +514,6 @@ def _validate_llm(cfg: Config) -> None:
         raise ConfigError("llm.mode 'batch' needs a provider with a Batch API (openai, azure), not the embedded 'local' server")
     if llm.api_key_secret is not None and llm.api_key_secret.count("/") != 1:
         raise ConfigError(f"llm.api_key_secret must be 'scope/key', got {llm.api_key_secret!r}")
-    if bool(cfg.databricks.secret_scope) != bool(cfg.databricks.secret_key):
-        raise ConfigError("databricks.secret_scope and databricks.secret_key go together: set both or neither")
     if llm.max_concurrency < 1:
         raise ConfigError("llm.max_concurrency must be >= 1")
     if llm.max_doc_chars < 1:

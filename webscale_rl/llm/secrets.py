@@ -1,7 +1,7 @@
 """The one function that finds the LLM API key, `find_api_key`.
 
 Order: the environment variable named by `llm.api_key_env`; else a Databricks secret, named by
-`llm.api_key_secret` ("scope/key") or by `databricks.secret_scope` + `databricks.secret_key`,
+`llm.api_key_secret` ("scope/key"; the bundle's one `llm_api_key_secret` variable sets it),
 read with dbutils on a Databricks runtime (serverless jobs have no cluster env variables). The key
 goes back to the caller only: it is never logged, never put in the config or the environment.
 """
@@ -19,8 +19,6 @@ def key_secret(cfg: Config) -> tuple[str, str] | None:
     if cfg.llm.api_key_secret:
         scope, key = cfg.llm.api_key_secret.split("/", 1)
         return scope, key
-    if cfg.databricks.secret_scope and cfg.databricks.secret_key:
-        return cfg.databricks.secret_scope, cfg.databricks.secret_key
     return None
 
 
