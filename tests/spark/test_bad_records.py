@@ -11,7 +11,7 @@ import pytest
 
 from webscale_rl import cli
 from webscale_rl.config import ConfigError, load_config
-from webscale_rl.readers import InputError, jsonl, read_documents
+from webscale_rl.readers import READ_ERROR, InputError, files, jsonl, read_documents
 from webscale_rl.readers.jsonl_lines import BAD_RECORD, TOO_LARGE, BadLine, bad_lines
 from webscale_rl.stages import ingest
 from webscale_rl.stages.base import DETAIL, REASON, StageContext
@@ -123,3 +123,16 @@ def test_on_bad_record_config_key_and_cli_option():
     assert load_config(args.config, cli.run_overrides(args)).limits.on_bad_record == "reject"
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["run", "--warehouse", "w", "--on-bad-record", "skip"])
+
+
+def test_a_file_its_parser_fails_on_is_a_bad_record_row(monkeypatch):
+    def broken_parser(*_args, **_kwargs):
+        raise RecursionError("maximum recursion depth exceeded\nmore lines")
+
+    monkeypatch.setattr(files, "html_to_text", broken_parser)
+    [row] = list(files.file_documents("/in/page.html", b"<html>deep</html>", "reject"))
+    assert (row["id"], row["text"], row["source"], row["source_format"]) == ("/in/page.html", None, "/in/page.html", "html")
+    assert row[READ_ERROR] == "bad_record: /in/page.html: could not be parsed as html (maximum recursion depth exceeded)"
+    with pytest.raises(RecursionError):
+        list(files.file_documents("/in/page.html", b"<html>deep</html>", "fail"))
+    assert list(files.file_documents("/in/a.txt", b"fine", "reject"))[0]["text"] == "fine"

@@ -51,5 +51,5 @@ def _frames_per_format(
         frames.append(empty_file_documents(spark, empty))
     binary_files = [f for fmt in BINARY_FORMATS for f in files_by_format[fmt] if f not in empty]
     if binary_files:
-        frames.append(read_binary_documents(spark, binary_files))
+        frames.append(read_binary_documents(spark, binary_files, on_bad_record))
     return frames
