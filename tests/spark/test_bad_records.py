@@ -81,10 +81,14 @@ def test_on_bad_record_fail_raises_naming_file_and_first_bad_line(spark, mixed_f
     assert (err.value.path, err.value.line) == (str(mixed_file), 2)
 
 
-def test_bad_lines_spark_cannot_number_are_still_rejected_one_by_one(spark, mixed_file, monkeypatch):
+@pytest.mark.parametrize("why", ["remote file", "too many bad lines"])
+def test_bad_lines_spark_cannot_number_are_still_rejected_one_by_one(spark, mixed_file, monkeypatch, why):
     """Remote files, and files with more bad lines than the driver numbers, are rejected in Spark:
     by file and a hash of the line, which is also a stable id."""
-    monkeypatch.setattr(jsonl, "MAX_NUMBERED_BAD_LINES", 0)
+    if why == "remote file":
+        monkeypatch.setattr(jsonl, "is_local_path", lambda _path: False)
+    else:
+        monkeypatch.setattr(jsonl, "MAX_NUMBERED_BAD_LINES", 0)
     outcomes = _outcomes(spark, mixed_file)
     rejected = {k: v for k, v in outcomes.items() if v[0] is not None}
     assert len(rejected) == len(BAD) and {v[0] for v in rejected.values()} == {BAD_RECORD}
@@ -95,6 +99,10 @@ def test_bad_lines_spark_cannot_number_are_still_rejected_one_by_one(spark, mixe
     )
     assert {k for k, v in outcomes.items() if v[0] is None} == {d["id"] for d in GOOD}
     assert _outcomes(spark, mixed_file).keys() == outcomes.keys()
+    if why == "remote file":
+        with pytest.raises(InputError, match=r"docs\.jsonl: 4 bad line\(s\) .*, e\.g\. a line of \d+ characters: ") as err:
+            read_documents(spark, [str(mixed_file)], on_bad_record="fail")
+        assert err.value.line is None
 
 
 # --------------------------------------------------------------------------------------------

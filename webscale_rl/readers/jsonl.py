@@ -35,7 +35,21 @@ MAX_NUMBERED_BAD_LINES = 10_000
 def read_jsonl(spark: SparkSession, files: list[str], on_bad_record: OnBadRecord = "reject") -> DataFrame:
     lines = _parsed_lines(spark, files)
     bad_counts = _bad_line_counts(lines, files)
-    documents = lines.where(F.col(PROBLEM).isNull()).select(
+    if not bad_counts:  # the good path: no per-line check in the pass that reads the documents
+        return _documents(lines)
+    if on_bad_record == "fail":
+        _raise_first_bad_line(lines, *next(iter(bad_counts.items())))
+    numbered = _numbered_bad_lines(bad_counts)
+    frames = [_documents(lines.where(F.col(PROBLEM).isNull()))]
+    if numbered:
+        frames.append(_numbered_rejections(spark, numbered))
+    if len(numbered) < len(bad_counts):
+        frames.append(_unnumbered_rejections(lines, sorted(numbered)))
+    return _union(frames)
+
+
+def _documents(lines: DataFrame) -> DataFrame:
+    return lines.select(
         F.variant_get("v", "$.id", "string").alias("id"),
         F.variant_get("v", "$.url", "string").alias("url"),
         F.variant_get("v", "$.text", "string").alias("text"),
@@ -43,17 +57,6 @@ def read_jsonl(spark: SparkSession, files: list[str], on_bad_record: OnBadRecord
         F.lit("jsonl").alias("source_format"),
         F.lit(None).cast("string").alias(READ_ERROR),
     )
-    if not bad_counts:
-        return documents
-    if on_bad_record == "fail":
-        _raise_first_bad_line(*next(iter(bad_counts.items())))
-    numbered = _numbered_bad_lines(bad_counts)
-    frames = [documents]
-    if numbered:
-        frames.append(_numbered_rejections(spark, numbered))
-    if len(numbered) < len(bad_counts):
-        frames.append(_unnumbered_rejections(lines, sorted(numbered)))
-    return _union(frames)
 
 
 def _parsed_lines(spark: SparkSession, files: list[str]) -> DataFrame:
@@ -100,11 +103,16 @@ def _bad_line_counts(lines: DataFrame, files: list[str]) -> dict[str, int]:
     return counts
 
 
-def _raise_first_bad_line(path: str, bad_count: int) -> None:
+def _raise_first_bad_line(lines: DataFrame, path: str, bad_count: int) -> None:
+    """`on_bad_record: fail`: a local file is re-read to name the line; elsewhere Spark names
+    the problem of one bad line, without its number."""
     if is_local_path(path):
         for line in bad_lines(local_path(path)):
             raise InputError(path, line.problem, line=line.number)
-    raise InputError(path, f"{bad_count} line(s) could not be parsed as JSON objects by Spark")
+    example = lines.where(F.col(PROBLEM).isNotNull() & (F.col("source") == local_path(path)))
+    first = example.select(PROBLEM, F.length("value").alias("chars")).first()
+    detail = f", e.g. a line of {first.chars} characters: {first[PROBLEM]}" if first else ""
+    raise InputError(path, f"{bad_count} bad line(s) (line numbers are found for local files only){detail}")
 
 
 def _numbered_bad_lines(bad_counts: dict[str, int]) -> dict[str, list[BadLine]]:
