@@ -80,6 +80,11 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--until", choices=STAGES, help="stop after this stage")
     run.add_argument("--limit", type=int, metavar="N", help="read at most N documents")
     run.add_argument(
+        "--on-bad-record", choices=("reject", "fail"),
+        help="a bad input record (e.g. a JSONL line that is not a JSON object): reject it into 'rejections' "
+        "and go on (default), or stop the run naming file and line; sets limits.on_bad_record",
+    )
+    run.add_argument(
         "--conf", dest="spark_conf", action="append", default=[], metavar="KEY=VALUE",
         help="a Spark setting, as spark-submit takes it (repeatable), e.g. spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000",
     )
@@ -140,8 +145,13 @@ def explain(exc: Exception) -> tuple[int | None, str]:
     return None, text
 
 
+def run_overrides(args) -> list[str]:
+    """The config overrides of `run`: `--set` pairs, then the options that set one key."""
+    return [*args.overrides, *([f"limits.on_bad_record={args.on_bad_record}"] if args.on_bad_record else [])]
+
+
 def cmd_run(args) -> int:
-    cfg = load_config(args.config, args.overrides)  # a config error is reported before Spark loads
+    cfg = load_config(args.config, run_overrides(args))  # a config error is reported before Spark loads
     cfg.decontam.eval_sets = [*cfg.decontam.eval_sets, *args.eval_set]
     from .pipeline import run_pipeline
     from .spark import apply_spark_conf

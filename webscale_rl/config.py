@@ -289,6 +289,10 @@ class LimitsConfig:
     # Hostile inputs: a document longer than this (characters) is rejected (`too_large`) or cut.
     max_doc_chars: int = 2_000_000
     on_too_large: Literal["reject", "truncate"] = "reject"
+    # A bad input record (a JSONL line that is not a JSON object with a string "text", or too large
+    # to parse): "reject" lands it in `rejections` (bad_record / too_large, naming file and line)
+    # and the run goes on; "fail" stops the run with an error naming file and line.
+    on_bad_record: Literal["reject", "fail"] = "reject"
     # Tokens one call may carry (prompt + document + reply). None: the local server's slot
     # (local_llm.ctx_size / parallel) for provider local, no token bound for openai.
     max_input_tokens: int | None = None

@@ -128,15 +128,20 @@ def test_chunk_mode_splits_long_documents_into_calls_that_fit(spark):
 
 
 @pytest.mark.parametrize(
-    "name, message",
+    "name, line, message",
     [
-        ("broken_line3.jsonl", r"broken_line3\.jsonl, line 3: not valid JSON \(.* at column \d+\)"),
-        ("not_object_line2.jsonl", r"not_object_line2\.jsonl, line 2: not a JSON object \(got list\)"),
+        ("broken_line3.jsonl", 3, r"not valid JSON \(.* at column \d+\)"),
+        ("not_object_line2.jsonl", 2, r"not a JSON object \(got list\)"),
     ],
 )
-def test_broken_jsonl_is_an_error_naming_file_and_line(spark, name, message):
-    with pytest.raises(InputError, match=message):
-        read_documents(spark, [str(HOSTILE_ERRORS / name)])
+def test_broken_jsonl_line_is_a_rejection_naming_file_and_line_or_with_fail_an_error(spark, name, line, message):
+    path = HOSTILE_ERRORS / name
+    outcomes = {r["doc_id"]: r for r in ingest.ingest_documents(read_documents(spark, [str(path)]), _ctx()).marked.collect()}
+    bad = outcomes.pop(f"{path}:{line}")
+    assert bad[REASON] == "bad_record" and re.match(re.escape(f"{path} line {line}: ") + message, bad[DETAIL])
+    assert outcomes and all(r[REASON] is None for r in outcomes.values())  # the other lines are read
+    with pytest.raises(InputError, match=re.escape(f"{name}, line {line}: ") + message):
+        read_documents(spark, [str(path)], on_bad_record="fail")
 
 
 def test_parquet_with_wrong_schema_is_an_error_naming_file_column_and_type(spark, tmp_path):

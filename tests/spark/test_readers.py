@@ -14,6 +14,7 @@ from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
 from webscale_rl.readers import (
+    READ_ERROR,
     READER_COLUMNS,
     InputError,
     list_with_spark,
@@ -176,26 +177,44 @@ def test_list_remote_style_folder_with_spark(spark):
 # Inputs a user must fix: the message names the file (and the line)
 
 
+BAD_LINE_FILES = [
+    ("bad_json_line3.jsonl", 3, "not valid JSON"),
+    ("missing_text.jsonl", 2, 'no "text" key'),
+    ("nonstring_text.jsonl", 4, '"text" is not a string (got int)'),
+    ("not_object.jsonl", 1, "not a JSON object"),
+]
+
+
 @pytest.mark.parametrize(
     "name, line, fragment",
     [
         ("empty.jsonl", None, "file is empty"),
         ("blank_lines.jsonl", None, "file is empty"),
-        ("bad_json_line3.jsonl", 3, "not valid JSON"),
-        ("missing_text.jsonl", 2, 'no "text" key'),
-        ("nonstring_text.jsonl", 4, '"text" is not a string (got int)'),
-        ("not_object.jsonl", 1, "not a JSON object"),
+        *BAD_LINE_FILES,
         ("not_gzip.jsonl.gz", None, "not gzip-compressed"),
         ("table.csv", None, "unsupported file type; supported extensions: .jsonl.gz"),
     ],
 )
-def test_bad_fixture_files(spark, name, line, fragment):
+def test_bad_fixture_files_with_on_bad_record_fail(spark, name, line, fragment):
     path = str(BAD / name)
     with pytest.raises(InputError) as err:
-        read_documents(spark, [path])
+        read_documents(spark, [path], on_bad_record="fail")
     assert (err.value.path, err.value.line) == (path, line)
     assert fragment in str(err.value)
     assert str(err.value).startswith(f"{path}, line {line}:" if line else f"{path}:")
+
+
+def test_bad_lines_are_read_error_rows_by_default(spark):
+    """The default (`limits.on_bad_record: reject`): one row per bad line, id `<file>:<line>`,
+    which ingest rejects as `bad_record`; the good lines of the same files are read."""
+    paths = [str(BAD / name) for name, _, _ in BAD_LINE_FILES]
+    rows = read_documents(spark, paths).collect()
+    errors = {r["id"]: r[READ_ERROR] for r in rows if r[READ_ERROR]}
+    assert sorted(errors) == sorted(f"{BAD / name}:{line}" for name, line, _ in BAD_LINE_FILES)
+    for name, line, fragment in BAD_LINE_FILES:
+        assert errors[f"{BAD / name}:{line}"].startswith(f"bad_record: {BAD / name} line {line}: {fragment}")
+    good = [r for r in rows if not r[READ_ERROR]]
+    assert good and all(r["source_format"] == "jsonl" and r["source"] in paths for r in good)
 
 
 def test_nonexistent_path(spark, tmp_path):
@@ -221,8 +240,11 @@ def test_bad_line_is_found_in_a_gzip_file_among_others(spark, tmp_path):
     path = tmp_path / "second.jsonl.gz"
     path.write_bytes(gzip.compress((BAD / "bad_json_line3.jsonl").read_bytes()))
     with pytest.raises(InputError) as err:
-        read_documents(spark, [str(GOOD / "docs.jsonl"), str(path)])
+        read_documents(spark, [str(GOOD / "docs.jsonl"), str(path)], on_bad_record="fail")
     assert (err.value.path, err.value.line) == (str(path), 3)
+    rows = read_documents(spark, [str(GOOD / "docs.jsonl"), str(path)]).collect()
+    assert [r["id"] for r in rows if r[READ_ERROR]] == [f"{path}:3"]
+    assert len([r for r in rows if r["source"] == str(GOOD / "docs.jsonl")]) == len(jsonl_rows(""))
 
 
 def test_truncated_gzip(spark, tmp_path):

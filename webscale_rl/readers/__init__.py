@@ -1,9 +1,12 @@
 """Read input documents (JSONL, Parquet, Delta, WARC, HTML, plain text, e-mail) into one DataFrame.
 
 Every format ends up in the same five string columns, `DOCUMENT_COLUMNS` (plus `READ_ERROR` for an
-input found but not readable as a document). Problems a user can fix (a missing file, a bad JSON
-line, a Parquet file without `text`) are found before any work starts and raised as `InputError`,
-whose message names the file and, for JSONL, the line.
+input found but not readable as a document). A bad record inside a file (a JSONL line that is not
+a JSON object with a string `text`, or one too large to parse; a truncated WARC record) is such a
+row, which ingest rejects naming the file and the line or byte offset, so one record never stops a
+run; with `on_bad_record="fail"` a bad JSONL line raises `InputError` instead. A file that is
+unusable as a whole (missing, empty, corrupt gzip, a Parquet file without a string `text`) is
+found before any work starts and raised as `InputError`, whose message names the file.
 
 Scale: documents never pass through the driver. Only the DataFrame API is used (no RDD, no
 SparkContext), so the same code runs under Spark Connect. Local paths (and `file:` URIs) are
@@ -14,7 +17,8 @@ One module per concern:
 - `documents`  `read_documents`, which assembles the others
 - `discovery`  finding the files and Delta tables under the given paths
 - `precheck`   cheap header checks of local files before any Spark work
-- `jsonl`, `parquet` (Parquet files and Delta tables), `files` (HTML/TXT/WARC/e-mail bytes
+- `jsonl`, `jsonl_lines` (the Python twin that numbers bad lines), `parquet` (Parquet files and
+  Delta tables), `files` (HTML/TXT/WARC/e-mail bytes
   parsed on the executors), `warc`, `html_text`, `email_text`
 - `charset`    text of untrusted bytes (BOM, declared charset, UTF-8)
 - `paths`, `columns`  file names, formats and paths; the output columns and `InputError`
@@ -29,7 +33,8 @@ from .documents import read_documents
 from .email_text import email_to_text
 from .files import parse_file_bytes
 from .html_text import html_to_text, strip_tags
-from .jsonl import jsonl_line_problem
+from .jsonl import OnBadRecord
+from .jsonl_lines import jsonl_line_problem
 from .paths import FORMAT_BY_SUFFIX, SUPPORTED_SUFFIXES, format_of, is_local_path
 from .warc import iter_warc_html
 
@@ -42,6 +47,7 @@ __all__ = [
     "READ_ERROR",
     "SUPPORTED_SUFFIXES",
     "InputError",
+    "OnBadRecord",
     "charset_of",
     "decode_bytes",
     "email_to_text",

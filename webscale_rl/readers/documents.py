@@ -8,15 +8,18 @@ from pyspark.sql import DataFrame, SparkSession
 
 from .discovery import discover
 from .files import empty_file_documents, is_empty_local_file, read_binary_documents
-from .jsonl import read_jsonl
+from .jsonl import OnBadRecord, read_jsonl
 from .parquet import read_delta_table, read_parquet_files
 from .paths import BINARY_FORMATS, SINGLE_DOCUMENT_FORMATS
 from .precheck import precheck_local_files
 
 
-def read_documents(spark: SparkSession, paths: list[str], limit: int | None = None) -> DataFrame:
+def read_documents(
+    spark: SparkSession, paths: list[str], limit: int | None = None, on_bad_record: OnBadRecord = "reject"
+) -> DataFrame:
     """One DataFrame of documents (`READER_COLUMNS`: `DOCUMENT_COLUMNS` and `READ_ERROR`) from
-    files and folders of any supported format."""
+    files and folders of any supported format. `on_bad_record` (`limits.on_bad_record`): a bad
+    JSONL line is a `READ_ERROR` row ("reject") or an `InputError` naming file and line ("fail")."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
@@ -26,7 +29,7 @@ def read_documents(spark: SparkSession, paths: list[str], limit: int | None = No
 
     files_by_format, delta_tables = discover(spark, [str(p) for p in paths])
     precheck_local_files(files_by_format)
-    frames = _frames_per_format(spark, files_by_format, delta_tables)
+    frames = _frames_per_format(spark, files_by_format, delta_tables, on_bad_record)
     documents = frames[0]
     for frame in frames[1:]:
         documents = documents.unionByName(frame)
@@ -34,11 +37,11 @@ def read_documents(spark: SparkSession, paths: list[str], limit: int | None = No
 
 
 def _frames_per_format(
-    spark: SparkSession, files_by_format: dict[str, list[str]], delta_tables: list[str]
+    spark: SparkSession, files_by_format: dict[str, list[str]], delta_tables: list[str], on_bad_record: OnBadRecord
 ) -> list[DataFrame]:
     frames: list[DataFrame] = []
     if files_by_format["jsonl"]:
-        frames.append(read_jsonl(spark, files_by_format["jsonl"]))
+        frames.append(read_jsonl(spark, files_by_format["jsonl"], on_bad_record))
     if files_by_format["parquet"]:
         frames.extend(read_parquet_files(spark, files_by_format["parquet"]))
     for table in delta_tables:
@@ -48,5 +51,5 @@ def _frames_per_format(
         frames.append(empty_file_documents(spark, empty))
     binary_files = [f for fmt in BINARY_FORMATS for f in files_by_format[fmt] if f not in empty]
     if binary_files:
-        frames.append(read_binary_documents(spark, binary_files))
+        frames.append(read_binary_documents(spark, binary_files, on_bad_record))
     return frames

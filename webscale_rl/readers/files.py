@@ -10,9 +10,10 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 
 from .charset import decode_bytes
-from .columns import BOM, READER_COLUMNS, READER_SCHEMA, document
+from .columns import BOM, READER_COLUMNS, READER_SCHEMA, document, first_line
 from .email_text import email_to_text
 from .html_text import html_to_text, quiet_trafilatura
+from .jsonl import OnBadRecord
 from .paths import escape_glob, format_of, is_local_path, local_path
 from .warc import warc_documents
 
@@ -20,9 +21,13 @@ from .warc import warc_documents
 OUTPUT_BATCH_ROWS = 1000
 
 
-def read_binary_documents(spark: SparkSession, files: list[str]) -> DataFrame:
+def read_binary_documents(spark: SparkSession, files: list[str], on_bad_record: OnBadRecord = "reject") -> DataFrame:
     raw = spark.read.format("binaryFile").load([escape_glob(f) for f in files])
-    return raw.select("path", "content").mapInPandas(_parse_binary_batches, schema=READER_SCHEMA)
+
+    def parse_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        return _parse_binary_batches(batches, on_bad_record)
+
+    return raw.select("path", "content").mapInPandas(parse_batches, schema=READER_SCHEMA)
 
 
 def empty_file_documents(spark: SparkSession, files: list[str]) -> DataFrame:
@@ -36,19 +41,31 @@ def is_empty_local_file(path: str) -> bool:
     return is_local_path(path) and os.path.getsize(local_path(path)) == 0
 
 
-def _parse_binary_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+def _parse_binary_batches(batches: Iterator[pd.DataFrame], on_bad_record: OnBadRecord) -> Iterator[pd.DataFrame]:
     """Executor side: one input row per file, any number of documents out (a WARC holds many)."""
     quiet_trafilatura()
     rows: list[dict] = []
     for batch in batches:
         for path, content in zip(batch["path"], batch["content"], strict=True):
-            for row in parse_file_bytes(local_path(path), bytes(content)):
+            for row in file_documents(local_path(path), bytes(content), on_bad_record):
                 rows.append(row)
                 if len(rows) >= OUTPUT_BATCH_ROWS:
                     yield pd.DataFrame(rows, columns=READER_COLUMNS)
                     rows = []
     if rows:
         yield pd.DataFrame(rows, columns=READER_COLUMNS)
+
+
+def file_documents(path: str, content: bytes, on_bad_record: OnBadRecord) -> Iterator[dict]:
+    """`parse_file_bytes`, where a parser failing on one file ("reject") makes a `bad_record` row
+    for it (`doc_id` the file path) instead of failing the Spark job and the run."""
+    try:
+        yield from parse_file_bytes(path, content)
+    except Exception as exc:
+        if on_bad_record == "fail":
+            raise
+        detail = f"{path}: could not be parsed as {format_of(path)} ({first_line(exc)})"
+        yield document(path, None, None, path, format_of(path), f"bad_record: {detail}")
 
 
 def parse_file_bytes(path: str, content: bytes) -> Iterator[dict]:

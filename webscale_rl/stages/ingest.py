@@ -1,7 +1,9 @@
 """ingest: raw reader rows → the `documents` table.
 
 Gives every document a `doc_id` (the input's id, else a stable hash of its content) and rejects
-what no later stage can use: inputs a reader could not decode (`warc_truncated`, ...), empty texts,
+what no later stage can use: records a reader could not decode (`warc_truncated`; a JSONL line
+that is not a JSON object with a string "text" is `bad_record`, one too large to parse `too_large`,
+their detail naming file and line and their doc_id `<file>:<line>`, so a rerun skips them), empty texts,
 documents over `limits.max_doc_chars` (`too_large`, unless `limits.on_too_large: truncate`),
 binary junk, and a second document reusing an id. Kept texts lose their control characters (NUL
 and friends), have PII replaced when `pii.enabled`, and are split into `<doc_id>#<n>` chunks that
@@ -76,7 +78,8 @@ def ingest_documents(raw: DataFrame, ctx: StageContext) -> StageResult:
         ]
     reason, detail = first_failure(
         [
-            # "<reason>: <detail>" from the reader, e.g. "warc_truncated: record at byte offset ..."
+            # "<reason>: <detail>" from the reader, e.g. "warc_truncated: record at byte offset ..." or
+            # "bad_record: /in/docs.jsonl line 7: not valid JSON (...)"; its doc_id is the reader's id.
             ("_read", F.col("_read_error").isNotNull(), F.col("_read_error")),
             ("empty_text", F.regexp_replace(F.coalesce(text, F.lit("")), r"[\s\p{Z}]", "") == "", F.lit("text is empty or whitespace")),
             *too_large_rule,
