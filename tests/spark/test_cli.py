@@ -20,7 +20,7 @@ def test_help(command, capsys):
 def test_bad_json_line_names_file_and_line(spark, tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\n{"text": "also fine"}\n{"text": broken\n')
-    code = main(["run", "--input", str(bad), "--warehouse", str(tmp_path / "wh"), "--set", "mlflow.enabled=false"])
+    code = main(["run", "--input", str(bad), "--warehouse", str(tmp_path / "wh"), "--set", "mlflow.enabled=false", "--on-bad-record", "fail"])
     err = capsys.readouterr().err
     assert code == 2
     assert "bad.jsonl" in err and "line 3" in err
