@@ -1,9 +1,8 @@
 """webscale-rl: turn web pretraining documents into verifiable QA pairs for RL (Webscale-RL pipeline)."""
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-# Stage names in pipeline order; used by --until and in rejections.stage.
-STAGES = ("ingest", "filter", "dedup", "llm_filter", "profile", "generate", "check", "decontaminate")
+__version__ = "0.1.0"
 
 # The ten domains of the authors' code (PAPER.md); profile assigns one, the quality suite checks it.
 DOMAINS = (
@@ -18,3 +17,13 @@ DOMAINS = (
     "Education",
     "Other",
 )
+
+
+def __getattr__(name: str):
+    # STAGES (the stage names in order) comes from the stage objects, which need pyspark: it is
+    # loaded on first use, so `import webscale_rl` and `webscale_rl.config` stay free of pyspark.
+    if name == "STAGES":
+        from .stages.order import STAGES
+
+        return STAGES
+    raise AttributeError(f"module 'webscale_rl' has no attribute {name!r}")

@@ -16,8 +16,8 @@ def fmt_seconds(s: float) -> str:
 class LLMProgress:
     """Prints `[stage] done/total calls, rate, eta` every few seconds while a stage runs."""
 
-    def __init__(self, stage: str, total: int, directory: Path, log: Callable[[str], None], every_s: float = 10.0):
-        self.stage, self.total, self.dir, self.log, self.every = stage, total, directory, log, every_s
+    def __init__(self, stage: str, total: int, directory: str, log: Callable[[str], None], every_s: float = 10.0):
+        self.stage, self.total, self.dir, self.log, self.every = stage, total, Path(directory), log, every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._start = time.monotonic()

@@ -125,7 +125,7 @@ def run_llm_stage(
     mid = model_id(ctx, stage)
     sampling = {"temperature": spec.temperature, "seed": spec.seed, "max_tokens": spec.max_tokens, "response_format": spec.response_format}
     use_cache = llm.cache and ctx.warehouse is not None
-    spill_dir = str(llm_cache.spill_root(ctx.warehouse)) if use_cache else None
+    spill_dir = ctx.warehouse.llm_cache_spill_dir() if use_cache else None
     run_id = ctx.run_id
 
     def add_key(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -138,7 +138,7 @@ def run_llm_stage(
     if use_cache or batch_mode:
         keyed = df.mapInPandas(add_key, T.StructType(df.schema.fields + [T.StructField(KEY_COL, T.StringType())]))
         if use_cache:
-            rows_df = llm_cache.lookup(df.sparkSession, ctx.warehouse, keyed, KEY_COL, CACHED_COL)
+            rows_df = llm_cache.lookup(ctx.warehouse, keyed, KEY_COL, CACHED_COL)
         else:
             rows_df = keyed.withColumn(CACHED_COL, F.lit(None).cast("string"))
     if batch_mode:
@@ -197,7 +197,7 @@ def _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schem
     os.makedirs(workdir, exist_ok=True)
     misses = rows_df.filter(F.col(CACHED_COL).isNull())
     items = ((r[KEY_COL], build_messages(r.asDict())) for r in misses.toLocalIterator())
-    spill = llm_cache.SpillWriter(str(llm_cache.spill_root(ctx.warehouse)), stage, mid, ctx.run_id) if llm.cache and ctx.warehouse else None
+    spill = llm_cache.SpillWriter(ctx.warehouse.llm_cache_spill_dir(), stage, mid, ctx.run_id) if llm.cache and ctx.warehouse else None
     results_path = os.path.join(workdir, "results.jsonl")
     with open(results_path, "w", encoding="utf-8") as out:
 

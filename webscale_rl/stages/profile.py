@@ -87,4 +87,4 @@ def profile_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage("profile", READS, WRITES, "profiles", profile_documents, uses_llm=True)
+STAGE = Stage("profile", READS, WRITES, "profiles", profile_documents, uses_llm=True, rejection_reasons=("no_personas",))
