@@ -4,19 +4,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-# The ten domains of the authors' code (PAPER.md); profile assigns one, the quality suite checks it.
-DOMAINS = (
-    "Math",
-    "Technology & Engineering",
-    "Coding",
-    "Social Science",
-    "Natural Science",
-    "Travel & Lifestyle",
-    "Commerce & Economics",
-    "Medicine & Health",
-    "Education",
-    "Other",
-)
+from .domains import DOMAINS
+
+__all__ = ["DOMAINS", "STAGES", "__version__"]
 
 
 def __getattr__(name: str):

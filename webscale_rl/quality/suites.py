@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import DOMAINS
+from ..domains import DOMAINS
 from ..config import ConfigError
 from ..prompts import ANSWER_TYPES
 from ..stages.order import PIPELINE, STAGES, stage_named

@@ -144,6 +144,28 @@ def run_llm_stage(
     if batch_mode:
         rows_df = _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schema, build_messages)
 
+    process = _answering(spec, stage, mid, run_id, spill_dir, progress_dir, schema_name, reply_schema, build_messages, to_rows, out_names, batch_mode)
+    marked = rows_df.repartition(n_parts).mapInPandas(process, out_schema)
+    return StageResult(marked, stats={"llm_calls_planned": float(n_rows)})
+
+
+def _answering(
+    spec: EndpointSpec,
+    stage: str,
+    mid: str,
+    run_id: str,
+    spill_dir: str | None,
+    progress_dir: str | None,
+    schema_name: str,
+    reply_schema: dict[str, Any],
+    build_messages: BuildMessages,
+    to_rows: ToRows,
+    out_names: list[str],
+    batch_mode: bool,
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The executor side of a stage (for mapInPandas): answer each row from the cache or the batch
+    results, call the model for the rest, spill successes to the cache, map replies to rows."""
+
     def process(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         progress = ProgressFile(progress_dir, uuid.uuid4().hex)
         spill = llm_cache.SpillWriter(spill_dir, stage, mid, run_id) if spill_dir else None
@@ -170,8 +192,7 @@ def run_llm_stage(
                 spill.close()
             progress.flush()
 
-    marked = rows_df.repartition(n_parts).mapInPandas(process, out_schema)
-    return StageResult(marked, stats={"llm_calls_planned": float(n_rows)})
+    return process
 
 
 BATCH_FIELDS = [

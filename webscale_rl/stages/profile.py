@@ -8,7 +8,7 @@ import re
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from .. import DOMAINS
+from ..domains import DOMAINS
 from ..prompts import defuse_document, load_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 from .llm_stage import run_llm_stage
