@@ -10,8 +10,8 @@ import contextlib
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -30,7 +30,7 @@ from .summary import PipelineError, RunSummary, StageSummary
 from .warehouse import Warehouse
 from .work import unaccounted_documents
 
-__all__ = ["run_pipeline", "stages_until", "PIPELINE", "STAGES", "LLM_STAGES", "RunSummary", "StageSummary", "PipelineError"]
+__all__ = ["run_pipeline", "stages_until", "check_config", "PIPELINE", "STAGES", "LLM_STAGES", "RunSummary", "StageSummary", "PipelineError"]
 
 
 def new_run_id() -> str:
@@ -139,9 +139,7 @@ def run_stages(
         log(f"accounted for: every ingested document is in '{summary.final_table}' or 'rejections'")
 
 
-def run_observed_stage(
-    wh: Warehouse, stage: Stage, raw: DataFrame | None, ctx: StageContext, summary: RunSummary, observers: list[RunObserver]
-) -> None:
+def run_observed_stage(wh: Warehouse, stage: Stage, raw: DataFrame | None, ctx: StageContext, summary: RunSummary, observers: list[RunObserver]) -> None:
     """One stage inside its observers' scopes; a quarantined batch fails the run."""
     upstream = raw if stage is PIPELINE[0] else read_upstream(wh, stage)
     with contextlib.ExitStack() as scopes:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def fmt_seconds(s: float) -> str:
@@ -46,7 +46,7 @@ class LLMProgress:
                 self.log(self._line())
                 last = done
 
-    def __enter__(self) -> "LLMProgress":
+    def __enter__(self) -> LLMProgress:
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.total > 0:
             self._thread.start()

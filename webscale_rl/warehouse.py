@@ -54,7 +54,7 @@ class Warehouse:
         self.schema = schema if (catalog and schema) else None
 
     @classmethod
-    def open(cls, spark: SparkSession, root: str | Path, catalog: str | None = None, schema: str | None = None) -> "Warehouse":
+    def open(cls, spark: SparkSession, root: str | Path, catalog: str | None = None, schema: str | None = None) -> Warehouse:
         """The warehouse at `root`, its folder made and, in catalog mode, its schema created."""
         warehouse = cls(spark, str(root), catalog, schema)
         Path(warehouse.root).mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..domains import DOMAINS
 from ..config import ConfigError
+from ..domains import DOMAINS
 from ..prompts import ANSWER_TYPES
 from ..stages.order import PIPELINE, STAGES, stage_named
 

@@ -11,7 +11,8 @@ import math
 import os
 import re
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jsonschema
 import pandas as pd
@@ -180,7 +181,7 @@ def _answering(
 
                 def keep(i: int, res: CallResult) -> None:
                     if spill and res.ok:
-                        spill.write(rows[i][KEY_COL], res.data, res.prompt_tokens, res.completion_tokens)
+                        spill.write(rows[i][KEY_COL], res.data, res.prompt_tokens, res.completion_tokens)  # noqa: B023 (called within this iteration)
 
                 called = complete_many(spec, requests, schema_name, reply_schema, on_done=progress.add, on_result=keep)
                 out: list[dict[str, Any]] = []

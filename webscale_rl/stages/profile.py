@@ -13,7 +13,6 @@ from ..prompts import defuse_document, load_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 from .llm_stage import run_llm_stage
 
-
 READS = ("doc_id", "text")
 WRITES = ("doc_id", "text", "domain", "personas", "profile_version")
 
