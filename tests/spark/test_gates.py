@@ -9,14 +9,14 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from webscale_rl import tables
+from webscale_rl.warehouse import Warehouse
 from webscale_rl.config import Config, ConfigError, QualityConfig, load_config
-from webscale_rl.pipeline import PIPELINE, PipelineError, run_pipeline
+from webscale_rl.pipeline import PIPELINE, PipelineError, check_config, run_pipeline
 from webscale_rl.quality.gates import QUARANTINE, evaluate, gate_batch
 from webscale_rl.quality.suites import table_suites
 from webscale_rl.stages import check
 from webscale_rl.stages.base import StageContext
-from webscale_rl.tables import REJECTION_SCHEMA
+from webscale_rl.warehouse import REJECTION_SCHEMA
 
 from tests.support.docs import ARTICLE, ARTICLE2
 
@@ -124,7 +124,10 @@ def test_check_and_gate_judge_answer_in_question_alike(spark, warehouse, questio
 def test_severity_config_is_checked():
     cfg = load_config(overrides=["quality.severity.qa:max_share(domain)=critical"])
     assert cfg.quality.severity == {"qa:max_share(domain)": "critical"}
+    check_config(cfg)
     # Unknown expectation names are checked where the pipeline is assembled (the config is a leaf).
+    with pytest.raises(ConfigError, match="unknown expectation 'no_such_check'"):
+        check_config(load_config(overrides=["quality.severity.no_such_check=warning"]))
     with pytest.raises(ConfigError, match="must be one of critical, warning, off"):
         load_config(overrides=["quality.severity.unique(qa_id)=fatal"])
 
@@ -150,8 +153,8 @@ def test_corrupted_batch_is_quarantined_and_table_unchanged(spark, tmp_path, mon
     lines: list[str] = []
     # Runs are incremental: an earlier run lands other documents; the broken run's batch is new work.
     run_pipeline([str(_docs(tmp_path, "-earlier"))], warehouse, cfg, until="dedup", spark=spark, log=lines.append)
-    filtered_before = tables.latest_version(spark, warehouse, "filtered")
-    deduped_before = tables.latest_version(spark, warehouse, "deduped")
+    filtered_before = Warehouse(spark, warehouse).latest_version("filtered")
+    deduped_before = Warehouse(spark, warehouse).latest_version("deduped")
     assert not any("[gate]" in line for line in lines)  # a clean batch passes silently
 
     # A broken filter: its kept rows lose their doc_id.
@@ -173,18 +176,18 @@ def test_corrupted_batch_is_quarantined_and_table_unchanged(spark, tmp_path, mon
     assert any(line.startswith("[gate] filter → 'filtered'") for line in lines)
 
     # The main tables did not move; the batch (kept and rejected rows) is in quarantine.
-    assert tables.latest_version(spark, warehouse, "filtered") == filtered_before
-    assert tables.latest_version(spark, warehouse, "deduped") == deduped_before
-    quarantined = tables.read(spark, warehouse, QUARANTINE).collect()
+    assert Warehouse(spark, warehouse).latest_version("filtered") == filtered_before
+    assert Warehouse(spark, warehouse).latest_version("deduped") == deduped_before
+    quarantined = Warehouse(spark, warehouse).read(QUARANTINE).collect()
     assert {(r["table"], r["stage"]) for r in quarantined} == {("filtered", "filter"), ("rejections", "filter")}
     assert len(quarantined) == 4 and len({r["run_id"] for r in quarantined}) == 1
     assert quarantined[0]["failed_expectations"] == ["filtered:not_null(doc_id) (1 rows of 3 violate)"]
     docs = {json.loads(r["row_json"]).get("doc_id") for r in quarantined}
     assert docs == {"danube", "copy", "short", None}
     run_id = quarantined[0]["run_id"]
-    assert tables.read(spark, warehouse, "rejections").filter((F.col("run_id") == run_id) & (F.col("stage") == "filter")).count() == 0
+    assert Warehouse(spark, warehouse).read("rejections").filter((F.col("run_id") == run_id) & (F.col("stage") == "filter")).count() == 0
 
     # The CLI turns it into exit code 1 with the message.
     code = main(["run", "--input", *inputs, "--warehouse", str(warehouse), "--until", "dedup", "--set", "mlflow.enabled=false"])
     assert code == 1
-    assert tables.latest_version(spark, warehouse, "filtered") == filtered_before
+    assert Warehouse(spark, warehouse).latest_version("filtered") == filtered_before

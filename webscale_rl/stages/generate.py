@@ -87,4 +87,5 @@ def generate_qa(profiles: DataFrame, ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage("generate", READS, WRITES, "qa_candidates", generate_qa, uses_llm=True)
+# One pair per persona: one profile row in, several rows out.
+STAGE = Stage("generate", READS, WRITES, "qa_candidates", generate_qa, uses_llm=True, fans_out=True, rejection_reasons=("empty_qa",))
