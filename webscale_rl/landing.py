@@ -15,8 +15,8 @@ from pyspark.sql import functions as F
 
 from .config import Config
 from .llm.engine import TRANSIENT_REASON_SQL
-from .quality.gates import GateOutcome, gate_batch, quarantine
-from .stages.base import Stage, StageResult, batch_totals
+from .quality.gates import GateOutcome, drop_row_violations, gate_batch, quarantine, quarantine_rows
+from .stages.base import DETAIL, REASON, Stage, StageResult, batch_totals
 from .stages.llm_stage import llm_usage
 from .summary import StageSummary
 from .warehouse import REJECTIONS, Warehouse
@@ -46,6 +46,10 @@ def land_batch(
     `elapsed_s` of the summary is left 0: the caller times the whole stage."""
     txn = f"webscale-rl/{stage.name}/{run_id}"
     marked = warehouse.read_batch(stage.name, run_id)
+    if cfg.quality.gates:  # rows breaking a per-row rule leave the batch; the rest lands
+        marked = drop_row_violations(marked, stage.table, cfg.quality, REASON, DETAIL)
+        if quarantine_rows(warehouse, stage.name, run_id, marked, stage.table, txn) is not None:
+            log(f"  [gate] {stage.name}: rows that broke a per-row expectation are rejected as quarantined:<expectation> and copied to 'quarantine'")
     reasons, counts = batch_totals(marked)
     n_kept = reasons.pop(None, 0)
     n_rejected = sum(reasons.values())

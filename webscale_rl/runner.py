@@ -28,8 +28,12 @@ def run_stage(warehouse: Warehouse, stage: Stage, upstream: DataFrame, ctx: Stag
     if quarantined is not None:
         return replace(quarantined, elapsed_s=time.monotonic() - t0)
     stage.check_reads(upstream)
-    work, rows_in = (upstream, None) if first else _new_rows(warehouse, stage, upstream)
-    if rows_in == 0:
+    items = stage.work_items(upstream, ctx) if stage.work_items else upstream
+    work, rows_in = (items, None) if first else _new_rows(warehouse, stage, items)
+    # Nothing new: done, unless the stage's table does not exist yet. Then the stage runs on no rows
+    # and lands its empty table, so a run whose items were all rejected ends with every table it
+    # reached (an empty `qa` is a result, not an error).
+    if rows_in == 0 and warehouse.exists(stage.table):
         ctx.log(f"[{stage.name}] done in {fmt_seconds(time.monotonic() - t0)}: nothing new to process")
         return StageSummary(stage.name, stage.table, 0, 0, 0, time.monotonic() - t0, {}, None)
     result = stage.run(with_landed_rows(warehouse, stage, work), ctx)

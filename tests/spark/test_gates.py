@@ -191,3 +191,35 @@ def test_corrupted_batch_is_quarantined_and_table_unchanged(spark, tmp_path, mon
     code = main(["run", "--input", *inputs, "--warehouse", str(warehouse), "--until", "dedup", "--set", "mlflow.enabled=false"])
     assert code == 1
     assert Warehouse(spark, warehouse).latest_version("filtered") == filtered_before
+
+
+def test_a_row_that_breaks_a_per_row_rule_is_quarantined_alone_and_the_rest_lands(spark, tmp_path, monkeypatch):
+    """As Delta Live Tables' expect_or_drop: a kept row with a domain outside the ten goes to the
+    quarantine table with the expectation it broke and is rejected with that reason; the other
+    rows of its batch land and the run succeeds."""
+    from tests.support.fake_server import FakeOpenAI
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    real = next(s for s in PIPELINE if s.name == "profile")
+
+    def astrology_for_photo(df, ctx):
+        result = real.run(df, ctx)
+        result.marked = result.marked.withColumn("domain", F.when(F.col("doc_id") == "photo", F.lit("Astrology")).otherwise(F.col("domain")))
+        return result
+
+    monkeypatch.setattr("webscale_rl.pipeline.PIPELINE", tuple(dataclasses.replace(s, run=astrology_for_photo) if s is real else s for s in PIPELINE))
+    warehouse = tmp_path / "wh"
+    with FakeOpenAI() as fake:
+        cfg = load_config("openai", [f"llm.base_url={fake.base_url}", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"])
+        summary = run_pipeline([str(_docs(tmp_path))], warehouse, cfg, until="profile", spark=spark, log=lambda _: None)
+    wh = Warehouse(spark, warehouse)
+    assert {r["doc_id"] for r in wh.read("profiles").collect()} == {"danube"}
+    rejected = wh.read("rejections").filter("stage = 'profile'").collect()
+    assert [(r["doc_id"], r["reason"]) for r in rejected] == [("photo", "quarantined:in_set(domain)")]
+    assert rejected[0]["detail"] == "landing gate: profiles:in_set(domain) failed"
+    quarantined = wh.read(QUARANTINE).collect()
+    assert [(r["table"], r["stage"], r["failed_expectations"]) for r in quarantined] == [("profiles", "profile", ["profiles:in_set(domain)"])]
+    assert json.loads(quarantined[0]["row_json"])["domain"] == "Astrology"
+    profile = next(s for s in summary.stages if s.stage == "profile")
+    assert (profile.kept, profile.rejected, profile.rejected_by_reason) == (1, 1, {"quarantined:in_set(domain)": 1})
+    assert profile.gate.ok

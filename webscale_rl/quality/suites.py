@@ -32,6 +32,8 @@ def reason_pattern(stage: str) -> str:
 
 
 LLM_ERROR = r"llm_error:[a-z_]+"
+# A kept row that broke a critical per-row expectation at landing (gates.drop_row_violations).
+QUARANTINED = r"quarantined:.+"
 
 
 @dataclass(frozen=True)
@@ -108,14 +110,12 @@ def table_suites(q: Any) -> dict[str, list[Expectation]]:
 def batch_suite(stage: str, q: Any) -> list[Expectation]:
     """Row-count relations of one stage's batch (rows in, kept, rejected) and of its rejections."""
     declared = stage_named(stage)
-    # A document stage keeps at most its documents; a stage that fans out (generate: one row per
-    # persona) is not bound by rows in, and the QA stages' counts are bound by rows_accounted.
-    one_per_document = declared.input_key == ("doc_id",) and not declared.fans_out
-    relations = [Expectation("rows_at_most_input")] if one_per_document else []
-    if not declared.fans_out:
-        relations.append(Expectation("rows_accounted"))
+    # A document stage keeps at most its documents; every stage accounts for each of its work items
+    # (generate's items are personas) as kept or rejected.
+    relations = [Expectation("rows_at_most_input")] if declared.input_key == ("doc_id",) else []
     relations += [
-        Expectation("matches", "reason", (f"({reason_pattern(stage)}|{LLM_ERROR})",), WARNING),
+        Expectation("rows_accounted"),
+        Expectation("matches", "reason", (f"({reason_pattern(stage)}|{LLM_ERROR}|{QUARANTINED})",), WARNING),
         # Most of a batch failing to reach or parse the model is a broken endpoint, not bad data.
         Expectation("max_reject_share", "llm_error", (q.max_llm_error_share,), WARNING),
     ]

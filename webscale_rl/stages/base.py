@@ -8,7 +8,7 @@ in one place that nothing vanished.
 
 Everything the runner and the quality suites need to know about a stage is declared on its `Stage`
 object (columns read and written, the key of a done input row, whether it needs rows landed
-earlier, whether it fans out, its rejection reasons, whether it calls the LLM); no list elsewhere is
+earlier, how it turns input rows into work items, its rejection reasons, whether it calls the LLM); no list elsewhere is
 keyed by stage name.
 """
 
@@ -86,8 +86,10 @@ class Stage:
     reads: columns the upstream frame must have; writes: columns every output row has (kept rows
     land them in `table`). input_key: the columns that say an input row is handled (kept or
     rejected), so a rerun skips it. needs_landed_rows: the stage judges new rows against the rows
-    earlier runs kept (dedup: a copy of last week's document is still a copy). fans_out: one input
-    row may give many output rows (so kept + rejected need not equal rows in).
+    earlier runs kept (dedup: a copy of last week's document is still a copy). work_items: turns the
+    upstream rows into the stage's items before the runner drops the items some run handled
+    (generate: one item per persona, keyed by its qa_id, so a persona whose call failed transiently
+    is retried while the document's other pairs stay); every item gives one output row.
     rejection_reasons: regex alternatives of the reasons it gives. The expectation suite of its
     kept rows is `quality.suites.table_suites(q)[stage.table]`."""
 
@@ -99,7 +101,7 @@ class Stage:
     uses_llm: bool = False
     input_key: tuple[str, ...] = ("doc_id",)
     needs_landed_rows: bool = False
-    fans_out: bool = False
+    work_items: Callable[[DataFrame, StageContext], DataFrame] | None = None
     rejection_reasons: tuple[str, ...] = ()
 
     @property
