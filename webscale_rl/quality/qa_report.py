@@ -7,7 +7,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from ..stages.check import contains_words
+from ..rules.words import contains_words
 from ..warehouse import REJECTIONS, Warehouse
 
 
@@ -65,6 +65,8 @@ def format_qa_report(report: dict) -> list[str]:
         f"  answers found in their document: {report['answer_verbatim_share']:.0%} verbatim, "
         f"{report['answer_verbatim_or_by_value_share']:.0%} verbatim or by value",
     ]
+    if not report["pairs"]:
+        lines.append("  no QA pair survived this run: the rejections below say why")
     for key, title in (("domains", "domains"), ("answer_types", "answer types"), ("rejections", "rejections")):
         if report.get(key):
             lines.append(f"  {title}: " + ", ".join(f"{k}={v}" for k, v in report[key].items()))
