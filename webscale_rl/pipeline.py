@@ -57,6 +57,21 @@ def check_config(cfg: Config) -> None:
     check_severity_overrides(cfg.quality)
 
 
+def check_llm_reachable(cfg: Config, spark: SparkSession, stages: tuple[Stage, ...]) -> None:
+    """provider local serves the embedded model on this driver's loopback address, which executors
+    on other hosts cannot reach: refuse at start, naming what to use instead."""
+    if cfg.llm.provider != "local" or not any(s.uses_llm for s in stages):
+        return
+    master = spark.conf.get("spark.master", "local") or "local"
+    if master.startswith("local"):
+        return
+    raise ConfigError(
+        f"llm.provider=local serves the embedded model on this driver's {cfg.local_llm.host}, which executors of master "
+        f"{master} on other hosts cannot reach: serve a model every executor can reach (llama-server, vLLM, a hosted "
+        "endpoint) and run with --config openai --set llm.base_url=http://HOST:PORT/v1"
+    )
+
+
 def run_pipeline(
     inputs: list[str],
     warehouse: str | Path,
@@ -78,6 +93,7 @@ def run_pipeline(
     run_id = new_run_id()
     log(f"webscale-rl run {run_id}: stages {stages[0].name}..{stages[-1].name}, {len(inputs)} input path(s) → warehouse {Path(warehouse).resolve()}")
     spark = spark or get_spark(cfg)
+    check_llm_reachable(cfg, spark, stages)
     cfg = with_call_limits(cfg, LLM_STAGES)  # llm.max_doc_chars fitted to the model's context (limits.*)
     wh = Warehouse.open(spark, warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)
     # Reading validates every input file before any stage runs (clear errors, no half runs).

@@ -78,3 +78,29 @@ def test_loading_the_config_does_not_load_pyspark():
     code = "import sys, webscale_rl, webscale_rl.config; print('pyspark' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+class _Conf:
+    def __init__(self, master):
+        self.master = master
+
+    def get(self, key, default=None):
+        return self.master if key == "spark.master" else default
+
+
+@pytest.mark.parametrize(
+    ("provider", "master", "refused"),
+    [("local", "spark://10.1.2.3:7077", True), ("local", "yarn", True), ("local", "local[4]", False), ("openai", "spark://10.1.2.3:7077", False)],
+)
+def test_the_embedded_model_is_refused_on_a_cluster_with_the_setting_to_use(provider, master, refused):
+    from webscale_rl.config import load_config
+    from webscale_rl.pipeline import check_llm_reachable
+
+    cfg = load_config(None, [f"llm.provider={provider}"])
+    spark = SimpleNamespace(conf=_Conf(master))
+    if not refused:
+        check_llm_reachable(cfg, spark, PIPELINE)
+        return
+    with pytest.raises(ConfigError, match=r"llm.provider=local .* master .* cannot reach: .* --set llm.base_url=http://HOST:PORT/v1"):
+        check_llm_reachable(cfg, spark, PIPELINE)
+    check_llm_reachable(cfg, spark, PIPELINE[:3])  # no LLM stage in the run: nothing to reach
