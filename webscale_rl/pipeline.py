@@ -92,7 +92,7 @@ def run_pipeline(
         raise PipelineError("the ingest stage needs --input (later stages read the warehouse)")
     run_id = new_run_id()
     log(f"webscale-rl run {run_id}: stages {stages[0].name}..{stages[-1].name}, {len(inputs)} input path(s) → warehouse {Path(warehouse).resolve()}")
-    spark = spark or get_spark(cfg)
+    spark = spark or get_spark(cfg, storage_uris=[*inputs, str(warehouse)])  # s3a:// needs its connector jars
     check_llm_reachable(cfg, spark, stages)
     cfg = with_call_limits(cfg, LLM_STAGES)  # llm.max_doc_chars fitted to the model's context (limits.*)
     wh = Warehouse.open(spark, warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)

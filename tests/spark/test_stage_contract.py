@@ -104,3 +104,13 @@ def test_the_embedded_model_is_refused_on_a_cluster_with_the_setting_to_use(prov
     with pytest.raises(ConfigError, match=r"llm.provider=local .* master .* cannot reach: .* --set llm.base_url=http://HOST:PORT/v1"):
         check_llm_reachable(cfg, spark, PIPELINE)
     check_llm_reachable(cfg, spark, PIPELINE[:3])  # no LLM stage in the run: nothing to reach
+
+
+def test_the_public_python_api():
+    code = (
+        "import sys; from webscale_rl import Config, load_config; assert 'pyspark' not in sys.modules; "
+        "from webscale_rl import run_pipeline, RunSummary, PipelineError, STAGES; "
+        "assert run_pipeline.__module__ == 'webscale_rl.pipeline' and STAGES[-1] == 'decontaminate'; "
+        "assert isinstance(load_config('openai'), Config)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
