@@ -32,7 +32,7 @@ def main() -> None:
     from webscale_rl.quality.expectations import validate_qa
     from webscale_rl.quality.gates import gate_batch
     from webscale_rl.spark import build_local_session
-    from webscale_rl.tables import REJECTION_SCHEMA
+    from webscale_rl.warehouse import REJECTION_SCHEMA
 
     cfg = Config()
     cfg.spark.master = "local[2]"

@@ -164,10 +164,6 @@ def cmd_run(args) -> int:
 
 
 def print_report(summary, n_examples: int = 3) -> None:
-    from . import tables
-    from .spark import get_spark
-
-    spark = get_spark()
     wh = summary.warehouse
     print("\n=== funnel ===")
     for s in summary.stages:
@@ -181,7 +177,7 @@ def print_report(summary, n_examples: int = 3) -> None:
         from pyspark.sql import functions as F
 
         rows = (
-            tables.read(spark, wh, "qa")
+            wh.read("qa")
             .filter(F.col("run_id") == summary.run_id)
             .orderBy("qa_id")
             .select("domain", "persona", "question", "answer")
@@ -211,14 +207,14 @@ def print_report(summary, n_examples: int = 3) -> None:
 def cmd_export(args) -> int:
     from pyspark.sql import functions as F
 
-    from . import export, tables
+    from . import export
     from .config import load_config
     from .spark import get_spark
+    from .warehouse import Warehouse
 
     cfg = load_config(args.config, args.overrides)
     spark = get_spark(cfg)
-    tables.use_catalog(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)
-    qa = tables.read(spark, args.warehouse, "qa")
+    qa = Warehouse(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema).read("qa")
     # Incremental runs add to one table, each pair once: the data set is the whole table.
     if args.run_id or args.latest_run:
         run_id = args.run_id or qa.agg(F.max("run_id")).collect()[0][0]

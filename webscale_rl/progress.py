@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def fmt_seconds(s: float) -> str:
@@ -16,8 +16,8 @@ def fmt_seconds(s: float) -> str:
 class LLMProgress:
     """Prints `[stage] done/total calls, rate, eta` every few seconds while a stage runs."""
 
-    def __init__(self, stage: str, total: int, directory: Path, log: Callable[[str], None], every_s: float = 10.0):
-        self.stage, self.total, self.dir, self.log, self.every = stage, total, directory, log, every_s
+    def __init__(self, stage: str, total: int, directory: str, log: Callable[[str], None], every_s: float = 10.0):
+        self.stage, self.total, self.dir, self.log, self.every = stage, total, Path(directory), log, every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._start = time.monotonic()
@@ -46,7 +46,7 @@ class LLMProgress:
                 self.log(self._line())
                 last = done
 
-    def __enter__(self) -> "LLMProgress":
+    def __enter__(self) -> LLMProgress:
         self.dir.mkdir(parents=True, exist_ok=True)
         if self.total > 0:
             self._thread.start()

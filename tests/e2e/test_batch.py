@@ -8,7 +8,7 @@ import json
 
 from pyspark.sql import functions as F
 
-from webscale_rl import tables
+from webscale_rl.warehouse import Warehouse
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
@@ -45,9 +45,9 @@ def test_batch_mode_maps_results_back_retries_and_loses_nothing(spark, tmp_path,
         run_pipeline([str(docs)], warehouse, cfg, until="llm_filter", spark=spark, log=lambda _: None)
         resubmitted = fake.batch_lines - first_lines
     this_run = F.col("run_id") == summary.run_id
-    kept = {r["doc_id"] for r in tables.read(spark, warehouse, "judged").filter(this_run).collect()}
+    kept = {r["doc_id"] for r in Warehouse(spark, warehouse).read("judged").filter(this_run).collect()}
     # Over both runs: the re-run replaced the endpoint failures' rejections, so each item has one.
-    rejected = tables.read(spark, warehouse, "rejections").collect()
+    rejected = Warehouse(spark, warehouse).read("rejections").collect()
     reasons = {r["doc_id"]: r["reason"] for r in rejected}
     assert len(rejected) == len(reasons)
     assert kept == {"ok1", "ok2", "flaky"}

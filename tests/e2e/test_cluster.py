@@ -152,6 +152,15 @@ def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalo
         logs = [p.read_text(errors="replace") for p in wd.glob("app-*/*/stderr")]
         assert any("Running task" in log for log in logs), f"no task ran on the worker with work dir {wd}"
 
+    # The embedded model on a cluster: executors on other hosts cannot reach the driver's loopback,
+    # so the run refuses at start with one line naming the setting to use instead (issue 16).
+    local_llm = [str(tmp_path / "wh-refused") if a == str(wh_cluster) else a for a in cmd] + ["--set", "llm.provider=local"]
+    refused = subprocess.run(local_llm, cwd=tmp_path, env=cluster_env(), capture_output=True, text=True, timeout=600)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    message = [ln for ln in refused.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(message) == 1 and "llm.provider=local" in message[0] and f"master {master}" in message[0] and "llm.base_url" in message[0]
+    assert not (tmp_path / "wh-refused" / "documents").exists()
+
     assert duplicate_keys(spark, wh_cluster) == {}
     cluster, local = snapshot(spark, wh_cluster), snapshot(spark, wh_local)
     assert cluster.keys() == local.keys() and len(local["qa"]) == 8

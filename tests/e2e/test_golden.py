@@ -4,7 +4,8 @@ counts that the code before the reshaping gave (issue 14).
 The expected files were recorded on 2026-11-27 by running the pre-reshaping code (commit 2900e60) on
 tests/fixtures/golden/input.jsonl through the deterministic fake endpoint, with these overrides, and
 dumping every row of `qa` and `rejections` without `run_id` (the only column that differs per run).
-A change that alters a table on purpose re-records the file in the same commit and says why."""
+A change that alters a table on purpose re-records the file in the same commit and says why. Since
+recorded: generate's rows_in counts personas, not documents (its work items are personas, issue 19)."""
 
 from __future__ import annotations
 

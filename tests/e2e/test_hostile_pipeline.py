@@ -10,7 +10,7 @@ import shutil
 
 from pyspark.sql import functions as F
 
-from webscale_rl import tables
+from webscale_rl.warehouse import Warehouse
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
@@ -39,8 +39,8 @@ def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
         )
         summary = run_pipeline([str(corpus)], warehouse, cfg, spark=spark, log=lines.append)
     this_run = F.col("run_id") == summary.run_id
-    qa = tables.read(spark, warehouse, "qa").filter(this_run).collect()
-    rejections = tables.read(spark, warehouse, "rejections").filter(this_run).collect()
+    qa = Warehouse(spark, warehouse).read("qa").filter(this_run).collect()
+    rejections = Warehouse(spark, warehouse).read("rejections").filter(this_run).collect()
     by_doc = {}
     for r in rejections:
         by_doc.setdefault(r["doc_id"], set()).add((r["stage"], r["reason"]))
@@ -65,7 +65,7 @@ def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
     for r in qa:
         assert not re.search(r"PWNED|swordfish|hunter2|password|system prompt|API key", r["question"] + " " + r["answer"], re.I)
     # PII was replaced before anything was stored or sent, and counted.
-    docs = tables.read(spark, warehouse, "documents").filter(this_run)
+    docs = Warehouse(spark, warehouse).read("documents").filter(this_run)
     assert docs.filter(F.col("text").contains("anna@example.org") | F.col("text").contains("415 555 0100")).count() == 0
     assert not [b for b in fake.requests if "anna@example.org" in json.dumps(b)]
     import mlflow

@@ -102,6 +102,3 @@ def test_catalog_tables_instead_of_folders(spark, tmp_path):
     again = run_pipeline([str(inputs)], wh, cfg, until="dedup", spark=spark, log=lambda _: None)
     assert again.counts == {"ingest": 0, "filter": 0, "dedup": 0}
     assert spark.table(f"spark_catalog.{schema}.documents").count() == 4
-    from webscale_rl import tables
-
-    tables.use_catalog(spark, wh, None, None)

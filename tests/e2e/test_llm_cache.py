@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from webscale_rl import tables
+from webscale_rl.warehouse import Warehouse
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
@@ -43,8 +43,8 @@ def config(fake: FakeOpenAI, *extra: str):
 
 def accounted(spark, warehouse: Path, run_id: str, final: str) -> set[str]:
     this_run = F.col("run_id") == run_id
-    kept = {r["doc_id"] for r in tables.read(spark, warehouse, final).filter(this_run).select("doc_id").collect()}
-    rejected = {r["doc_id"] for r in tables.read(spark, warehouse, "rejections").filter(this_run).select("doc_id").collect()} if tables.exists(spark, warehouse, "rejections") else set()
+    kept = {r["doc_id"] for r in Warehouse(spark, warehouse).read(final).filter(this_run).select("doc_id").collect()}
+    rejected = {r["doc_id"] for r in Warehouse(spark, warehouse).read("rejections").filter(this_run).select("doc_id").collect()} if Warehouse(spark, warehouse).exists("rejections") else set()
     return kept | rejected
 
 
@@ -78,7 +78,7 @@ def test_rerun_makes_zero_calls_and_cache_can_be_bypassed(spark, tmp_path, monke
     assert {k: (v["calls"], v["cache_hits"]) for k, v in by_stage.items()} == {"llm_filter": (0, 6), "profile": (0, 6), "generate": (0, 12)}
     assert any("run.llm" not in ln and ln.strip().startswith("run") and " 0 / 24 / " in ln for ln in lines), lines
     # Same rows as the paid run: the cache answers exactly what the model said.
-    q = lambda wh, s: sorted(r["question"] for r in tables.read(spark, wh, "qa_candidates").filter(F.col("run_id") == s.run_id).collect())  # noqa: E731
+    q = lambda wh, s: sorted(r["question"] for r in Warehouse(spark, wh).read("qa_candidates").filter(F.col("run_id") == s.run_id).collect())  # noqa: E731
     assert q(warehouse, first) == q(cached, second) and len(q(warehouse, first)) == 12
 
 

@@ -8,7 +8,8 @@ import json
 import pytest
 from mlflow import MlflowClient
 
-from webscale_rl import STAGES, tables
+from webscale_rl import STAGES
+    from webscale_rl.warehouse import Warehouse
 
 
 def test_pipeline_run_in_mlflow(spark, small_warehouse):
@@ -27,8 +28,8 @@ def test_pipeline_run_in_mlflow(spark, small_warehouse):
     assert ingest.data.params["lineage.read.inputs"].endswith("docs.jsonl")
     assert ingest.data.metrics["rows_in"] == 5 and ingest.data.metrics["rows_out"] == 5
     assert dedup.data.metrics["rejected.exact_duplicate"] == 1
-    assert dedup.data.params["lineage.read.filtered"] == str(tables.latest_version(spark, warehouse, "filtered"))
-    assert dedup.data.params["lineage.written.deduped"] == str(tables.latest_version(spark, warehouse, "deduped"))
+    assert dedup.data.params["lineage.read.filtered"] == str(Warehouse(spark, warehouse).latest_version("filtered"))
+    assert dedup.data.params["lineage.written.deduped"] == str(Warehouse(spark, warehouse).latest_version("deduped"))
     assert generate.data.params["model"] == "gpt-4.1"
     assert generate.data.params["prompt_version"].startswith("generate-v") and "+fewshot-v" in generate.data.params["prompt_version"]
     gm = generate.data.metrics
@@ -41,7 +42,7 @@ def test_pipeline_run_in_mlflow(spark, small_warehouse):
         assert [a.path for a in client.list_artifacts(r.info.run_id, "gate")] == [f"gate/{r.info.run_name}.json"]
 
     pm = parent.data.params
-    assert pm["lineage.written.qa"] == str(tables.latest_version(spark, warehouse, "qa"))
+    assert pm["lineage.written.qa"] == str(Warehouse(spark, warehouse).latest_version("qa"))
     arts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert arts == {"plots/funnel.png", "plots/domains.png", "plots/personas.png", "plots/answer_length.png"}
     top = {a.path for a in client.list_artifacts(parent.info.run_id)}

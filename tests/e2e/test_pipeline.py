@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from webscale_rl import tables
+from webscale_rl.warehouse import Warehouse
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
@@ -74,9 +74,9 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
     this_run = F.col("run_id") == run_id
 
     # Every input document is in qa or in rejections, with the exact reasons.
-    docs = {r["doc_id"] for r in tables.read(spark, warehouse, "documents").filter(this_run).collect()}
-    qa = tables.read(spark, warehouse, "qa").filter(this_run)
-    rejections = tables.read(spark, warehouse, "rejections").filter(this_run)
+    docs = {r["doc_id"] for r in Warehouse(spark, warehouse).read("documents").filter(this_run).collect()}
+    qa = Warehouse(spark, warehouse).read("qa").filter(this_run)
+    rejections = Warehouse(spark, warehouse).read("rejections").filter(this_run)
     kept_docs = {r["doc_id"] for r in qa.select("doc_id").collect()}
     doc_reasons = {(r["doc_id"], r["stage"], r["reason"]) for r in rejections.collect()}
     rejected_docs = {d for d, _, _ in doc_reasons}
@@ -106,7 +106,7 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
 
     # Delta history on every stage table; per-stage counts printed and logged.
     for table in ("documents", "filtered", "deduped", "judged", "profiles", "qa_candidates", "checked", "qa", "rejections"):
-        assert tables.history(spark, warehouse, table), table
+        assert Warehouse(spark, warehouse).history(table), table
     assert any(line.startswith("[decontaminate] done") for line in lines)
     assert summary.validation is not None and summary.validation.success, summary.validation.summary()
     assert summary.counts["ingest"] == 10 and summary.counts["check"] == 6 and summary.counts["decontaminate"] == 4
@@ -134,11 +134,11 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
             assert CANARY.encode() not in path.read_bytes(), path
 
     # A second run on the same input adds nothing; `--until` stops early and still accounts for everything.
-    versions = {t: tables.latest_version(spark, warehouse, t) for t in ("documents", "filtered", "deduped", "rejections")}
+    versions = {t: Warehouse(spark, warehouse).latest_version(t) for t in ("documents", "filtered", "deduped", "rejections")}
     summary2 = run_pipeline([str(input_file)], warehouse, load_config(overrides=["mlflow.enabled=false"]), until="dedup", spark=spark, log=lines.append)
     assert summary2.final_table == "deduped"
     assert summary2.counts == {"ingest": 0, "filter": 0, "dedup": 0}
-    assert {t: tables.latest_version(spark, warehouse, t) for t in versions} == versions
+    assert {t: Warehouse(spark, warehouse).latest_version(t) for t in versions} == versions
 
 
 def test_export_formats(spark, tmp_path, input_file):

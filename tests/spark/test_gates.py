@@ -9,14 +9,14 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from webscale_rl import tables
+from webscale_rl.warehouse import Warehouse
 from webscale_rl.config import Config, ConfigError, QualityConfig, load_config
-from webscale_rl.pipeline import PIPELINE, PipelineError, run_pipeline
+from webscale_rl.pipeline import PIPELINE, PipelineError, check_config, run_pipeline
 from webscale_rl.quality.gates import QUARANTINE, evaluate, gate_batch
 from webscale_rl.quality.suites import table_suites
 from webscale_rl.stages import check
 from webscale_rl.stages.base import StageContext
-from webscale_rl.tables import REJECTION_SCHEMA
+from webscale_rl.warehouse import REJECTION_SCHEMA
 
 from tests.support.docs import ARTICLE, ARTICLE2
 
@@ -124,7 +124,10 @@ def test_check_and_gate_judge_answer_in_question_alike(spark, warehouse, questio
 def test_severity_config_is_checked():
     cfg = load_config(overrides=["quality.severity.qa:max_share(domain)=critical"])
     assert cfg.quality.severity == {"qa:max_share(domain)": "critical"}
+    check_config(cfg)
     # Unknown expectation names are checked where the pipeline is assembled (the config is a leaf).
+    with pytest.raises(ConfigError, match="unknown expectation 'no_such_check'"):
+        check_config(load_config(overrides=["quality.severity.no_such_check=warning"]))
     with pytest.raises(ConfigError, match="must be one of critical, warning, off"):
         load_config(overrides=["quality.severity.unique(qa_id)=fatal"])
 
@@ -150,8 +153,8 @@ def test_corrupted_batch_is_quarantined_and_table_unchanged(spark, tmp_path, mon
     lines: list[str] = []
     # Runs are incremental: an earlier run lands other documents; the broken run's batch is new work.
     run_pipeline([str(_docs(tmp_path, "-earlier"))], warehouse, cfg, until="dedup", spark=spark, log=lines.append)
-    filtered_before = tables.latest_version(spark, warehouse, "filtered")
-    deduped_before = tables.latest_version(spark, warehouse, "deduped")
+    filtered_before = Warehouse(spark, warehouse).latest_version("filtered")
+    deduped_before = Warehouse(spark, warehouse).latest_version("deduped")
     assert not any("[gate]" in line for line in lines)  # a clean batch passes silently
 
     # A broken filter: its kept rows lose their doc_id.
@@ -173,18 +176,50 @@ def test_corrupted_batch_is_quarantined_and_table_unchanged(spark, tmp_path, mon
     assert any(line.startswith("[gate] filter → 'filtered'") for line in lines)
 
     # The main tables did not move; the batch (kept and rejected rows) is in quarantine.
-    assert tables.latest_version(spark, warehouse, "filtered") == filtered_before
-    assert tables.latest_version(spark, warehouse, "deduped") == deduped_before
-    quarantined = tables.read(spark, warehouse, QUARANTINE).collect()
+    assert Warehouse(spark, warehouse).latest_version("filtered") == filtered_before
+    assert Warehouse(spark, warehouse).latest_version("deduped") == deduped_before
+    quarantined = Warehouse(spark, warehouse).read(QUARANTINE).collect()
     assert {(r["table"], r["stage"]) for r in quarantined} == {("filtered", "filter"), ("rejections", "filter")}
     assert len(quarantined) == 4 and len({r["run_id"] for r in quarantined}) == 1
     assert quarantined[0]["failed_expectations"] == ["filtered:not_null(doc_id) (1 rows of 3 violate)"]
     docs = {json.loads(r["row_json"]).get("doc_id") for r in quarantined}
     assert docs == {"danube", "copy", "short", None}
     run_id = quarantined[0]["run_id"]
-    assert tables.read(spark, warehouse, "rejections").filter((F.col("run_id") == run_id) & (F.col("stage") == "filter")).count() == 0
+    assert Warehouse(spark, warehouse).read("rejections").filter((F.col("run_id") == run_id) & (F.col("stage") == "filter")).count() == 0
 
     # The CLI turns it into exit code 1 with the message.
     code = main(["run", "--input", *inputs, "--warehouse", str(warehouse), "--until", "dedup", "--set", "mlflow.enabled=false"])
     assert code == 1
-    assert tables.latest_version(spark, warehouse, "filtered") == filtered_before
+    assert Warehouse(spark, warehouse).latest_version("filtered") == filtered_before
+
+
+def test_a_row_that_breaks_a_per_row_rule_is_quarantined_alone_and_the_rest_lands(spark, tmp_path, monkeypatch):
+    """As Delta Live Tables' expect_or_drop: a kept row with a domain outside the ten goes to the
+    quarantine table with the expectation it broke and is rejected with that reason; the other
+    rows of its batch land and the run succeeds."""
+    from tests.support.fake_server import FakeOpenAI
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    real = next(s for s in PIPELINE if s.name == "profile")
+
+    def astrology_for_photo(df, ctx):
+        result = real.run(df, ctx)
+        result.marked = result.marked.withColumn("domain", F.when(F.col("doc_id") == "photo", F.lit("Astrology")).otherwise(F.col("domain")))
+        return result
+
+    monkeypatch.setattr("webscale_rl.pipeline.PIPELINE", tuple(dataclasses.replace(s, run=astrology_for_photo) if s is real else s for s in PIPELINE))
+    warehouse = tmp_path / "wh"
+    with FakeOpenAI() as fake:
+        cfg = load_config("openai", [f"llm.base_url={fake.base_url}", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"])
+        summary = run_pipeline([str(_docs(tmp_path))], warehouse, cfg, until="profile", spark=spark, log=lambda _: None)
+    wh = Warehouse(spark, warehouse)
+    assert {r["doc_id"] for r in wh.read("profiles").collect()} == {"copy"}  # the exact copy with the smaller id survived dedup
+    rejected = wh.read("rejections").filter("stage = 'profile'").collect()
+    assert [(r["doc_id"], r["reason"]) for r in rejected] == [("photo", "quarantined:in_set(domain)")]
+    assert rejected[0]["detail"] == "landing gate: profiles:in_set(domain) failed"
+    quarantined = wh.read(QUARANTINE).collect()
+    assert [(r["table"], r["stage"], r["failed_expectations"]) for r in quarantined] == [("profiles", "profile", ["profiles:in_set(domain)"])]
+    assert json.loads(quarantined[0]["row_json"])["domain"] == "Astrology"
+    profile = next(s for s in summary.stages if s.stage == "profile")
+    assert (profile.kept, profile.rejected, profile.rejected_by_reason) == (1, 1, {"quarantined:in_set(domain)": 1})
+    assert profile.gate.ok

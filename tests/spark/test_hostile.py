@@ -24,7 +24,7 @@ from webscale_rl.stages.base import DETAIL, REASON, StageContext, batch_totals
 
 from tests.support.hostile import CANARY, HOSTILE, HOSTILE_ERRORS, INJECTION_DOCS, SENTENCE, ObedientFake, write_generated_corpus
 
-LLM_STAGE_NAMES = ("llm_filter", "profile", "generate", "check")  # the stages whose calls the budget bounds
+from webscale_rl.stages.order import LLM_STAGES as LLM_STAGE_NAMES  # the stages whose calls the budget bounds
 
 
 def _ctx(overrides: list[str] | None = None) -> StageContext:

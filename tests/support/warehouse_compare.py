@@ -8,7 +8,7 @@ import json
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from webscale_rl import tables
+from webscale_rl.warehouse import Warehouse
 
 # Table → the key each of its rows must hold once.
 KEYS = {
@@ -28,9 +28,9 @@ def snapshot(spark: SparkSession, warehouse) -> dict[str, list[str]]:
     """Every table's rows as sorted JSON strings, without run_id (which run made a row differs)."""
     out = {}
     for name in KEYS:
-        if not tables.exists(spark, warehouse, name):
+        if not Warehouse(spark, warehouse).exists(name):
             continue
-        df = tables.read(spark, warehouse, name).drop("run_id")
+        df = Warehouse(spark, warehouse).read(name).drop("run_id")
         out[name] = sorted(json.dumps(r.asDict(recursive=True), sort_keys=True, default=str) for r in df.collect())
     return out
 
@@ -39,13 +39,13 @@ def duplicate_keys(spark: SparkSession, warehouse) -> dict[str, int]:
     """Table → number of keys held by more than one row (only tables that have any)."""
     dupes = {}
     for name, key in KEYS.items():
-        if not tables.exists(spark, warehouse, name):
+        if not Warehouse(spark, warehouse).exists(name):
             continue
-        n = tables.read(spark, warehouse, name).groupBy(*key).count().filter(F.col("count") > 1).count()
+        n = Warehouse(spark, warehouse).read(name).groupBy(*key).count().filter(F.col("count") > 1).count()
         if n:
             dupes[name] = n
     return dupes
 
 
 def versions(spark: SparkSession, warehouse) -> dict[str, int]:
-    return {name: tables.latest_version(spark, warehouse, name) for name in KEYS if tables.exists(spark, warehouse, name)}
+    return {name: Warehouse(spark, warehouse).latest_version(name) for name in KEYS if Warehouse(spark, warehouse).exists(name)}

@@ -5,7 +5,8 @@ Executors never commit to Delta (concurrent commits from many tasks would confli
 appends every successful reply, as soon as it arrives, to its own spill file (JSONL, flushed per
 line) under `<warehouse>/_llm_cache/spill/`. The driver folds spills into the table with a MERGE on
 the key after each LLM stage and at the start of every run — so the replies a killed run paid for
-are reused when it is run again. Lookups are a left join in Spark; nothing is collected."""
+are reused when it is run again. Lookups are a left join in Spark; nothing is collected. The
+`Warehouse` owns the table and the spill folder; this module owns the key and the spill format."""
 
 from __future__ import annotations
 
@@ -14,14 +15,14 @@ import hashlib
 import json
 import os
 import uuid
-from pathlib import Path
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-TABLE = "llm_cache"
-SPILL_DIR = "_llm_cache/spill"
+from ..warehouse import Warehouse
+
 SCHEMA = T.StructType(
     [
         T.StructField("key", T.StringType()),
@@ -46,14 +47,6 @@ def cache_key(model_id: str, messages: list[dict[str, str]], sampling: dict[str,
         separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def table_path(warehouse: str | Path) -> str:
-    return str(Path(warehouse) / TABLE)
-
-
-def spill_root(warehouse: str | Path) -> Path:
-    return Path(warehouse) / SPILL_DIR
 
 
 class SpillWriter:
@@ -87,51 +80,25 @@ class SpillWriter:
             self._fh = None
 
 
-def lookup(spark: SparkSession, warehouse: str | Path, keyed: DataFrame, key_col: str, reply_col: str) -> DataFrame:
+def lookup(warehouse: Warehouse, keyed: DataFrame, key_col: str, reply_col: str) -> DataFrame:
     """keyed + reply_col (the cached reply JSON, or null) by a left join on the key."""
-    from pyspark.sql import functions as F
-
-    path = table_path(warehouse)
-    if not _is_delta(path):
+    cached = warehouse.read_llm_cache()
+    if cached is None:
         return keyed.withColumn(reply_col, F.lit(None).cast("string"))
-    cached = spark.read.format("delta").load(path).select(F.col("key").alias(key_col), F.col("reply").alias(reply_col))
-    return keyed.join(cached, key_col, "left")
+    return keyed.join(cached.select(F.col("key").alias(key_col), F.col("reply").alias(reply_col)), key_col, "left")
 
 
-def _is_delta(path: str) -> bool:
-    return os.path.isdir(os.path.join(path, "_delta_log"))
-
-
-def fold_spills(spark: SparkSession, warehouse: str | Path) -> int:
+def fold_spills(warehouse: Warehouse) -> int:
     """Merge every spill file into the cache table, then delete the files merged. → replies added.
     A line cut short by a kill is unreadable JSON and is skipped (that reply is simply paid again)."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
-    root = spill_root(warehouse)
-    files = sorted(str(p) for p in root.glob("**/*.jsonl") if p.stat().st_size > 0) if root.is_dir() else []
+    files = warehouse.llm_cache_spills()
     if not files:
         return 0
     spills = (
-        spark.read.schema(SCHEMA).option("mode", "PERMISSIVE").json(files)
+        warehouse.spark.read.schema(SCHEMA).option("mode", "PERMISSIVE").json(files)
         .filter(F.col("key").isNotNull() & F.col("reply").isNotNull())
         .dropDuplicates(["key"])
     )
-    path = table_path(warehouse)
-    before = spark.read.format("delta").load(path).count() if _is_delta(path) else 0
-    if not _is_delta(path):
-        spills.write.format("delta").mode("append").save(path)
-    else:
-        (
-            DeltaTable.forPath(spark, path).alias("t")
-            .merge(spills.alias("s"), "t.key = s.key")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-    after = spark.read.format("delta").load(path).count()
-    for f in files:
-        try:
-            os.remove(f)
-        except OSError:
-            pass
-    return after - before
+    added = warehouse.merge_into_llm_cache(spills, "key")
+    warehouse.remove_llm_cache_spills(files)
+    return added

@@ -7,6 +7,13 @@ in `measures.py`; here they are summed in one Spark aggregate per part (plus one
 distribution check on large batches), no Great Expectations call, so every batch of every run can
 be gated (`benchmarks/gate_cost.py` compares it with GX on the same suite).
 
+Per-row expectations act on rows, as Delta Live Tables' `expect_or_drop` does: before the gate, a
+kept row that breaks a critical per-row expectation of its table (`drop_row_violations`; all
+per-row kinds but `not_null`, since a row without its key cannot be kept apart) is copied to the
+quarantine table with the expectations it broke and becomes a rejection `quarantined:<expectation>`;
+the rest of the batch lands. What is left for the gate are batch-level checks (schemas, keys,
+uniqueness, distributions, row-count relations).
+
 A batch with a failed `critical` expectation must not be merged: the pipeline calls `quarantine`,
 which appends the whole batch (kept and rejected rows, each as JSON) to the Delta table
 `<warehouse>/quarantine` with the failed expectations, and then fails the run. Each gate's outcome
@@ -24,8 +31,8 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from .. import tables
 from . import measures
+from ..warehouse import REJECTIONS, Warehouse
 from .suites import CRITICAL, OFF, WARNING, Expectation, batch_suite, severity_of, table_suites
 
 QUARANTINE = "quarantine"
@@ -181,7 +188,7 @@ def gate_batch(
     relations = batch_suite(stage, q)
     row_relations = [e for e in relations if e.kind.startswith("rows_")]
     rejection_suite = suites["rejections"] + [e for e in relations if not e.kind.startswith("rows_")]
-    rejected, rej_results = evaluate(rejected_df, tables.REJECTIONS, rejection_suite, q, rows_in=rows_in)
+    rejected, rej_results = evaluate(rejected_df, REJECTIONS, rejection_suite, q, rows_in=rows_in)
     results += rej_results
     for e, sev in _active(table, row_relations, q):
         ok, seen = measures.row_relation(e, rows_in, kept, rejected)
@@ -195,8 +202,49 @@ def gate_batch(
     return outcome
 
 
+# Kinds that condemn a row rather than its batch; a null key (not_null) means a broken stage.
+ROW_DROP_KINDS = tuple(k for k in measures.ROW_KINDS if k != "not_null")
+VIOLATED = "_violated_expectations"
+
+
+def row_drop_rules(table: str, q: Any) -> list[Expectation]:
+    """The critical per-row expectations of `table` that drop a row instead of failing the batch."""
+    return [e for e, sev in _active(table, table_suites(q).get(table, []), q) if sev == CRITICAL and e.kind in ROW_DROP_KINDS]
+
+
+def drop_row_violations(marked: DataFrame, table: str, q: Any, reason: str, detail: str) -> DataFrame:
+    """`marked` with every kept row (null `reason` column) that breaks a rule of `row_drop_rules`
+    turned into a rejection `quarantined:<first rule>`, and the ids of the rules it broke in VIOLATED."""
+    rules = row_drop_rules(table, q)
+    broken = [F.when(F.col(reason).isNull() & measures.row_violation(e), F.lit(f"{table}:{e.id}")) for e in rules]
+    violated = F.filter(F.array(*broken), lambda x: x.isNotNull()) if broken else F.array().cast("array<string>")
+    marked = marked.withColumn(VIOLATED, violated)
+    hit = F.size(F.col(VIOLATED)) > 0
+    return marked.withColumn(
+        reason, F.when(hit, F.concat(F.lit("quarantined:"), F.substring_index(F.element_at(VIOLATED, 1), ":", -1))).otherwise(F.col(reason))
+    ).withColumn(detail, F.when(hit, F.concat(F.lit("landing gate: "), F.array_join(VIOLATED, ", "), F.lit(" failed"))).otherwise(F.col(detail)))
+
+
+def quarantine_rows(warehouse: Warehouse, stage: str, run_id: str, rows: DataFrame, table: str, batch_id: str) -> int | None:
+    """Copy the rows `drop_row_violations` condemned (VIOLATED not empty) to the quarantine table,
+    once per batch; → the quarantine table's version, or None when no row was condemned."""
+    condemned = rows.filter(F.size(F.col(VIOLATED)) > 0)
+    if condemned.isEmpty():
+        return None
+    data = [c for c in condemned.columns if not c.startswith("_")]
+    copy = condemned.select(
+        F.lit(table).alias("table"),
+        F.lit(stage).alias("stage"),
+        F.lit(run_id).alias("run_id"),
+        F.to_json(F.struct(*[measures.column(c) for c in data])).alias("row_json"),
+        F.col(VIOLATED).alias("failed_expectations"),
+        F.current_timestamp().alias("created_at"),
+    )
+    return warehouse.append_once(copy, QUARANTINE, f"{batch_id}/rows")
+
+
 def quarantine(
-    spark: SparkSession, outcome: GateOutcome, kept_df: DataFrame, rejected_df: DataFrame, warehouse: str | Path, batch_id: str
+    spark: SparkSession, outcome: GateOutcome, kept_df: DataFrame, rejected_df: DataFrame, warehouse: Warehouse, batch_id: str
 ) -> int:
     """Append the whole batch to the quarantine table, once per `batch_id` (an idempotent Delta
     append, so a run killed before it dropped the batch does not quarantine it twice); returns the
@@ -213,5 +261,5 @@ def quarantine(
             F.current_timestamp().alias("created_at"),
         )
 
-    batch = part(kept_df, outcome.table).unionByName(part(rejected_df, tables.REJECTIONS))
-    return tables.append_once(batch, warehouse, QUARANTINE, batch_id)
+    batch = part(kept_df, outcome.table).unionByName(part(rejected_df, REJECTIONS))
+    return warehouse.append_once(batch, QUARANTINE, batch_id)

@@ -4,11 +4,11 @@ document (verbatim, or by value for numbers), and the domain / persona / answer-
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from .. import tables
-from ..stages.check import contains_words
+from ..rules.words import contains_words
+from ..warehouse import REJECTIONS, Warehouse
 
 
 def _numbers(col):
@@ -16,9 +16,9 @@ def _numbers(col):
     return F.filter(F.split(F.regexp_replace(F.regexp_replace(col, r"(\d),(\d{3})", "$1$2"), r"[^0-9.]+", " "), " "), lambda t: t.rlike(r"^\d"))
 
 
-def qa_report(spark: SparkSession, warehouse, run_id: str, final_table: str = "qa", top: int = 10) -> dict:
+def qa_report(warehouse: Warehouse, run_id: str, final_table: str = "qa", top: int = 10) -> dict:
     this_run = F.col("run_id") == run_id
-    qa: DataFrame = tables.read(spark, warehouse, final_table).filter(this_run)
+    qa: DataFrame = warehouse.read(final_table).filter(this_run)
     report: dict = {"run_id": run_id}
     verbatim = contains_words(F.col("pretrain_text"), F.col("answer"))
     answer_numbers = _numbers(F.col("answer"))
@@ -49,8 +49,8 @@ def qa_report(spark: SparkSession, warehouse, run_id: str, final_table: str = "q
     report["domains"] = counts("domain")
     report["answer_types"] = counts("answer_type")
     report["top_personas"] = counts("persona")
-    if tables.exists(spark, warehouse, tables.REJECTIONS):
-        rej = tables.read(spark, warehouse, tables.REJECTIONS).filter(this_run)
+    if warehouse.exists(REJECTIONS):
+        rej = warehouse.read(REJECTIONS).filter(this_run)
         rows = rej.groupBy("stage", "reason").count().orderBy("stage", F.desc("count")).collect()
         report["rejections"] = {f"{r['stage']}/{r['reason']}": int(r["count"]) for r in rows}
     else:
@@ -65,6 +65,8 @@ def format_qa_report(report: dict) -> list[str]:
         f"  answers found in their document: {report['answer_verbatim_share']:.0%} verbatim, "
         f"{report['answer_verbatim_or_by_value_share']:.0%} verbatim or by value",
     ]
+    if not report["pairs"]:
+        lines.append("  no QA pair survived this run: the rejections below say why")
     for key, title in (("domains", "domains"), ("answer_types", "answer types"), ("rejections", "rejections")):
         if report.get(key):
             lines.append(f"  {title}: " + ", ".join(f"{k}={v}" for k, v in report[key].items()))

@@ -9,15 +9,20 @@ Charts are matplotlib figures (Agg backend, no display needed) built from small 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from .. import tables
+from ..warehouse import REJECTIONS, Warehouse
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..stages.base import Stage
+    from ..summary import RunSummary, StageSummary
+    from .report import RunReport
 
 
-def stage_params(stage: Any, cfg: Any, inputs: list[str], read: dict[str, Any], summary: Any) -> dict[str, Any]:
+def stage_params(stage: Stage, cfg: Config, inputs: list[str], read: dict[str, Any], summary: StageSummary) -> dict[str, Any]:
     params: dict[str, Any] = {"stage": stage.name, "table": stage.table, "reads": ",".join(stage.reads), "writes": ",".join(stage.writes)}
     if stage.uses_llm:
         from ..prompts import load_fewshot, load_prompt
@@ -32,12 +37,12 @@ def stage_params(stage: Any, cfg: Any, inputs: list[str], read: dict[str, Any], 
     params.update({f"lineage.read.{t}": v for t, v in read.items()})
     if summary.table_version is not None:
         params[f"lineage.written.{stage.table}"] = summary.table_version
-    if getattr(summary, "rejections_version", None) is not None:
-        params[f"lineage.written.{tables.REJECTIONS}"] = summary.rejections_version
+    if summary.rejections_version is not None:
+        params[f"lineage.written.{REJECTIONS}"] = summary.rejections_version
     return params
 
 
-def stage_metrics(stage: Any, summary: Any, cfg: Any) -> dict[str, float]:
+def stage_metrics(stage: Stage, summary: StageSummary, cfg: Config) -> dict[str, float]:
     m: dict[str, float] = {
         "rows_in": summary.rows_in,
         "rows_out": summary.kept,
@@ -65,7 +70,7 @@ def stage_metrics(stage: Any, summary: Any, cfg: Any) -> dict[str, float]:
     return m
 
 
-def log_stage_run(stage_report: Any, stage: Any, summary: Any, cfg: Any, inputs: list[str], read: dict[str, Any]) -> None:
+def log_stage_run(stage_report: RunReport, stage: Stage, summary: StageSummary, cfg: Config, inputs: list[str], read: dict[str, Any]) -> None:
     if not stage_report.enabled:
         return
     stage_report.log_params(stage_params(stage, cfg, inputs, read, summary))
@@ -85,7 +90,7 @@ def _figure(title: str, width: float = 7.0, height: float = 4.0):
     return fig, ax
 
 
-def funnel_figure(stages: list[Any]):
+def funnel_figure(stages: list[StageSummary]):
     fig, ax = _figure("Funnel: rows kept per stage", height=0.45 * len(stages) + 1.5)
     names = [f"{s.stage} → {s.table}" for s in stages][::-1]
     kept = [s.kept for s in stages][::-1]
@@ -110,7 +115,7 @@ def _bar_figure(title: str, counts: list[tuple[str, int]]):
     return fig
 
 
-def log_run_artifacts(report: Any, spark: SparkSession, warehouse: Path, run_id: str, summary: Any, cfg: Any, quality_dir: Path) -> None:
+def log_run_artifacts(report: RunReport, warehouse: Warehouse, run_id: str, summary: RunSummary, cfg: Config) -> None:
     """Charts, the QA sample, lineage, gate results and Data Docs on the parent run."""
     if not report.enabled:
         return
@@ -118,38 +123,42 @@ def log_run_artifacts(report: Any, spark: SparkSession, warehouse: Path, run_id:
     if summary.stages:
         report.log_figure(funnel_figure(summary.stages), "plots/funnel.png")
     final = summary.final_table
-    if final and tables.exists(spark, warehouse, final):
-        df = tables.read(spark, warehouse, final).filter(F.col("run_id") == run_id)
-        cols = set(df.columns)
-        if "domain" in cols:
-            counts = [(r[0], int(r[1])) for r in df.groupBy("domain").count().orderBy(F.desc("count")).collect()]
-            report.log_figure(_bar_figure(f"Domains ({final})", counts), "plots/domains.png")
-        persona = "persona" if "persona" in cols else None
-        if persona is None and "personas" in cols:
-            df_p = df.select(F.explode("personas").alias("persona"))
-        else:
-            df_p = df if persona else None
-        if df_p is not None:
-            counts = [(r[0], int(r[1])) for r in df_p.groupBy("persona").count().orderBy(F.desc("count")).limit(15).collect()]
-            report.log_figure(_bar_figure(f"Top personas ({final})", counts), "plots/personas.png")
-        if "answer" in cols:
-            lengths = [int(r[0]) for r in df.select(F.size(F.split(F.trim("answer"), r"\s+")).alias("n")).collect()]
-            fig, ax = _figure(f"Answer length in words ({final}, {len(lengths)} pairs)")
-            ax.hist(lengths, bins=range(0, max(lengths + [1]) + 2), color="#8a5cb8")
-            ax.set_xlabel("words")
-            ax.set_ylabel("pairs")
-            fig.tight_layout()
-            report.log_figure(fig, "plots/answer_length.png")
-            keep = [c for c in ("qa_id", "doc_id", "domain", "persona", "question", "answer", "answer_type", "pretrain_text") if c in cols]
-            sample = df.select(*keep).orderBy("qa_id").limit(int(cfg.mlflow.sample_qa_rows)).toPandas()
-            if "pretrain_text" in sample.columns:
-                sample["pretrain_text"] = sample["pretrain_text"].str.slice(0, 500)
-            report.log_table(sample, "qa_sample.json")
-    gates_dir = quality_dir / "gates" / run_id
+    if final and warehouse.exists(final):
+        log_final_table(report, warehouse.read(final).filter(F.col("run_id") == run_id), final, cfg)
+    gates_dir = Path(warehouse.path("_quality", "gates", run_id))
     if gates_dir.is_dir():
         report.log_file(gates_dir, "quality")
 
 
-def log_data_docs(report: Any, data_docs_index: Path | None) -> None:
+def log_final_table(report: RunReport, df: Any, final: str, cfg: Config) -> None:
+    """Domain, persona and answer-length charts and a sample of rows of this run's final table."""
+    cols = set(df.columns)
+    if "domain" in cols:
+        counts = [(r[0], int(r[1])) for r in df.groupBy("domain").count().orderBy(F.desc("count")).collect()]
+        report.log_figure(_bar_figure(f"Domains ({final})", counts), "plots/domains.png")
+    persona = "persona" if "persona" in cols else None
+    if persona is None and "personas" in cols:
+        df_p = df.select(F.explode("personas").alias("persona"))
+    else:
+        df_p = df if persona else None
+    if df_p is not None:
+        counts = [(r[0], int(r[1])) for r in df_p.groupBy("persona").count().orderBy(F.desc("count")).limit(15).collect()]
+        report.log_figure(_bar_figure(f"Top personas ({final})", counts), "plots/personas.png")
+    if "answer" in cols:
+        lengths = [int(r[0]) for r in df.select(F.size(F.split(F.trim("answer"), r"\s+")).alias("n")).collect()]
+        fig, ax = _figure(f"Answer length in words ({final}, {len(lengths)} pairs)")
+        ax.hist(lengths, bins=range(0, max(lengths + [1]) + 2), color="#8a5cb8")
+        ax.set_xlabel("words")
+        ax.set_ylabel("pairs")
+        fig.tight_layout()
+        report.log_figure(fig, "plots/answer_length.png")
+        keep = [c for c in ("qa_id", "doc_id", "domain", "persona", "question", "answer", "answer_type", "pretrain_text") if c in cols]
+        sample = df.select(*keep).orderBy("qa_id").limit(int(cfg.mlflow.sample_qa_rows)).toPandas()
+        if "pretrain_text" in sample.columns:
+            sample["pretrain_text"] = sample["pretrain_text"].str.slice(0, 500)
+        report.log_table(sample, "qa_sample.json")
+
+
+def log_data_docs(report: RunReport, data_docs_index: Path | None) -> None:
     if report.enabled and data_docs_index is not None and Path(data_docs_index).is_file():
         report.log_file(Path(data_docs_index).parent, "quality/data_docs")

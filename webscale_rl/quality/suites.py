@@ -17,37 +17,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .. import DOMAINS, STAGES
+from ..config import ConfigError
+from ..domains import DOMAINS
+from ..prompts import ANSWER_TYPES
+from ..stages.order import PIPELINE, STAGES, stage_named
 
 CRITICAL, WARNING, OFF = "critical", "warning", "off"
 SEVERITIES = (CRITICAL, WARNING, OFF)
 
-ANSWER_TYPES = ("numeric", "expression", "entity", "short_text", "boolean", "choice")
-
-# Rejection reasons per stage (README's table). The filter's come from its rules (one place); a
-# reason missing here is a warning, not a quarantine.
-REASON_PATTERNS = {
-    "ingest": r"empty_text|binary_text|duplicate_id|too_large|warc_truncated",
-    "dedup": r"exact_duplicate|near_duplicate",
-    "llm_filter": r"not_informative|not_self_contained",
-    "profile": r"no_personas",
-    "generate": r"empty_qa",
-    "check": r"duplicate_question|empty_answer|answer_too_long|question_too_short|question_too_long"
-    r"|answer_in_question|refers_to_source|about_instructions|answer_not_in_document|unsupported"
-    r"|incorrect|leaks_answer",
-    "decontaminate": r"contaminated:.+",
-}
-
 
 def reason_pattern(stage: str) -> str:
-    if stage == "filter":
-        from ..stages.filter import NAMED_CHECKS, RULES
-
-        return "|".join([*NAMED_CHECKS, *(rule.name for rule in RULES)])
-    return REASON_PATTERNS.get(stage, ".+")
+    """The stage's rejection reasons (declared on the stage); a reason missing there is a warning."""
+    return stage_named(stage).reason_pattern
 
 
 LLM_ERROR = r"llm_error:[a-z_]+"
+# A kept row that broke a critical per-row expectation at landing (gates.drop_row_violations).
+QUARANTINED = r"quarantined:.+"
 
 
 @dataclass(frozen=True)
@@ -123,11 +109,13 @@ def table_suites(q: Any) -> dict[str, list[Expectation]]:
 
 def batch_suite(stage: str, q: Any) -> list[Expectation]:
     """Row-count relations of one stage's batch (rows in, kept, rejected) and of its rejections."""
-    relations = [Expectation("rows_at_most_input")] if stage in STAGES[:5] else []
-    if stage != "generate":  # generate turns one document into one row per persona
-        relations.append(Expectation("rows_accounted"))
+    declared = stage_named(stage)
+    # A document stage keeps at most its documents; every stage accounts for each of its work items
+    # (generate's items are personas) as kept or rejected.
+    relations = [Expectation("rows_at_most_input")] if declared.input_key == ("doc_id",) else []
     relations += [
-        Expectation("matches", "reason", (f"({reason_pattern(stage)}|{LLM_ERROR})",), WARNING),
+        Expectation("rows_accounted"),
+        Expectation("matches", "reason", (f"({reason_pattern(stage)}|{LLM_ERROR}|{QUARANTINED})",), WARNING),
         # Most of a batch failing to reach or parse the model is a broken endpoint, not bad data.
         Expectation("max_reject_share", "llm_error", (q.max_llm_error_share,), WARNING),
     ]
@@ -149,7 +137,17 @@ def all_expectation_ids(q: Any) -> set[str]:
         for e in suite:
             ids |= {e.id, f"{table}:{e.id}"}
     tables = list(table_suites(q))
-    for stage in STAGES:
-        for e in batch_suite(stage, q):
+    for stage in PIPELINE:
+        for e in batch_suite(stage.name, q):
             ids |= {e.id, *(f"{t}:{e.id}" for t in tables)}
     return ids
+
+
+def check_severity_overrides(q: Any) -> None:
+    """Every key of `quality.severity` names an expectation, and every value is a severity."""
+    known = all_expectation_ids(q)
+    for key, sev in q.severity.items():
+        if key not in known:
+            raise ConfigError(f"quality.severity: unknown expectation {key!r} (e.g. {sorted(known)[:4]})")
+        if sev not in SEVERITIES:
+            raise ConfigError(f"quality.severity.{key} must be one of {', '.join(SEVERITIES)}; got {sev!r}")

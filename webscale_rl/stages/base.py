@@ -5,18 +5,27 @@ A stage is a pure function of DataFrames: it reads named columns and returns a S
 kept rows and names the rule for rejected ones. `kept` and `rejected` are views of the same
 `marked` frame, so the pipeline materialises a stage once and then writes both halves — and checks
 in one place that nothing vanished.
+
+Everything the runner and the quality suites need to know about a stage is declared on its `Stage`
+object (columns read and written, the key of a done input row, whether it needs rows landed
+earlier, how it turns input rows into work items, its rejection reasons, whether it calls the LLM); no list elsewhere is
+keyed by stage name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from ..config import Config
-from ..tables import REJECTION_SCHEMA
+from ..summary import PipelineError
+
+if TYPE_CHECKING:
+    from ..warehouse import Warehouse
 
 REASON = "_reject_reason"
 DETAIL = "_reject_detail"
@@ -36,7 +45,7 @@ class StageContext:
     llm_api_key: str | None = field(default=None, repr=False)
     progress_dir: str | None = None
     # The run's warehouse: LLM stages keep their response cache there.
-    warehouse: str | None = None
+    warehouse: Warehouse | None = None
     log: Callable[[str], None] = print
 
 
@@ -66,9 +75,23 @@ class StageResult:
         )
 
 
+class ContractError(PipelineError):
+    """A stage got or made a frame without the columns its contract declares."""
+
+
 @dataclass(frozen=True)
 class Stage:
-    """A stage as data: its name, the columns it reads and writes, the table it lands."""
+    """A stage as data: its name, the table it lands, and its contract.
+
+    reads: columns the upstream frame must have; writes: columns every output row has (kept rows
+    land them in `table`). input_key: the columns that say an input row is handled (kept or
+    rejected), so a rerun skips it. needs_landed_rows: the stage judges new rows against the rows
+    earlier runs kept (dedup: a copy of last week's document is still a copy). work_items: turns the
+    upstream rows into the stage's items before the runner drops the items some run handled
+    (generate: one item per persona, keyed by its qa_id, so a persona whose call failed transiently
+    is retried while the document's other pairs stay); every item gives one output row.
+    rejection_reasons: regex alternatives of the reasons it gives. The expectation suite of its
+    kept rows is `quality.suites.table_suites(q)[stage.table]`."""
 
     name: str
     reads: tuple[str, ...]
@@ -76,6 +99,27 @@ class Stage:
     table: str
     run: Callable[[DataFrame, StageContext], StageResult]
     uses_llm: bool = False
+    input_key: tuple[str, ...] = ("doc_id",)
+    needs_landed_rows: bool = False
+    work_items: Callable[[DataFrame, StageContext], DataFrame] | None = None
+    rejection_reasons: tuple[str, ...] = ()
+
+    @property
+    def reason_pattern(self) -> str:
+        """A regex matching every rejection reason of the stage (any reason if none is declared)."""
+        return "|".join(self.rejection_reasons) or ".+"
+
+    def check_reads(self, upstream: DataFrame) -> None:
+        _require(upstream, self.reads, f"stage '{self.name}' reads column(s) {{missing}}, which its input lacks")
+
+    def check_writes(self, marked: DataFrame) -> None:
+        _require(marked, self.writes, f"stage '{self.name}' declares it writes column(s) {{missing}}, which its output lacks")
+
+
+def _require(df: DataFrame, needed: tuple[str, ...], message: str) -> None:
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ContractError(message.format(missing=", ".join(missing)) + f" (columns: {', '.join(df.columns)})")
 
 
 def first_failure(rules: list[tuple[str, Column, Column]]) -> tuple[Column, Column]:
@@ -102,6 +146,3 @@ def assert_columns(df: DataFrame, needed: tuple[str, ...], stage: str) -> None:
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise ValueError(f"stage '{stage}' needs column(s) {missing}; got {df.columns}")
-
-
-REJECTION_COLUMNS = [f.name for f in REJECTION_SCHEMA.fields]

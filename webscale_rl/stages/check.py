@@ -18,7 +18,7 @@ from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_colum
 from .generate import OUT_FIELDS as QA_FIELDS
 from .llm_stage import INTERNAL_FIELDS, run_llm_stage
 
-READS = ("qa_id", "doc_id", "pretrain_text", "question", "answer")
+READS = tuple(f.name for f in QA_FIELDS)
 WRITES = tuple(f.name for f in QA_FIELDS) + ("check_version",)
 
 REPLY_SCHEMA = {
@@ -168,4 +168,9 @@ def check_qa(candidates: DataFrame, ctx: StageContext) -> StageResult:
     return StageResult(checked.marked.unionByName(failed_early), stats=checked.stats)
 
 
-STAGE = Stage("check", READS, WRITES, "checked", check_qa, uses_llm=True)
+REJECTION_REASONS = (
+    "duplicate_question", "empty_answer", "answer_too_long", "question_too_short", "question_too_long",
+    "answer_in_question", "refers_to_source", "about_instructions", "answer_not_in_document", "unsupported",
+    "incorrect", "leaks_answer",
+)  # fmt: skip
+STAGE = Stage("check", READS, WRITES, "checked", check_qa, uses_llm=True, input_key=("qa_id",), rejection_reasons=REJECTION_REASONS)

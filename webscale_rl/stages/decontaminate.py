@@ -308,4 +308,4 @@ def decontaminate_stage(qa: DataFrame, ctx: StageContext) -> StageResult:
 
 
 READS = ("qa_id", "doc_id", "pretrain_text", "question", "answer")
-STAGE = Stage("decontaminate", READS, READS, "qa", decontaminate_stage)
+STAGE = Stage("decontaminate", READS, READS, "qa", decontaminate_stage, input_key=("qa_id",), rejection_reasons=("contaminated:.+",))

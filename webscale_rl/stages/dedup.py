@@ -242,4 +242,6 @@ def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     return StageResult(marked)
 
 
-STAGE = Stage("dedup", READS, WRITES, "deduped", dedup_documents)
+STAGE = Stage(
+    "dedup", READS, WRITES, "deduped", dedup_documents, needs_landed_rows=True, rejection_reasons=("exact_duplicate", "near_duplicate")
+)

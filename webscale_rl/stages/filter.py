@@ -156,4 +156,4 @@ def filter_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     return StageResult(marked)
 
 
-STAGE = Stage("filter", READS, WRITES, "filtered", filter_documents)
+STAGE = Stage("filter", READS, WRITES, "filtered", filter_documents, rejection_reasons=(*NAMED_CHECKS, *(rule.name for rule in RULES)))

@@ -39,14 +39,20 @@ OUT_FIELDS = [
 ]
 
 
-def generate_qa(profiles: DataFrame, ctx: StageContext) -> StageResult:
+ITEM_COLUMNS = ("qa_id", "doc_id", "pretrain_text", "domain", "persona")
+
+
+def prompt_version(ctx: StageContext) -> str:
+    """The generate prompt's version and the few-shot library's: both shape a pair, both are recorded."""
+    return f"{load_prompt('generate').version}+{load_fewshot(ctx.cfg.generate.fewshot_file).version}"
+
+
+def persona_items(profiles: DataFrame, ctx: StageContext) -> DataFrame:
+    """One work item per (document, persona slot): the runner keeps only items no run has handled,
+    so a persona whose call failed transiently is asked again while the others' pairs stay."""
     assert_columns(profiles, READS, "generate")
-    prompt = load_prompt("generate")
-    fewshot = load_fewshot(ctx.cfg.generate.fewshot_file)
-    k = ctx.cfg.generate.fewshot_per_prompt
-    version = f"{prompt.version}+{fewshot.version}"  # both shape the pair, both are recorded
-    max_chars = ctx.cfg.llm.max_doc_chars
-    per_persona = profiles.select(
+    version = prompt_version(ctx)
+    return profiles.select(
         "doc_id",
         F.col("text").alias("pretrain_text"),
         "domain",
@@ -59,6 +65,15 @@ def generate_qa(profiles: DataFrame, ctx: StageContext) -> StageResult:
         "domain",
         "persona",
     )
+
+
+def generate_qa(per_persona: DataFrame, ctx: StageContext) -> StageResult:
+    assert_columns(per_persona, ITEM_COLUMNS, "generate")
+    prompt = load_prompt("generate")
+    fewshot = load_fewshot(ctx.cfg.generate.fewshot_file)
+    k = ctx.cfg.generate.fewshot_per_prompt
+    version = f"{prompt.version}+{fewshot.version}"  # as prompt_version(ctx): both shape the pair
+    max_chars = ctx.cfg.llm.max_doc_chars
 
     def build(row):
         return prompt.messages(
@@ -87,4 +102,8 @@ def generate_qa(profiles: DataFrame, ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage("generate", READS, WRITES, "qa_candidates", generate_qa, uses_llm=True)
+# One pair per persona: a profile row becomes one work item per persona, each keyed by its qa_id.
+STAGE = Stage(
+    "generate", READS, WRITES, "qa_candidates", generate_qa,
+    uses_llm=True, input_key=("qa_id",), work_items=persona_items, rejection_reasons=("empty_qa",),
+)  # fmt: skip

@@ -17,7 +17,6 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from ..limits import document_chars_per_call
 from ..pii import scrub_pii
 from ..readers import READ_ERROR
 from .base import COUNT_PREFIX, DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
@@ -115,7 +114,8 @@ def ingest_documents(raw: DataFrame, ctx: StageContext) -> StageResult:
         DETAIL,
     )
     if ctx.cfg.limits.long_document == "chunk":
-        marked = split_into_chunks(marked, document_chars_per_call(ctx.cfg))
+        # The runner has fitted llm.max_doc_chars to every LLM call's budget (limits.with_call_limits).
+        marked = split_into_chunks(marked, ctx.cfg.llm.max_doc_chars)
     marked = marked.withColumn("n_chars", F.coalesce(F.length("text"), F.lit(0)))
     return StageResult(marked.drop("_input_chars", "_read_error", "_binary_fraction", "_id_rank", "_id_first_source"))
 
@@ -142,4 +142,11 @@ def split_into_chunks(marked: DataFrame, bytes_per_call: int) -> DataFrame:
     ).select(*[c for c in marked.columns if c not in (REASON, DETAIL)], COUNT_PREFIX + "chunked", REASON, DETAIL)
 
 
-STAGE = Stage("ingest", READS, WRITES, "documents", ingest_documents)
+STAGE = Stage(
+    "ingest",
+    READS,
+    WRITES,
+    "documents",
+    ingest_documents,
+    rejection_reasons=("empty_text", "binary_text", "duplicate_id", "too_large", "warc_truncated"),
+)

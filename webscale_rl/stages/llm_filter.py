@@ -9,7 +9,7 @@ from ..prompts import defuse_document, load_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 from .llm_stage import run_llm_stage
 
-READS = ("doc_id", "text")
+READS = ("doc_id", "url", "text", "source", "n_words")
 WRITES = ("doc_id", "url", "text", "source", "n_words", "llm_filter_version")
 
 REPLY_SCHEMA = {
@@ -57,4 +57,6 @@ def judge_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage("llm_filter", READS, WRITES, "judged", judge_documents, uses_llm=True)
+STAGE = Stage(
+    "llm_filter", READS, WRITES, "judged", judge_documents, uses_llm=True, rejection_reasons=("not_informative", "not_self_contained")
+)

@@ -11,7 +11,8 @@ import math
 import os
 import re
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jsonschema
 import pandas as pd
@@ -125,7 +126,7 @@ def run_llm_stage(
     mid = model_id(ctx, stage)
     sampling = {"temperature": spec.temperature, "seed": spec.seed, "max_tokens": spec.max_tokens, "response_format": spec.response_format}
     use_cache = llm.cache and ctx.warehouse is not None
-    spill_dir = str(llm_cache.spill_root(ctx.warehouse)) if use_cache else None
+    spill_dir = ctx.warehouse.llm_cache_spill_dir() if use_cache else None
     run_id = ctx.run_id
 
     def add_key(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -138,11 +139,33 @@ def run_llm_stage(
     if use_cache or batch_mode:
         keyed = df.mapInPandas(add_key, T.StructType(df.schema.fields + [T.StructField(KEY_COL, T.StringType())]))
         if use_cache:
-            rows_df = llm_cache.lookup(df.sparkSession, ctx.warehouse, keyed, KEY_COL, CACHED_COL)
+            rows_df = llm_cache.lookup(ctx.warehouse, keyed, KEY_COL, CACHED_COL)
         else:
             rows_df = keyed.withColumn(CACHED_COL, F.lit(None).cast("string"))
     if batch_mode:
         rows_df = _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schema, build_messages)
+
+    process = _answering(spec, stage, mid, run_id, spill_dir, progress_dir, schema_name, reply_schema, build_messages, to_rows, out_names, batch_mode)
+    marked = rows_df.repartition(n_parts).mapInPandas(process, out_schema)
+    return StageResult(marked, stats={"llm_calls_planned": float(n_rows)})
+
+
+def _answering(
+    spec: EndpointSpec,
+    stage: str,
+    mid: str,
+    run_id: str,
+    spill_dir: str | None,
+    progress_dir: str | None,
+    schema_name: str,
+    reply_schema: dict[str, Any],
+    build_messages: BuildMessages,
+    to_rows: ToRows,
+    out_names: list[str],
+    batch_mode: bool,
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The executor side of a stage (for mapInPandas): answer each row from the cache or the batch
+    results, call the model for the rest, spill successes to the cache, map replies to rows."""
 
     def process(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         progress = ProgressFile(progress_dir, uuid.uuid4().hex)
@@ -158,7 +181,7 @@ def run_llm_stage(
 
                 def keep(i: int, res: CallResult) -> None:
                     if spill and res.ok:
-                        spill.write(rows[i][KEY_COL], res.data, res.prompt_tokens, res.completion_tokens)
+                        spill.write(rows[i][KEY_COL], res.data, res.prompt_tokens, res.completion_tokens)  # noqa: B023 (called within this iteration)
 
                 called = complete_many(spec, requests, schema_name, reply_schema, on_done=progress.add, on_result=keep)
                 out: list[dict[str, Any]] = []
@@ -170,8 +193,7 @@ def run_llm_stage(
                 spill.close()
             progress.flush()
 
-    marked = rows_df.repartition(n_parts).mapInPandas(process, out_schema)
-    return StageResult(marked, stats={"llm_calls_planned": float(n_rows)})
+    return process
 
 
 BATCH_FIELDS = [
@@ -197,7 +219,7 @@ def _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schem
     os.makedirs(workdir, exist_ok=True)
     misses = rows_df.filter(F.col(CACHED_COL).isNull())
     items = ((r[KEY_COL], build_messages(r.asDict())) for r in misses.toLocalIterator())
-    spill = llm_cache.SpillWriter(str(llm_cache.spill_root(ctx.warehouse)), stage, mid, ctx.run_id) if llm.cache and ctx.warehouse else None
+    spill = llm_cache.SpillWriter(ctx.warehouse.llm_cache_spill_dir(), stage, mid, ctx.run_id) if llm.cache and ctx.warehouse else None
     results_path = os.path.join(workdir, "results.jsonl")
     with open(results_path, "w", encoding="utf-8") as out:
 

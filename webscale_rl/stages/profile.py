@@ -8,11 +8,10 @@ import re
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from .. import DOMAINS
+from ..domains import DOMAINS
 from ..prompts import defuse_document, load_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 from .llm_stage import run_llm_stage
-
 
 READS = ("doc_id", "text")
 WRITES = ("doc_id", "text", "domain", "personas", "profile_version")
@@ -87,4 +86,4 @@ def profile_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage("profile", READS, WRITES, "profiles", profile_documents, uses_llm=True)
+STAGE = Stage("profile", READS, WRITES, "profiles", profile_documents, uses_llm=True, rejection_reasons=("no_personas",))
