@@ -97,7 +97,7 @@ def run_pipeline(
     cfg = with_call_limits(cfg, LLM_STAGES)  # llm.max_doc_chars fitted to the model's context (limits.*)
     wh = Warehouse.open(spark, warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)
     # Reading validates every input file before any stage runs (clear errors, no half runs).
-    raw = read_documents(spark, inputs, limit=limit) if stages[0] is PIPELINE[0] else None
+    raw = read_documents(spark, inputs, limit=limit, on_bad_record=cfg.limits.on_bad_record) if stages[0] is PIPELINE[0] else None
     if cfg.decontam.eval_sets and decontaminate.STAGE in stages:
         decontaminate.load_eval_sets(spark, list(cfg.decontam.eval_sets), cfg.decontam)  # fail early on a bad file
     summary = RunSummary(run_id=run_id, warehouse=wh, final_table=stages[-1].table)

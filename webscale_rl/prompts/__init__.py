@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import yaml
+
+from ..domains import DOMAINS
+
 # A Traversable, not a Path: the package may be imported from a zip (a wheel in spark-submit --py-files).
 PROMPT_DIR = importlib.resources.files(__name__)
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
@@ -108,10 +112,6 @@ class FewShot:
 @lru_cache(maxsize=None)
 def load_fewshot(path: str | None = None) -> FewShot:
     """The few-shot library, validated: known domains, complete examples, known answer types."""
-    import yaml
-
-    from .. import DOMAINS
-
     file = Path(path) if path else PROMPT_DIR / "fewshot.yaml"
     if not file.is_file():
         raise FileNotFoundError(f"few-shot library not found: {file}")

@@ -29,7 +29,7 @@ from typing import Any
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame
 
-from .. import DOMAINS as _DOMAINS
+from ..domains import DOMAINS as _DOMAINS
 from . import measures
 from .suites import OFF, Expectation, severity_of, table_suites
 
