@@ -40,13 +40,24 @@ def content_hash(text_col) -> F.Column:
 def ingest_documents(raw: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(raw, READS, "ingest")
     limits = ctx.cfg.limits
+    df = with_ids_and_measures(raw, limits.max_doc_chars, limits.on_too_large == "truncate")
+    reason, detail = ingest_verdict(limits.max_doc_chars, limits.on_too_large == "reject")
+    marked = cleaned(df.withColumn(REASON, reason).withColumn(DETAIL, detail), ctx)
+    if limits.long_document == "chunk":
+        # The runner has fitted llm.max_doc_chars to every LLM call's budget (limits.with_call_limits).
+        marked = split_into_chunks(marked, ctx.cfg.llm.max_doc_chars)
+    marked = marked.withColumn("n_chars", F.coalesce(F.length("text"), F.lit(0)))
+    return StageResult(marked.drop("_input_chars", "_read_error", "_binary_fraction", "_id_rank", "_id_first_source"))
+
+
+def with_ids_and_measures(raw: DataFrame, max_doc_chars: int, truncate: bool) -> DataFrame:
+    """Documents with their doc_id (the given id, else a hash of the text), the text (cut to
+    `max_doc_chars` when `truncate`) and what the rules measure; a reused id ranks its documents."""
     read_error = F.col(READ_ERROR) if READ_ERROR in raw.columns else F.lit(None).cast("string")
     input_chars = F.coalesce(F.length("text"), F.lit(0))
-    too_large = input_chars > F.lit(limits.max_doc_chars)
-    # Truncating first keeps every later expression off the 10 MB tail.
     text = F.col("text")
-    if limits.on_too_large == "truncate":
-        text = F.when(too_large, F.substring(text, 1, limits.max_doc_chars)).otherwise(text)
+    if truncate:  # truncating first keeps every later expression off the 10 MB tail
+        text = F.when(input_chars > F.lit(max_doc_chars), F.substring(text, 1, max_doc_chars)).otherwise(text)
     n_chars = F.coalesce(F.length(text), F.lit(0))
     binary_chars = F.length(text) - F.length(F.regexp_replace(text, _BINARY_CHARS, ""))
     df = raw.select(
@@ -62,17 +73,19 @@ def ingest_documents(raw: DataFrame, ctx: StageContext) -> StageResult:
     )
     # A reused id keeps its first document (ordered by source, then text) so reruns agree.
     by_id = Window.partitionBy("doc_id").orderBy("source", content_hash(F.col("text")))
-    df = df.withColumn("_id_rank", F.row_number().over(by_id)).withColumn(
-        "_id_first_source", F.first("source").over(by_id)
-    )
+    return df.withColumn("_id_rank", F.row_number().over(by_id)).withColumn("_id_first_source", F.first("source").over(by_id))
+
+
+def ingest_verdict(max_doc_chars: int, reject_too_large: bool) -> tuple[F.Column, F.Column]:
+    """(REASON, DETAIL) of the first ingest rule a document breaks; a reader's error comes first."""
     text = F.col("text")
     too_large_rule = []
-    if limits.on_too_large == "reject":
+    if reject_too_large:
         too_large_rule = [
             (
                 "too_large",
-                F.col("_input_chars") > F.lit(limits.max_doc_chars),
-                F.format_string(f"n_chars=%d > limits.max_doc_chars={limits.max_doc_chars}", F.col("_input_chars")),
+                F.col("_input_chars") > F.lit(max_doc_chars),
+                F.format_string(f"n_chars=%d > limits.max_doc_chars={max_doc_chars}", F.col("_input_chars")),
             )
         ]
     reason, detail = first_failure(
@@ -97,8 +110,12 @@ def ingest_documents(raw: DataFrame, ctx: StageContext) -> StageResult:
     reader_reason = F.split(F.col("_read_error"), ":", 2)
     reason = F.when(reason == "_read", F.trim(reader_reason[0])).otherwise(reason)
     detail = F.when(F.col("_read_error").isNotNull(), F.trim(reader_reason[1])).otherwise(detail)
-    marked = df.withColumn(REASON, reason).withColumn(DETAIL, detail)
+    return reason, detail
 
+
+def cleaned(marked: DataFrame, ctx: StageContext) -> DataFrame:
+    """Kept text without control characters (and PII, when enabled), with `_count_*` columns of
+    what was truncated or replaced."""
     kept = F.col(REASON).isNull()
     counters = {"truncated": kept & (F.col("_input_chars") > F.col("n_chars"))}
     # Kept text only: a few stray NULs in an otherwise good page are dropped, not sent or stored.
@@ -107,17 +124,12 @@ def ingest_documents(raw: DataFrame, ctx: StageContext) -> StageResult:
         clean, pii_counts = scrub_pii(clean, ctx.cfg.pii.kinds)
         counters.update({f"pii__{kind}": F.when(kept, n).otherwise(F.lit(0)) for kind, n in pii_counts.items()})
     # One select: the counts must read the text before it is replaced.
-    marked = marked.select(
+    return marked.select(
         *[clean.alias("text") if c == "text" else c for c in marked.columns if c not in (REASON, DETAIL)],
         *[F.coalesce(flag.cast("long"), F.lit(0)).alias(COUNT_PREFIX + name) for name, flag in counters.items()],
         REASON,
         DETAIL,
     )
-    if ctx.cfg.limits.long_document == "chunk":
-        # The runner has fitted llm.max_doc_chars to every LLM call's budget (limits.with_call_limits).
-        marked = split_into_chunks(marked, ctx.cfg.llm.max_doc_chars)
-    marked = marked.withColumn("n_chars", F.coalesce(F.length("text"), F.lit(0)))
-    return StageResult(marked.drop("_input_chars", "_read_error", "_binary_fraction", "_id_rank", "_id_first_source"))
 
 
 def split_into_chunks(marked: DataFrame, bytes_per_call: int) -> DataFrame:
