@@ -108,7 +108,9 @@ def main() -> None:
         ka, kb = max(small["kept_docs"], 1), max(large["kept_docs"], 1)
         ta, tb = small["chars"].get(stage, 0) / 4 / ka, large["chars"].get(stage, 0) / 4 / kb
         print(f"  {stage:<12} calls {a['calls'] / ka:6.2f} → {b['calls'] / kb:6.2f}   prompt tokens {ta:8.0f} → {tb:8.0f}")
-    print(f"  {'all':<12} calls {small['calls'] / max(small['kept_docs'], 1):6.2f} → {large['calls'] / max(large['kept_docs'], 1):6.2f}   wall {small['wall_s'] / max(small['kept_docs'], 1):6.2f}s → {large['wall_s'] / max(large['kept_docs'], 1):6.2f}s")
+    ka, kb = max(small["kept_docs"], 1), max(large["kept_docs"], 1)
+    calls = f"calls {small['calls'] / ka:6.2f} → {large['calls'] / kb:6.2f}"
+    print(f"  {'all':<12} {calls}   wall {small['wall_s'] / ka:6.2f}s → {large['wall_s'] / kb:6.2f}s")
     total = large["calls"] / max(small["calls"], 1)
     print(f"\nLLM calls grow {total:.2f}x for {args.factor}x input (linear = {args.factor}x)")
 

@@ -153,7 +153,7 @@ class PeakMemory:
             self.peak_python, self.peak_jvm = max(self.peak_python, python), max(self.peak_jvm, jvm)
             self.peak_worker = max(self.peak_worker, worker)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._thread.start()
         return self
 
@@ -170,7 +170,8 @@ def run_ours(spark, input_dir: Path, work: Path) -> dict[str, float]:
     from pyspark.sql import functions as F
 
     from webscale_rl.config import Config
-    from webscale_rl.stages import dedup, filter as filter_stage
+    from webscale_rl.stages import dedup
+    from webscale_rl.stages import filter as filter_stage
     from webscale_rl.stages.base import StageContext
 
     def ctx(language: bool = True, fuzzy: bool = True) -> StageContext:
@@ -219,7 +220,6 @@ def run_ours(spark, input_dir: Path, work: Path) -> dict[str, float]:
 def _xxhash_accepts_str() -> None:
     """DataTrove 0.10 hashes str with xxhash<4; the project pins xxhash 4, which wants bytes."""
     import xxhash
-
     from datatrove.utils.hashes import xxhash as dt_xxhash
 
     dt_xxhash.xxhash32 = lambda data: xxhash.xxh32_intdigest(data.encode() if isinstance(data, str) else data)

@@ -51,7 +51,19 @@ class Served:
 
 @contextlib.contextmanager
 def fake_server(latency: float, fault_rate: float = 0.0, hang: float = 5.0, seed: int = 0):
-    cmd = [sys.executable, "-m", "tests.support.fake_server", "--latency", str(latency), "--fault-rate", str(fault_rate), "--hang", str(hang), "--seed", str(seed)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.support.fake_server",
+        "--latency",
+        str(latency),
+        "--fault-rate",
+        str(fault_rate),
+        "--hang",
+        str(hang),
+        "--seed",
+        str(seed),
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         yield Served(proc.stdout.readline().strip())
@@ -88,9 +100,7 @@ def throughput(args, latency: float | None = None) -> bool:
 def faults(args) -> bool:
     n = args.requests // 2
     with fake_server(args.latency, fault_rate=0.2, hang=args.hang, seed=11) as fake:
-        elapsed, results = run_engine(
-            fake, n, args.concurrency, timeout_s=args.timeout, max_retries=6, backoff_base_s=0.05, backoff_max_s=2.0
-        )
+        elapsed, results = run_engine(fake, n, args.concurrency, timeout_s=args.timeout, max_retries=6, backoff_base_s=0.05, backoff_max_s=2.0)
         stats = fake.stats()
         peak, sent = stats["peak_in_flight"], stats["faults"]
     lost = sum(r is None for r in results)
@@ -119,8 +129,10 @@ def local_model(args) -> None:
             elapsed = time.monotonic() - t0
         gen = sum(r.completion_tokens for r in results)
         total = gen + sum(r.prompt_tokens for r in results)
-        print(f"[local model] {slots} slot(s): {len(reqs)} requests in {elapsed:.1f} s; "
-              f"{gen / elapsed:.1f} generated tokens/s, {total / elapsed:.1f} tokens/s incl. prompt")
+        print(
+            f"[local model] {slots} slot(s): {len(reqs)} requests in {elapsed:.1f} s; "
+            f"{gen / elapsed:.1f} generated tokens/s, {total / elapsed:.1f} tokens/s incl. prompt"
+        )
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """Entry point for spark-submit and Databricks: the same arguments as `webscale-rl run`.
 
-    spark-submit jobs/run_pipeline.py --input data/ --warehouse /mnt/wh
+spark-submit jobs/run_pipeline.py --input data/ --warehouse /mnt/wh
 """
 
 import sys

@@ -42,8 +42,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 if __package__ in (None, ""):  # run as `python jobs/train_grpo.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -92,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, default=PAPER["learning_rate"], help="AdamW learning rate (paper: 5e-6)")
     p.add_argument("--per-device-batch-size", type=int, default=16, help="completions per device per micro-batch")
     p.add_argument(
-        "--gradient-accumulation-steps", type=int, default=16,
+        "--gradient-accumulation-steps",
+        type=int,
+        default=16,
         help="micro-batches per optimizer step (16 x 16 = the paper's 256 on one process)",
     )
     p.add_argument("--max-steps", type=int, default=-1, help="optimizer steps; -1 = --num-train-epochs over the data")
@@ -109,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--use-vllm", action="store_true", help="generate with vLLM (TRL colocate mode; GPU only)")
     p.add_argument("--report-to", default="none", help="Trainer integrations, e.g. 'mlflow' or 'none'")
     p.add_argument(
-        "--tiny-random", action="store_true",
+        "--tiny-random",
+        action="store_true",
         help="smoke mode: a randomly initialised 2-layer Qwen2 (hidden 32) and a byte-level BPE tokenizer "
         "trained on the data's own text; nothing is downloaded and --model is ignored",
     )
@@ -197,9 +201,7 @@ def build_tiny_model(tokenizer, seed: int = 0):
         bos_token_id=None,
     )
     model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None
-    )
+    model.generation_config = GenerationConfig(pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None)
     return model
 
 

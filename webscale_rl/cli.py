@@ -71,21 +71,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_run_arguments(run: argparse.ArgumentParser) -> None:
-    run.add_argument("--input", nargs="+", default=[], metavar="PATH", help="JSONL(.gz), Parquet, WARC(.gz), .txt/.html files or folders (needed when ingest runs)")
+    run.add_argument(
+        "--input", nargs="+", default=[], metavar="PATH", help="JSONL(.gz), Parquet, WARC(.gz), .txt/.html files or folders (needed when ingest runs)"
+    )
     run.add_argument("--warehouse", required=True, metavar="DIR", help="directory holding the Delta tables")
     run.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. llm.max_concurrency=8 (repeatable)")
-    run.add_argument("--eval-set", action="append", default=[], metavar="PATH", help="evaluation set to decontaminate against (JSONL/Parquet/CSV with a question column; name=PATH to name it; repeatable)")
-    run.add_argument("--from", dest="start", choices=STAGES, help="start at this stage (it reads the earlier stage's table); with --until the same stage: one stage")
+    run.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. llm.max_concurrency=8 (repeatable)"
+    )
+    run.add_argument(
+        "--eval-set",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="evaluation set to decontaminate against (JSONL/Parquet/CSV with a question column; name=PATH to name it; repeatable)",
+    )
+    run.add_argument(
+        "--from", dest="start", choices=STAGES, help="start at this stage (it reads the earlier stage's table); with --until the same stage: one stage"
+    )
     run.add_argument("--until", choices=STAGES, help="stop after this stage")
     run.add_argument("--limit", type=int, metavar="N", help="read at most N documents")
     run.add_argument(
-        "--on-bad-record", choices=("reject", "fail"),
+        "--on-bad-record",
+        choices=("reject", "fail"),
         help="a bad input record (e.g. a JSONL line that is not a JSON object): reject it into 'rejections' "
         "and go on (default), or stop the run naming file and line; sets limits.on_bad_record",
     )
     run.add_argument(
-        "--conf", dest="spark_conf", action="append", default=[], metavar="KEY=VALUE",
+        "--conf",
+        dest="spark_conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="a Spark setting, as spark-submit takes it (repeatable), e.g. spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000",
     )
 

@@ -74,12 +74,8 @@ class LLMConfig:
     # that only accept the looser form.
     response_format: Literal["json_schema", "json_object"] = "json_schema"
     # Model per LLM stage (the pipeline checks that every LLM stage has one).
-    models: dict[str, str] = field(
-        default_factory=lambda: {"llm_filter": "local", "profile": "local", "generate": "local", "check": "local"}
-    )
-    max_tokens: dict[str, int] = field(
-        default_factory=lambda: {"llm_filter": 48, "profile": 120, "generate": 160, "check": 48}
-    )
+    models: dict[str, str] = field(default_factory=lambda: {"llm_filter": "local", "profile": "local", "generate": "local", "check": "local"})
+    max_tokens: dict[str, int] = field(default_factory=lambda: {"llm_filter": 48, "profile": 120, "generate": 160, "check": 48})
     # Document text sent to a model is cut to this many characters (context budget).
     max_doc_chars: int = 4000
     # Rows per Spark partition for LLM stages; small partitions keep progress and retries fine-grained.
@@ -457,9 +453,7 @@ def read_config_text(ref: str | Path) -> tuple[str, str]:
         return packaged.read_text(encoding="utf-8"), f"packaged config {ref!r}"
     if Path(ref).is_file():
         return Path(ref).read_text(encoding="utf-8"), f"config file {ref}"
-    raise ConfigError(
-        f"config {ref!r} is neither a file nor a packaged config; packaged configs: {', '.join(packaged_config_names())}"
-    )
+    raise ConfigError(f"config {ref!r} is neither a file nor a packaged config; packaged configs: {', '.join(packaged_config_names())}")
 
 
 def load_yaml(ref: str | Path) -> dict[str, Any]:
@@ -573,7 +567,5 @@ def config_json_schema() -> dict[str, Any]:
 
 def cache_dir() -> Path:
     """User-level cache for heavy downloads and builds (jars, weights, the compiled LLM server)."""
-    root = os.environ.get("WEBSCALE_RL_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "webscale-rl"
-    )
+    root = os.environ.get("WEBSCALE_RL_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "webscale-rl")
     return Path(root)

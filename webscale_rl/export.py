@@ -25,9 +25,7 @@ def with_split(qa: DataFrame, val_fraction: float) -> DataFrame:
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     bucket = F.pmod(F.xxhash64("qa_id"), F.lit(SPLIT_BUCKETS))
-    return qa.withColumn(
-        "split", F.when(bucket < F.lit(int(val_fraction * SPLIT_BUCKETS)), "validation").otherwise("train")
-    )
+    return qa.withColumn("split", F.when(bucket < F.lit(int(val_fraction * SPLIT_BUCKETS)), "validation").otherwise("train"))
 
 
 def released(qa: DataFrame) -> DataFrame:
@@ -36,9 +34,7 @@ def released(qa: DataFrame) -> DataFrame:
 
 def to_verl(qa: DataFrame, data_source: str = DATA_SOURCE) -> DataFrame:
     """verl's RL data layout (as its examples/data_preprocess scripts write it)."""
-    prompt = F.array(
-        F.struct(F.lit("user").alias("role"), F.concat_ws("\n\n", F.col("question"), F.lit(INSTRUCTION)).alias("content"))
-    )
+    prompt = F.array(F.struct(F.lit("user").alias("role"), F.concat_ws("\n\n", F.col("question"), F.lit(INSTRUCTION)).alias("content")))
     return qa.select(
         F.lit(data_source).alias("data_source"),
         prompt.alias("prompt"),
@@ -60,9 +56,7 @@ def to_verl(qa: DataFrame, data_source: str = DATA_SOURCE) -> DataFrame:
 
 def to_trl(qa: DataFrame) -> DataFrame:
     """TRL's conversational prompt layout; `answer` is passed to reward functions as a column."""
-    prompt = F.array(
-        F.struct(F.lit("user").alias("role"), F.concat_ws("\n\n", F.col("question"), F.lit(INSTRUCTION)).alias("content"))
-    )
+    prompt = F.array(F.struct(F.lit("user").alias("role"), F.concat_ws("\n\n", F.col("question"), F.lit(INSTRUCTION)).alias("content")))
     return qa.select(prompt.alias("prompt"), "answer", "qa_id", *(["split"] if "split" in qa.columns else []))
 
 

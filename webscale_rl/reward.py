@@ -51,8 +51,9 @@ import string
 import threading
 import time
 import unicodedata
+from collections.abc import Iterable
 from fractions import Fraction
-from typing import Any, Iterable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -228,9 +229,34 @@ _NUM_RE = re.compile(
 )
 _UNIT_RE = re.compile(r"^(?:[^\W\d_]+(?:[/·.\-]?[^\W\d_]+)*[²³]?\.?|°[CFK]?|[%‰])$", re.UNICODE)
 _NOT_UNITS = {  # "5 May" is a date, "3 and" / "4 or" are phrases: not numbers with units
-    "jan", "january", "feb", "february", "mar", "march", "apr", "april", "may", "jun", "june", "jul",
-    "july", "aug", "august", "sep", "sept", "september", "oct", "october", "nov", "november", "dec",
-    "december", "and", "or", "to", "of",
+    "jan",
+    "january",
+    "feb",
+    "february",
+    "mar",
+    "march",
+    "apr",
+    "april",
+    "may",
+    "jun",
+    "june",
+    "jul",
+    "july",
+    "aug",
+    "august",
+    "sep",
+    "sept",
+    "september",
+    "oct",
+    "october",
+    "nov",
+    "november",
+    "dec",
+    "december",
+    "and",
+    "or",
+    "to",
+    "of",
 }
 _LEADING_QUALIFIERS = re.compile(r"^(?:approximately|approx\.?|about|around|roughly|~|≈)\s*", re.IGNORECASE)
 
@@ -307,13 +333,83 @@ def _units_conflict(u1: str, u2: str) -> bool:
 # --------------------------------------------------------------------------------------------
 
 _MATH_WORDS = {
-    "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "frac", "dfrac", "tfrac",
-    "pi", "infty", "inf", "cdot", "times", "div", "pm", "mp", "left", "right", "arcsin", "arccos",
-    "arctan", "sinh", "cosh", "tanh", "max", "min", "gcd", "lcm", "mod", "det", "lim", "sum", "int",
-    "alpha", "beta", "gamma", "delta", "theta", "lambda", "sigma", "omega", "phi", "mu", "epsilon",
-    "circ", "degree", "le", "ge", "leq", "geq", "neq", "approx", "cup", "cap", "emptyset", "binom",
-    "mathbb", "text", "mathrm", "boxed", "begin", "end", "pmatrix", "bmatrix", "matrix", "cdots",
-    "ldots", "dots", "over", "choose", "operatorname", "sqrt", "displaystyle", "tfrac",
+    "sin",
+    "cos",
+    "tan",
+    "cot",
+    "sec",
+    "csc",
+    "log",
+    "ln",
+    "exp",
+    "sqrt",
+    "frac",
+    "dfrac",
+    "tfrac",
+    "pi",
+    "infty",
+    "inf",
+    "cdot",
+    "times",
+    "div",
+    "pm",
+    "mp",
+    "left",
+    "right",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "max",
+    "min",
+    "gcd",
+    "lcm",
+    "mod",
+    "det",
+    "lim",
+    "sum",
+    "int",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "theta",
+    "lambda",
+    "sigma",
+    "omega",
+    "phi",
+    "mu",
+    "epsilon",
+    "circ",
+    "degree",
+    "le",
+    "ge",
+    "leq",
+    "geq",
+    "neq",
+    "approx",
+    "cup",
+    "cap",
+    "emptyset",
+    "binom",
+    "mathbb",
+    "text",
+    "mathrm",
+    "boxed",
+    "begin",
+    "end",
+    "pmatrix",
+    "bmatrix",
+    "matrix",
+    "cdots",
+    "ldots",
+    "dots",
+    "over",
+    "choose",
+    "operatorname",
+    "displaystyle",
 }
 _RISKY_RE = re.compile(r"(?:\^|\*\*)\s*\{?\s*\(?\s*\d{4,}|(?:\^|\*\*)[^^*]*(?:\^|\*\*)|\d{4,}\s*!|!!")
 
@@ -444,10 +540,27 @@ def _math_verify_equal(gold: str, pred: str) -> tuple[bool, bool]:
 # --------------------------------------------------------------------------------------------
 
 _TYPE_ALIASES = {
-    "bool": "boolean", "boolean": "boolean", "yes_no": "boolean", "yesno": "boolean", "binary": "boolean",
-    "number": "numeric", "numeric": "numeric", "numerical": "numeric", "integer": "numeric", "float": "numeric",
-    "quantity": "numeric", "math": "math", "expression": "math", "formula": "math", "latex": "math",
-    "text": "text", "string": "text", "entity": "text", "name": "text", "short_text": "text", "date": "text",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "yes_no": "boolean",
+    "yesno": "boolean",
+    "binary": "boolean",
+    "number": "numeric",
+    "numeric": "numeric",
+    "numerical": "numeric",
+    "integer": "numeric",
+    "float": "numeric",
+    "quantity": "numeric",
+    "math": "math",
+    "expression": "math",
+    "formula": "math",
+    "latex": "math",
+    "text": "text",
+    "string": "text",
+    "entity": "text",
+    "name": "text",
+    "short_text": "text",
+    "date": "text",
 }
 
 
@@ -570,9 +683,7 @@ def _content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-        return "\n".join(
-            p.get("text", "") if isinstance(p, dict) else str(p) for p in content if p is not None
-        )
+        return "\n".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content if p is not None)
     return str(content)
 
 

@@ -82,9 +82,7 @@ class SampleDownloadError(RuntimeError):
 
 def sample_info() -> list[dict[str, str]]:
     """Name, version, licence and URL of each source the sample is built from."""
-    return [
-        {k: src[k] for k in ("name", "version", "licence", "project_url", "content")} for src in SAMPLE_SOURCES
-    ]
+    return [{k: src[k] for k in ("name", "version", "licence", "project_url", "content")} for src in SAMPLE_SOURCES]
 
 
 def fetch_sample(dest: Path, n_docs: int = 10) -> Path:

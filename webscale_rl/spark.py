@@ -81,9 +81,7 @@ def check_java() -> str:
     if major == 1 and m.group(2):  # "1.8" style
         major = int(m.group(2))
     if major < MIN_JAVA:
-        raise EnvironmentProblem(
-            f"Spark 4 needs Java {MIN_JAVA} or newer; found Java {major} at {java}. Install OpenJDK 17 or set JAVA_HOME."
-        )
+        raise EnvironmentProblem(f"Spark 4 needs Java {MIN_JAVA} or newer; found Java {major} at {java}. Install OpenJDK 17 or set JAVA_HOME.")
     return text.splitlines()[0] if text else str(major)
 
 

@@ -8,12 +8,11 @@ import json
 
 from pyspark.sql import functions as F
 
-from webscale_rl.warehouse import Warehouse
+from tests.support.docs import ARTICLE
+from tests.support.fake_server import FakeOpenAI
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
-
-from tests.support.fake_server import FakeOpenAI
-from tests.support.docs import ARTICLE
+from webscale_rl.warehouse import Warehouse
 
 
 def test_batch_mode_maps_results_back_retries_and_loses_nothing(spark, tmp_path, monkeypatch):
@@ -32,9 +31,15 @@ def test_batch_mode_maps_results_back_retries_and_loses_nothing(spark, tmp_path,
     with FakeOpenAI() as fake:
         cfg = load_config(
             "openai",
-            [f"llm.base_url={fake.base_url}", "llm.mode=batch", "llm.batch_poll_s=0.01", "llm.batch_max_requests=1",
-             "llm.batch_max_rounds=1", "mlflow.enabled=false",
-             "dedup.fuzzy.enabled=false"],  # the documents are copies of one article
+            [
+                f"llm.base_url={fake.base_url}",
+                "llm.mode=batch",
+                "llm.batch_poll_s=0.01",
+                "llm.batch_max_requests=1",
+                "llm.batch_max_rounds=1",
+                "mlflow.enabled=false",
+                "dedup.fuzzy.enabled=false",
+            ],  # the documents are copies of one article
         )
         lines: list[str] = []
         summary = run_pipeline([str(docs)], warehouse, cfg, until="llm_filter", spark=spark, log=lines.append)

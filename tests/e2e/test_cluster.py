@@ -19,14 +19,13 @@ from pathlib import Path
 import pyspark
 import pytest
 
+from tests.support.docs import ARTICLE_VARIANTS
+from tests.support.fake_server import FakeOpenAI
+from tests.support.paths import REPO
+from tests.support.warehouse_compare import duplicate_keys, snapshot
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 from webscale_rl.spark import cached_delta_jars
-
-from tests.support.fake_server import FakeOpenAI
-from tests.support.docs import ARTICLE_VARIANTS
-from tests.support.paths import REPO
-from tests.support.warehouse_compare import duplicate_keys, snapshot
 
 SPARK_HOME = Path(pyspark.__file__).parent
 # ARTICLE_VARIANTS are variants of two articles: near-duplicate dedup (tested in test_dedup) is off so they all go on.
@@ -73,8 +72,20 @@ def standalone_cluster(tmp_path):
         for i, wd in enumerate(work_dirs, 1):
             wd.mkdir()
             start(
-                ["org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}", "--host", "127.0.0.1", "--cores", "1",
-                 "--memory", "1g", "--work-dir", str(wd), "--webui-port", "0"],
+                [
+                    "org.apache.spark.deploy.worker.Worker",
+                    f"spark://127.0.0.1:{port}",
+                    "--host",
+                    "127.0.0.1",
+                    "--cores",
+                    "1",
+                    "--memory",
+                    "1g",
+                    "--work-dir",
+                    str(wd),
+                    "--webui-port",
+                    "0",
+                ],
                 f"worker-{i}",
             )
         deadline = time.monotonic() + 120
@@ -102,7 +113,9 @@ def standalone_cluster(tmp_path):
 def build_wheel(out: Path) -> Path:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     (wheel,) = out.glob("webscale_rl-*.whl")
     return wheel
@@ -122,18 +135,31 @@ def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalo
         sets = [f"llm.base_url={fake.base_url}", *OVERRIDES]
         cmd = [
             str(SPARK_HOME / "bin" / "spark-submit"),
-            "--master", master,
-            "--jars", ",".join(str(j) for j in jars),
-            "--py-files", str(wheel),
-            "--driver-memory", "1g",
-            "--executor-memory", "768m",
-            "--conf", "spark.sql.shuffle.partitions=4",
-            "--conf", "spark.databricks.delta.snapshotPartitions=2",
+            "--master",
+            master,
+            "--jars",
+            ",".join(str(j) for j in jars),
+            "--py-files",
+            str(wheel),
+            "--driver-memory",
+            "1g",
+            "--executor-memory",
+            "768m",
+            "--conf",
+            "spark.sql.shuffle.partitions=4",
+            "--conf",
+            "spark.databricks.delta.snapshotPartitions=2",
             # Delta's SQL extension is static: the launcher must pass it. The Delta catalog is not
             # passed: the job adds it at run time when the launcher did not.
-            "--conf", "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
+            "--conf",
+            "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
             str(REPO / "jobs" / "run_pipeline.py"),
-            "--input", str(inputs), "--warehouse", str(wh_cluster), "--config", "openai",
+            "--input",
+            str(inputs),
+            "--warehouse",
+            str(wh_cluster),
+            "--config",
+            "openai",
         ]
         for s in sets:
             cmd += ["--set", s]

@@ -47,10 +47,7 @@ def test_delta_sql_over_connect(remote, tmp_path):
     append_once(remote, [("a", 1), ("b", 2)], table, 1)
     append_once(remote, [("a", 1), ("b", 2)], table, 1)  # replayed batch: committed once only
     remote.createDataFrame([("b", 20), ("c", 3)], "key string, n int").createOrReplaceTempView("updates")
-    remote.sql(
-        f"MERGE INTO delta.`{table}` AS t USING updates AS u ON t.key = u.key "
-        "WHEN MATCHED THEN UPDATE SET n = u.n WHEN NOT MATCHED THEN INSERT *"
-    )
+    remote.sql(f"MERGE INTO delta.`{table}` AS t USING updates AS u ON t.key = u.key WHEN MATCHED THEN UPDATE SET n = u.n WHEN NOT MATCHED THEN INSERT *")
     history = remote.sql(f"DESCRIBE HISTORY delta.`{table}`").orderBy("version").collect()
     assert [(h["version"], h["operation"]) for h in history] == [(0, "WRITE"), (1, "MERGE")]
     rows = remote.sql(f"SELECT key, n FROM delta.`{table}` ORDER BY key").collect()
@@ -67,10 +64,7 @@ def test_s3a_input_and_delta_table_over_connect(remote, s3_server: S3Server):  #
     append_once(remote, [("a", 1)], table, 1)
     append_once(remote, [("a", 1)], table, 1)
     remote.createDataFrame([("a", 10), ("b", 2)], "key string, n int").createOrReplaceTempView("s3_updates")
-    remote.sql(
-        f"MERGE INTO delta.`{table}` AS t USING s3_updates AS u ON t.key = u.key "
-        "WHEN MATCHED THEN UPDATE SET n = u.n WHEN NOT MATCHED THEN INSERT *"
-    )
+    remote.sql(f"MERGE INTO delta.`{table}` AS t USING s3_updates AS u ON t.key = u.key WHEN MATCHED THEN UPDATE SET n = u.n WHEN NOT MATCHED THEN INSERT *")
     ops = [r["operation"] for r in remote.sql(f"DESCRIBE HISTORY delta.`{table}`").orderBy("version").collect()]
     assert ops == ["WRITE", "MERGE"]
     assert "connect-wh/t/_delta_log/00000000000000000001.json" in s3_server.keys("connect-wh/")

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.docs import ARTICLE_VARIANTS
+from tests.support.fake_server import FakeOpenAI
+from tests.support.paths import REPO
+from tests.support.warehouse_compare import duplicate_keys, snapshot
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
-from tests.support.fake_server import FakeOpenAI
-from tests.support.docs import ARTICLE_VARIANTS
-from tests.support.paths import REPO
-from tests.support.warehouse_compare import duplicate_keys, snapshot
 
 def overrides(fake) -> list[str]:
     return [

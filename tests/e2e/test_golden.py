@@ -41,9 +41,7 @@ def test_same_tables_as_before_the_reshaping(spark, tmp_path, monkeypatch, case)
         cfg = load_config("openai", [f"llm.base_url={fake.base_url}", *OVERRIDES, f"decontam.eval_sets=[{eval_set}]", *CASES[case]])
         summary = run_pipeline([str(GOLDEN / "input.jsonl")], tmp_path / "wh", cfg, spark=spark, log=lambda _: None)
     warehouse = Warehouse.open(spark, tmp_path / "wh")
-    counts = {
-        s.stage: {"rows_in": s.rows_in, "kept": s.kept, "rejected": s.rejected, "reasons": s.rejected_by_reason} for s in summary.stages
-    }
+    counts = {s.stage: {"rows_in": s.rows_in, "kept": s.kept, "rejected": s.rejected, "reasons": s.rejected_by_reason} for s in summary.stages}
     assert counts == expected["counts"]
     assert json.loads(json.dumps(_rows(warehouse, "rejections"), default=str)) == expected["rejections"]
     assert json.loads(json.dumps(_rows(warehouse, "qa"), default=str)) == expected["qa"]

@@ -10,11 +10,10 @@ import shutil
 
 from pyspark.sql import functions as F
 
-from webscale_rl.warehouse import Warehouse
+from tests.support.hostile import CANARY, ECHO_ARTICLE, HOSTILE, INJECTION_DOCS, SENTENCE, ObedientFake, write_generated_corpus
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
-
-from tests.support.hostile import CANARY, ECHO_ARTICLE, HOSTILE, INJECTION_DOCS, SENTENCE, ObedientFake, write_generated_corpus
+from webscale_rl.warehouse import Warehouse
 
 
 def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
@@ -34,8 +33,15 @@ def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
     with ObedientFake(require_key=CANARY) as fake:
         cfg = load_config(
             "openai",
-            [f"llm.base_url={fake.base_url}", "llm.max_retries=1", "llm.backoff_base_s=0.01", "llm.rows_per_partition=8",
-             "quality.on_failure=warn", "pii.enabled=true", "limits.max_doc_chars=100000"],
+            [
+                f"llm.base_url={fake.base_url}",
+                "llm.max_retries=1",
+                "llm.backoff_base_s=0.01",
+                "llm.rows_per_partition=8",
+                "quality.on_failure=warn",
+                "pii.enabled=true",
+                "limits.max_doc_chars=100000",
+            ],
         )
         summary = run_pipeline([str(corpus)], warehouse, cfg, spark=spark, log=lines.append)
     this_run = F.col("run_id") == summary.run_id
@@ -46,7 +52,7 @@ def test_hostile_corpus_through_the_pipeline(spark, tmp_path, monkeypatch):
         by_doc.setdefault(r["doc_id"], set()).add((r["stage"], r["reason"]))
 
     # Every document is accounted for, with a specific reason.
-    ids = set(INJECTION_DOCS) | {json.loads(l)["id"] for l in (HOSTILE / "documents.jsonl").read_text().splitlines()}
+    ids = set(INJECTION_DOCS) | {json.loads(line)["id"] for line in (HOSTILE / "documents.jsonl").read_text().splitlines()}
     assert ids <= {r["doc_id"] for r in qa} | set(by_doc)
     assert all(reason and reason != "unknown" for reasons in by_doc.values() for _, reason in reasons)
     assert by_doc["too-big"] == {("ingest", "too_large")}

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 
+from tests.support.docs import ARTICLE, ARTICLE2
+from tests.support.fake_server import FakeOpenAI
+from tests.support.warehouse_compare import duplicate_keys, snapshot, versions
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
-
-from tests.support.fake_server import FakeOpenAI
-from tests.support.docs import ARTICLE, ARTICLE2
-from tests.support.warehouse_compare import duplicate_keys, snapshot, versions
 
 FIRST = [
     {"id": "danube", "text": ARTICLE},
@@ -33,8 +32,7 @@ def write_jsonl(path, docs):
 def fake_config(fake):
     # The documents are variants of two articles; near-duplicate dedup (tested in test_dedup) is off
     # so that every variant goes on to the LLM stages.
-    overrides = [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false",
-                 "dedup.fuzzy.enabled=false"]
+    overrides = [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"]
     return load_config("openai", overrides)
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_server import FakeOpenAI
-
 from tests.support.paths import REPO as ROOT
+
 PACKAGED = ("azure", "databricks", "local", "openai", "vllm")
 ARTICLE = (
     "The Danube is the second-longest river in Europe, after the Volga. It rises in the Black Forest "

@@ -16,14 +16,12 @@ from pathlib import Path
 
 from pyspark.sql import functions as F
 
-from webscale_rl.warehouse import Warehouse
+from tests.support.docs import ARTICLE, ARTICLE2
+from tests.support.fake_server import FakeOpenAI
+from tests.support.paths import REPO
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
-
-from tests.support.fake_server import FakeOpenAI
-from tests.support.docs import ARTICLE, ARTICLE2
-from tests.support.paths import REPO
-
+from webscale_rl.warehouse import Warehouse
 
 
 def write_docs(path: Path, n: int) -> Path:
@@ -36,15 +34,18 @@ def config(fake: FakeOpenAI, *extra: str):
     return load_config(
         "openai",
         # The documents are copies of two articles: near-duplicate dedup would leave two of them.
-        [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "llm.max_concurrency=4", "mlflow.enabled=false",
-         "dedup.fuzzy.enabled=false", *extra],
+        [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "llm.max_concurrency=4", "mlflow.enabled=false", "dedup.fuzzy.enabled=false", *extra],
     )
 
 
 def accounted(spark, warehouse: Path, run_id: str, final: str) -> set[str]:
     this_run = F.col("run_id") == run_id
     kept = {r["doc_id"] for r in Warehouse(spark, warehouse).read(final).filter(this_run).select("doc_id").collect()}
-    rejected = {r["doc_id"] for r in Warehouse(spark, warehouse).read("rejections").filter(this_run).select("doc_id").collect()} if Warehouse(spark, warehouse).exists("rejections") else set()
+    rejected = (
+        {r["doc_id"] for r in Warehouse(spark, warehouse).read("rejections").filter(this_run).select("doc_id").collect()}
+        if Warehouse(spark, warehouse).exists("rejections")
+        else set()
+    )
     return kept | rejected
 
 
@@ -88,9 +89,30 @@ def test_killed_run_resumes_paying_only_for_what_is_missing(spark, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "WEBSCALE_RL_DRIVER_MEMORY": "1g"}
     env.pop("OPENAI_API_KEY", None)
     with FakeOpenAI(latency_s=0.25) as fake:
-        args = [sys.executable, "-m", "webscale_rl.cli", "run", "--config", "openai", "--input", str(docs), "--warehouse", str(warehouse),
-                "--until", "llm_filter", "--set", f"llm.base_url={fake.base_url}", "--set", "llm.max_concurrency=2", "--set", "mlflow.enabled=false", "--set", "dedup.fuzzy.enabled=false",
-                "--set", "spark.master=local[2]"]
+        args = [
+            sys.executable,
+            "-m",
+            "webscale_rl.cli",
+            "run",
+            "--config",
+            "openai",
+            "--input",
+            str(docs),
+            "--warehouse",
+            str(warehouse),
+            "--until",
+            "llm_filter",
+            "--set",
+            f"llm.base_url={fake.base_url}",
+            "--set",
+            "llm.max_concurrency=2",
+            "--set",
+            "mlflow.enabled=false",
+            "--set",
+            "dedup.fuzzy.enabled=false",
+            "--set",
+            "spark.master=local[2]",
+        ]
         proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             deadline = time.monotonic() + 240

@@ -9,7 +9,7 @@ import pytest
 from mlflow import MlflowClient
 
 from webscale_rl import STAGES
-    from webscale_rl.warehouse import Warehouse
+from webscale_rl.warehouse import Warehouse
 
 
 def test_pipeline_run_in_mlflow(spark, small_warehouse):
@@ -18,9 +18,7 @@ def test_pipeline_run_in_mlflow(spark, small_warehouse):
     client = MlflowClient(tracking_uri=summary.mlflow.tracking_uri)
     parent = client.get_run(summary.mlflow.run_id)
     assert parent.info.status == "FINISHED" and parent.info.run_name == summary.run_id
-    children = client.search_runs(
-        [summary.mlflow.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
-    )
+    children = client.search_runs([summary.mlflow.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     by_stage = {r.info.run_name: r for r in children}
     assert set(by_stage) == set(STAGES)
 

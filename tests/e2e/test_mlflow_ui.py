@@ -33,8 +33,7 @@ def ui(small_warehouse, tmp_path_factory):
     port = _free_port()
     mlflow_bin = Path(sys.executable).parent / "mlflow"
     # The command of the Makefile's `ui` target, on a free port.
-    cmd = [str(mlflow_bin), "ui", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-           "--backend-store-uri", summary.mlflow.tracking_uri]
+    cmd = [str(mlflow_bin), "ui", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--backend-store-uri", summary.mlflow.tracking_uri]
     log = (tmp_path_factory.mktemp("ui") / "server.log").open("w")
     server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -62,10 +61,21 @@ def ui(small_warehouse, tmp_path_factory):
 def _render(url: str, screenshot: Path, profile: Path) -> str:
     """The DOM of `url` after its scripts ran, and a screenshot of it."""
     cmd = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--window-size=1400,1000",
-        "--dump-dom", f"--screenshot={screenshot}", url,
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=20000",
+        "--window-size=1400,1000",
+        "--dump-dom",
+        f"--screenshot={screenshot}",
+        url,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert screenshot.is_file() and screenshot.stat().st_size > 10_000, out.stderr[-2000:]

@@ -30,7 +30,9 @@ def test_notebook_runs(name, small_warehouse, monkeypatch, tmp_path):
     client.execute()  # raises CellExecutionError on the first failing cell
     outputs = "\n".join(
         o.get("text", "") or str(o.get("data", {}).get("text/plain", "")) + str(o.get("data", {}).get("text/html", ""))
-        for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
     )
     assert f"run: {summary.run_id}" in outputs
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]

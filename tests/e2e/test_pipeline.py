@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from webscale_rl.warehouse import Warehouse
-from webscale_rl.config import load_config
-from webscale_rl.pipeline import run_pipeline
-
 from tests.support.docs import ARTICLE, ARTICLE2
 from tests.support.fake_server import INJECTION_MARKER, SUBTLE_INJECTION, FakeOpenAI
+from webscale_rl.config import load_config
+from webscale_rl.pipeline import run_pipeline
+from webscale_rl.warehouse import Warehouse
 
 CANARY = "sk-canary-5f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
@@ -51,7 +50,12 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
     # A benchmark question that shares a 13-gram with the photosynthesis article: its pairs must go.
     eval_set = tmp_path / "mini_bench.jsonl"
     eval_set.write_text(
-        json.dumps({"question": "True or false: water molecules are split, releasing oxygen, while carbon dioxide from the air is fixed into sugars?", "answer": "true"})
+        json.dumps(
+            {
+                "question": "True or false: water molecules are split, releasing oxygen, while carbon dioxide from the air is fixed into sugars?",
+                "answer": "true",
+            }
+        )
         + "\n"
     )
     with FakeOpenAI(require_key=CANARY) as fake:
@@ -146,7 +150,9 @@ def test_export_formats(spark, tmp_path, input_file):
 
     warehouse = tmp_path / "wh"
     with FakeOpenAI() as fake:
-        cfg = load_config("openai", [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"])
+        cfg = load_config(
+            "openai", [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "quality.enabled=false", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"]
+        )
         run_pipeline([str(input_file)], warehouse, cfg, spark=spark, log=lambda _: None)
     out = tmp_path / "qa.jsonl"
     assert main(["export", "--warehouse", str(warehouse), "--format", "jsonl", "--out", str(out)]) == 0

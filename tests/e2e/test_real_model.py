@@ -10,10 +10,10 @@ import re
 import pytest
 from pyspark.sql import functions as F
 
-from webscale_rl.warehouse import Warehouse
 from webscale_rl.config import load_config
 from webscale_rl.injection import find_injection
 from webscale_rl.pipeline import run_pipeline
+from webscale_rl.warehouse import Warehouse
 
 pytestmark = pytest.mark.real_model
 
@@ -59,7 +59,9 @@ def test_pipeline_with_embedded_model(spark, tmp_path):
     lines: list[str] = []
     summary = run_pipeline([str(inp)], tmp_path / "wh", cfg, spark=spark, log=lines.append)
     this_run = F.col("run_id") == summary.run_id
-    rejections = Warehouse(spark, tmp_path / "wh").read("rejections").filter(this_run).collect() if Warehouse(spark, tmp_path / "wh").exists("rejections") else []
+    rejections = (
+        Warehouse(spark, tmp_path / "wh").read("rejections").filter(this_run).collect() if Warehouse(spark, tmp_path / "wh").exists("rejections") else []
+    )
     # The real model answered every call with JSON that fits the schema (no llm_error rejections).
     assert not [r for r in rejections if r["reason"].startswith("llm_error")], [(r["reason"], r["detail"]) for r in rejections]
     assert summary.counts["llm_filter"] >= 1, "\n".join(lines)

@@ -9,10 +9,9 @@ import jsonschema
 import openai
 import pytest
 
+from tests.support.processes import process_gone
 from webscale_rl.config import LocalLLMConfig
 from webscale_rl.llm.local_server import LocalLLMServer, port_is_free
-
-from tests.support.processes import process_gone
 
 SCHEMA = {
     "type": "object",
@@ -39,11 +38,12 @@ def test_real_server_json_schema_and_stop():
             max_tokens=160,
             messages=[
                 {"role": "system", "content": "You write one question-answer pair about a text, as JSON."},
-                {"role": "user", "content": "Text: The Eiffel Tower in Paris was completed in 1889 and is 330 "
-                                            "metres tall.\nWrite a question whose answer is a short fact."},
+                {
+                    "role": "user",
+                    "content": "Text: The Eiffel Tower in Paris was completed in 1889 and is 330 metres tall.\nWrite a question whose answer is a short fact.",
+                },
             ],
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "qa", "schema": SCHEMA, "strict": True}},
+            response_format={"type": "json_schema", "json_schema": {"name": "qa", "schema": SCHEMA, "strict": True}},
         )
         obj = json.loads(resp.choices[0].message.content)
         jsonschema.validate(obj, SCHEMA)

@@ -15,10 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.support.paths import REPO
 from webscale_rl import reward as reward_mod
 from webscale_rl.export import INSTRUCTION
-
-from tests.support.paths import REPO
 
 JOB = REPO / "jobs" / "train_grpo.py"
 
@@ -86,13 +85,20 @@ def test_tiny_random_grpo_two_steps_on_cpu(tmp_path, monkeypatch):
     data = _write_trl_export(tmp_path / "trl")
     out = tmp_path / "run"
     common = [
-        "--data", str(data),
-        "--num-generations", "2",
-        "--per-device-batch-size", "2",
-        "--gradient-accumulation-steps", "1",
-        "--max-steps", "2",
-        "--max-completion-length", "8",
-        "--save-steps", "1000",
+        "--data",
+        str(data),
+        "--num-generations",
+        "2",
+        "--per-device-batch-size",
+        "2",
+        "--gradient-accumulation-steps",
+        "1",
+        "--max-steps",
+        "2",
+        "--max-completion-length",
+        "8",
+        "--save-steps",
+        "1000",
     ]
     summary = job.main([*common, "--output", str(out), "--tiny-random"])
 
@@ -112,9 +118,7 @@ def test_tiny_random_grpo_two_steps_on_cpu(tmp_path, monkeypatch):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(out)
-    text = tok.apply_chat_template(
-        [{"role": "user", "content": "What is 2 + 3?"}], tokenize=False, add_generation_prompt=True
-    )
+    text = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tokenize=False, add_generation_prompt=True)
     assert text.endswith("<|im_start|>assistant\n")
     assert tok.decode(tok(r"\boxed{42}")["input_ids"]) == r"\boxed{42}"
 

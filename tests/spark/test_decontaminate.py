@@ -107,10 +107,7 @@ def test_every_qa_row_appears_once_with_columns_unchanged(spark):
     assert result.marked.columns == qa.columns + [REASON, DETAIL]
     assertDataFrameEqual(result.marked.drop(REASON, DETAIL), qa)
     got = sorted((r["qa_id"], r["answer"], r[REASON]) for r in result.marked.collect())
-    expected = sorted(
-        [(f"q{i}", "a", "contaminated:bench" if i % 3 else None) for i in range(12)]
-        + [("q0", "same id, other text", "contaminated:bench")]
-    )
+    expected = sorted([(f"q{i}", "a", "contaminated:bench" if i % 3 else None) for i in range(12)] + [("q0", "same id, other text", "contaminated:bench")])
     assert got == expected
 
 
@@ -166,12 +163,14 @@ def eval_files(tmp_path):
     jsonl = tmp_path / "mmlu_test.jsonl"
     jsonl.write_text(json.dumps({"question": EVAL_Q, "answer": "The Danube", "subject": "geo"}) + "\n")
     csv = tmp_path / "gsm8k.csv"
-    pd.DataFrame({"question": [OTHER_Q + "\nSecond line, with a \"quote\"."], "answer": ["100"]}).to_csv(csv, index=False)
+    pd.DataFrame({"question": [OTHER_Q + '\nSecond line, with a "quote".'], "answer": ["100"]}).to_csv(csv, index=False)
     parquet = tmp_path / "arc.parquet"
     pd.DataFrame({"question": ["Which planet of the solar system has two small moons called Phobos and Deimos today?"]}).to_parquet(parquet)
     gz = tmp_path / "trivia.jsonl.gz"
     with gzip.open(gz, "wt") as fh:
-        fh.write(json.dumps({"question": "Who painted the ceiling of the Sistine Chapel in Rome?", "answer": ["Michelangelo", "Michelangelo Buonarroti"]}) + "\n")
+        fh.write(
+            json.dumps({"question": "Who painted the ceiling of the Sistine Chapel in Rome?", "answer": ["Michelangelo", "Michelangelo Buonarroti"]}) + "\n"
+        )
     return {"jsonl": jsonl, "csv": csv, "parquet": parquet, "gz": gz}
 
 
@@ -182,7 +181,7 @@ def test_load_eval_sets_jsonl_csv_parquet(spark, eval_files):
         [
             ("mmlu_test", EVAL_Q),
             ("mmlu_test", "The Danube"),
-            ("gsm8k", OTHER_Q + "\nSecond line, with a \"quote\"."),
+            ("gsm8k", OTHER_Q + '\nSecond line, with a "quote".'),
             ("gsm8k", "100"),
             ("arc", "Which planet of the solar system has two small moons called Phobos and Deimos today?"),
             ("triv", "Who painted the ceiling of the Sistine Chapel in Rome?"),
@@ -246,7 +245,5 @@ def test_bad_eval_paths(spark, tmp_path):
         (tmp_path / d / "test.jsonl").write_text(json.dumps({"question": "q"}) + "\n")
     with pytest.raises(InputError, match="already used"):
         load_eval_sets(spark, [str(tmp_path / "a" / "test.jsonl"), str(tmp_path / "b" / "test.jsonl")], DecontamConfig())
-    named = load_eval_sets(
-        spark, [f"first={tmp_path / 'a' / 'test.jsonl'}", f"second={tmp_path / 'b' / 'test.jsonl'}"], DecontamConfig()
-    )
+    named = load_eval_sets(spark, [f"first={tmp_path / 'a' / 'test.jsonl'}", f"second={tmp_path / 'b' / 'test.jsonl'}"], DecontamConfig())
     assert sorted(r["eval_set"] for r in named.collect()) == ["first", "second"]

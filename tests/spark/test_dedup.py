@@ -14,7 +14,11 @@ from webscale_rl.config import Config
 from webscale_rl.stages import dedup, minhash
 from webscale_rl.stages.base import StageContext
 
-VOCAB = [f"{a}{b}" for a in ("river", "stone", "cloud", "field", "light", "north", "quiet", "amber") for b in ("ba", "ce", "di", "fo", "gu", "he", "ji", "ko", "lu", "me")]
+VOCAB = [
+    f"{a}{b}"
+    for a in ("river", "stone", "cloud", "field", "light", "north", "quiet", "amber")
+    for b in ("ba", "ce", "di", "fo", "gu", "he", "ji", "ko", "lu", "me")
+]
 
 
 def article(seed: int, n_words: int = 300) -> list[str]:
@@ -151,7 +155,6 @@ def test_rows_kept_by_an_earlier_run_survive(spark):
     result = dedup.dedup_documents(spark.createDataFrame(rows), StageContext(cfg=Config(), run_id="r", log=lambda _: None))
     rejected = {r["doc_id"]: (r["reason"], r["duplicate_of"]) for r in result.rejected("dedup", "r").collect()}
     assert rejected == {"a-near": ("near_duplicate", "z-old"), "a-exact": ("exact_duplicate", "z-old")}
-
 
 
 def cluster_decisions(spark, rows: list[Row]):

@@ -34,7 +34,10 @@ FRENCH = (
     "se trouvent sur ses rives : Vienne, Bratislava, Budapest et Belgrade. Son delta, en Roumanie et en "
     "Ukraine, est une zone humide protégée qui abrite plus de trois cents espèces d'oiseaux migrateurs."
 )
-LEXICON = "amber basalt cedar delta ember fjord granite harbor island jungle kelp lagoon meadow nectar orchard prairie quartz reef savanna tundra upland valley willow yarrow zephyr brook canyon dune estuary forest".split()
+LEXICON = (
+    "amber basalt cedar delta ember fjord granite harbor island jungle kelp lagoon meadow nectar orchard "
+    "prairie quartz reef savanna tundra upland valley willow yarrow zephyr brook canyon dune estuary forest"
+).split()
 
 CASES = {
     "good": (GOOD, None),

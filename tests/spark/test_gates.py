@@ -9,18 +9,18 @@ import json
 import pytest
 from pyspark.sql import functions as F
 
-from webscale_rl.warehouse import Warehouse
+from tests.support.docs import ARTICLE, ARTICLE2
 from webscale_rl.config import Config, ConfigError, QualityConfig, load_config
 from webscale_rl.pipeline import PIPELINE, PipelineError, check_config, run_pipeline
 from webscale_rl.quality.gates import QUARANTINE, evaluate, gate_batch
 from webscale_rl.quality.suites import table_suites
 from webscale_rl.stages import check
 from webscale_rl.stages.base import StageContext
-from webscale_rl.warehouse import REJECTION_SCHEMA
+from webscale_rl.warehouse import REJECTION_SCHEMA, Warehouse
 
-from tests.support.docs import ARTICLE, ARTICLE2
-
-QA_SCHEMA = "qa_id string, doc_id string, pretrain_text string, domain string, persona string, question string, answer string, answer_type string, run_id string"
+QA_SCHEMA = (
+    "qa_id string, doc_id string, pretrain_text string, domain string, persona string, question string, answer string, answer_type string, run_id string"
+)
 
 
 def _qa(qa_id, domain="Math", answer="4", answer_type="numeric", question="What is two plus two?"):

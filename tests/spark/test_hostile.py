@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from tests.support.hostile import CANARY, HOSTILE, HOSTILE_ERRORS, INJECTION_DOCS, SENTENCE, ObedientFake, write_generated_corpus
 from webscale_rl.config import ConfigError, load_config
 from webscale_rl.injection import find_injection
 from webscale_rl.limits import document_budget_bytes, document_chars_per_call, with_call_limits
@@ -21,9 +22,6 @@ from webscale_rl.prompts import defuse_document
 from webscale_rl.readers import InputError, read_documents
 from webscale_rl.stages import ingest
 from webscale_rl.stages.base import DETAIL, REASON, StageContext, batch_totals
-
-from tests.support.hostile import CANARY, HOSTILE, HOSTILE_ERRORS, INJECTION_DOCS, SENTENCE, ObedientFake, write_generated_corpus
-
 from webscale_rl.stages.order import LLM_STAGES as LLM_STAGE_NAMES  # the stages whose calls the budget bounds
 
 
@@ -65,8 +63,20 @@ def test_hostile_corpus_outcomes_at_ingest(spark, tmp_path):
     assert reasons["invalid_utf8.txt"] == "binary_text"
     assert reasons["nul-bytes"] is None  # two stray NULs: kept, and removed from the text
     assert {reasons["dup"], reasons["dup#2"]} == {None, "duplicate_id"}
-    for kept in ("german", "chinese", "arabic-mixed", "rtl-override", "normal", "mixed_encoding.txt", "latin1.html", "shift_jis.html",
-                 "scripts.html", "navigation_only.html", "long_line.txt", "nested.html"):
+    for kept in (
+        "german",
+        "chinese",
+        "arabic-mixed",
+        "rtl-override",
+        "normal",
+        "mixed_encoding.txt",
+        "latin1.html",
+        "shift_jis.html",
+        "scripts.html",
+        "navigation_only.html",
+        "long_line.txt",
+        "nested.html",
+    ):
         assert reasons[kept] is None, (kept, outcomes[kept])
     # 10 MB: rejected by the configurable limit, with the size in the detail.
     ten_mb = len(SENTENCE) * (10_000_000 // len(SENTENCE) + 1)
@@ -300,8 +310,9 @@ def test_key_echoed_by_the_server_never_reaches_error_text(status):
     from webscale_rl.stages.llm_filter import REPLY_SCHEMA
 
     with ObedientFake() as fake:
-        spec = EndpointSpec(base_url=fake.base_url, model="fake", api_key=CANARY, timeout_s=5, max_retries=1,
-                            backoff_base_s=0.01, backoff_max_s=0.02, concurrency=1)
+        spec = EndpointSpec(
+            base_url=fake.base_url, model="fake", api_key=CANARY, timeout_s=5, max_retries=1, backoff_base_s=0.01, backoff_max_s=0.02, concurrency=1
+        )
         messages = [load_prompt("llm_filter").messages(document=f"ECHO_KEY_{status} " + SENTENCE)]
         try:
             results = complete_many(spec, messages, "document_judgement", REPLY_SCHEMA)

@@ -85,8 +85,14 @@ def test_validate_qa_pass_fail_empty(spark, warehouse):
 
 def test_summary_lists_failures():
     o = ValidationOutcome(
-        table="qa", success=False, evaluated=3, failed=["a", "b"], results_path=Path("x.json"),
-        rows=5, passed=1, unexpected={"a": 2, "b": None},
+        table="qa",
+        success=False,
+        evaluated=3,
+        failed=["a", "b"],
+        results_path=Path("x.json"),
+        rows=5,
+        passed=1,
+        unexpected={"a": 2, "b": None},
     )
     assert o.summary() == "qa: 1/3 expectations passed (5 rows); FAILED: a [2 unexpected]; b"
     assert len(DOMAINS) == 10 and "Other" in DOMAINS

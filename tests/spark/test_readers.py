@@ -13,18 +13,17 @@ import pytest
 from pyspark.sql import Row
 from pyspark.testing import assertDataFrameEqual
 
+from tests.support.paths import FIXTURES
 from webscale_rl.readers import (
     READ_ERROR,
     READER_COLUMNS,
     InputError,
-    list_with_spark,
     jsonl_line_problem,
+    list_with_spark,
     parse_file_bytes,
     read_documents,
     strip_tags,
 )
-
-from tests.support.paths import FIXTURES
 
 INPUTS = FIXTURES / "inputs"
 GOOD = INPUTS / "good"
@@ -117,9 +116,7 @@ def test_delta_table_reads_only_current_files(spark, tmp_path):
     spark.createDataFrame([("new", "New version.")], "id string, text string").write.format("delta").save(str(table))
     # A part file the log does not reference, as an overwrite or VACUUM-pending delete leaves behind.
     pd.DataFrame({"id": ["old"], "text": ["Old version."]}).to_parquet(table / "part-00000-stale.parquet")
-    assertDataFrameEqual(
-        read_documents(spark, [str(tmp_path)]), [doc("new", None, "New version.", str(table), "parquet")]
-    )
+    assertDataFrameEqual(read_documents(spark, [str(tmp_path)]), [doc("new", None, "New version.", str(table), "parquet")])
 
 
 def write_warc(path: Path, truncate_last: bool = False) -> None:
@@ -319,10 +316,7 @@ def test_jsonl_line_problem(line, problem):
 
 
 def test_strip_tags_drops_scripts_and_styles():
-    html = (
-        "<html><head><title>T</title><style>p{}</style></head>"
-        "<body><p>One &amp;\n two</p><script>x()</script></body></html>"
-    )
+    html = "<html><head><title>T</title><style>p{}</style></head><body><p>One &amp;\n two</p><script>x()</script></body></html>"
     assert strip_tags(html) == "One &\ntwo"
 
 

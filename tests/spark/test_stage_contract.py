@@ -47,9 +47,7 @@ def test_names_and_llm_stages_come_from_the_stage_objects():
     assert [s.name for s in PIPELINE if s.needs_landed_rows] == ["dedup"]
     assert [s.name for s in PIPELINE if s.work_items] == ["generate"]
     # generate's items are personas, keyed by qa_id: a failed persona is retried alone (issue 19).
-    assert {s.name: s.input_key for s in PIPELINE if s.input_key != ("doc_id",)} == {
-        "generate": ("qa_id",), "check": ("qa_id",), "decontaminate": ("qa_id",)
-    }
+    assert {s.name: s.input_key for s in PIPELINE if s.input_key != ("doc_id",)} == {"generate": ("qa_id",), "check": ("qa_id",), "decontaminate": ("qa_id",)}
 
 
 def test_suites_follow_the_stage_declarations():

@@ -8,7 +8,8 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from webscale_rl.config import Config
-from webscale_rl.stages import check, dedup, filter as filter_stage, ingest
+from webscale_rl.stages import check, dedup, ingest
+from webscale_rl.stages import filter as filter_stage
 from webscale_rl.stages.base import StageContext
 
 GOOD_TEXT = (
@@ -202,7 +203,7 @@ def test_check_collapses_repeated_questions_of_one_document(spark, ctx):
 def test_clean_personas_trims_dedupes_and_caps():
     from webscale_rl.stages.profile import clean_personas
 
-    got = clean_personas(['  a nurse  ', 'A Nurse', '"a pharmacist"', "", "a student", "a parent"], 3)
+    got = clean_personas(["  a nurse  ", "A Nurse", '"a pharmacist"', "", "a student", "a parent"], 3)
     assert got == ["a nurse", "a pharmacist", "a student"]
 
 

@@ -22,17 +22,30 @@ SCRIPT = ROOT / "tests" / "support" / "submitted_session_check.py"
 
 
 def submit(tmp_path, confs: dict[str, str]) -> str:
-    env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "PYSPARK_PYTHON": sys.executable,
-           "PYSPARK_DRIVER_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(SPARK_HOME),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     env.pop("SPARK_REMOTE", None)
-    cmd = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", "local[1]", "--driver-memory", "1g",
-           "--jars", ",".join(str(j) for j in resolve_delta_jars()), "--conf", "spark.ui.enabled=false"]
+    cmd = [
+        str(SPARK_HOME / "bin" / "spark-submit"),
+        "--master",
+        "local[1]",
+        "--driver-memory",
+        "1g",
+        "--jars",
+        ",".join(str(j) for j in resolve_delta_jars()),
+        "--conf",
+        "spark.ui.enabled=false",
+    ]
     for key, value in confs.items():
         cmd += ["--conf", f"{key}={value}"]
-    done = subprocess.run([*cmd, str(SCRIPT), str(tmp_path / "t")], cwd=tmp_path, env=env, check=False,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([*cmd, str(SCRIPT), str(tmp_path / "t")], cwd=tmp_path, env=env, check=False, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith(("RESULT ", "ERROR "))]
     return line

@@ -123,8 +123,12 @@ def running_connect_server(
         with open(log_path, "w") as log:
             # its own process group, so stopping it also stops the JVM spark-submit started
             proc = subprocess.Popen(
-                server_command(port, jars, conf or {}), cwd=workdir, env=server_env(),
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                server_command(port, jars, conf or {}),
+                cwd=workdir,
+                env=server_env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         try:
             wait_until_listening(proc, port, log_path, timeout_s)

@@ -66,9 +66,7 @@ def build_lock() -> Iterator[None]:
 
 
 def run_go(args: list[str], cwd: Path) -> str:
-    done = subprocess.run(
-        args, cwd=cwd, env=go_env(), capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
-    )
+    done = subprocess.run(args, cwd=cwd, env=go_env(), capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr[-4000:]}")
     return done.stdout
@@ -109,9 +107,7 @@ def ensure_cli(version: str = VERSION) -> Path:
 
 def bundle_schema(binary: Path) -> dict:
     """`databricks bundle schema`: the JSON schema of databricks.yml (no workspace needed)."""
-    done = subprocess.run(
-        [str(binary), "bundle", "schema"], capture_output=True, text=True, timeout=300, check=True
-    )
+    done = subprocess.run([str(binary), "bundle", "schema"], capture_output=True, text=True, timeout=300, check=True)
     return json.loads(done.stdout)
 
 
@@ -168,5 +164,10 @@ def bundle_validate(binary: Path, bundle_root: Path, host: str, args: list[str])
     env |= {"DATABRICKS_CONFIG_FILE": str(home / "databrickscfg"), "DATABRICKS_CLI_DO_NOT_TRACK": "true"}
     return subprocess.run(
         [str(binary), "bundle", "validate", "-o", "json", *args],
-        cwd=bundle_root, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=bundle_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )

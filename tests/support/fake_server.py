@@ -107,7 +107,7 @@ class FakeOpenAI:
     def chat_requests(self) -> int:
         return len(self.requests)
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         self.thread.start()
         return self
 
@@ -136,7 +136,8 @@ class FakeOpenAI:
             return 500, b'{"error":{"message":"boom","type":"server_error"}}', {}
         return (
             400,
-            b'{"error":{"message":"This model\'s maximum context length is 8192 tokens, however you requested 9000 tokens","type":"invalid_request_error","code":"context_length_exceeded"}}',
+            b'{"error":{"message":"This model\'s maximum context length is 8192 tokens, however you requested 9000 tokens",'
+            b'"type":"invalid_request_error","code":"context_length_exceeded"}}',
             {},
         )
 
@@ -212,15 +213,29 @@ class FakeOpenAI:
         with self._lock:
             file_id = f"file-{len(self.files) + 1}"
             self.files[file_id] = data
-        return {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()), "filename": name, "purpose": "batch", "status": "processed"}
+        return {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": name,
+            "purpose": "batch",
+            "status": "processed",
+        }
 
     def create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             batch_id = f"batch_{len(self.batches) + 1}"
             self.batches[batch_id] = {
-                "id": batch_id, "object": "batch", "endpoint": body.get("endpoint"), "input_file_id": body.get("input_file_id"),
-                "completion_window": body.get("completion_window", "24h"), "created_at": int(time.time()), "status": "validating",
-                "request_counts": {"total": 0, "completed": 0, "failed": 0}, "_polls": 0,
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": body.get("endpoint"),
+                "input_file_id": body.get("input_file_id"),
+                "completion_window": body.get("completion_window", "24h"),
+                "created_at": int(time.time()),
+                "status": "validating",
+                "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                "_polls": 0,
             }
         return self._public(batch_id)
 

@@ -131,9 +131,14 @@ class ObedientFake(FakeOpenAI):
                                 fake.requests.append(body)
                             reply = {"question": question, "answer": answer, "answer_type": "entity"}
                             content = json.dumps(reply)
-                            out = {"id": "x", "object": "chat.completion", "created": 0, "model": "fake",
-                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                                   "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+                            out = {
+                                "id": "x",
+                                "object": "chat.completion",
+                                "created": 0,
+                                "model": "fake",
+                                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                            }
                             return self._send(200, json.dumps(out).encode())
                 self.rfile = io.BytesIO(raw)
                 return super().do_POST()

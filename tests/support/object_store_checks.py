@@ -27,10 +27,7 @@ def append_once(spark: SparkSession, rows: list[tuple[str, int]], table: str, ve
 
 def merge_upsert(spark: SparkSession, rows: list[tuple[str, int]], table: str) -> None:
     spark.createDataFrame(rows, "key string, n int").createOrReplaceTempView("updates")
-    spark.sql(
-        f"MERGE INTO delta.`{table}` AS t USING updates AS u ON t.key = u.key "
-        "WHEN MATCHED THEN UPDATE SET n = u.n WHEN NOT MATCHED THEN INSERT *"
-    )
+    spark.sql(f"MERGE INTO delta.`{table}` AS t USING updates AS u ON t.key = u.key WHEN MATCHED THEN UPDATE SET n = u.n WHEN NOT MATCHED THEN INSERT *")
 
 
 def error_class(action) -> str | None:

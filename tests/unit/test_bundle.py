@@ -13,7 +13,6 @@ import tomllib
 import yaml
 
 from webscale_rl import STAGES
-from webscale_rl.cli import build_parser
 from webscale_rl.config import load_config
 from webscale_rl.llm.secrets import find_api_key
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.support.paths import REPO as ROOT
 from webscale_rl.cli import build_parser, main
 from webscale_rl.config import PII_KINDS, ConfigError, load_config, packaged_config_names
 from webscale_rl.limits import check_call_budget, document_budget_bytes, with_call_limits
 
-from tests.support.paths import REPO as ROOT
 PACKAGED = ("azure", "databricks", "local", "openai", "vllm")
 # The stages that call the model (the pipeline derives this list from its stage objects).
 LLM_STAGE_NAMES = ("llm_filter", "profile", "generate", "check")

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.fake_server import FakeOpenAI
 from webscale_rl.config import ConfigError, load_config
 from webscale_rl.llm.endpoint import llm_endpoint
 from webscale_rl.llm.engine import EndpointSpec, FatalLLMError, complete_many
 from webscale_rl.llm.pricing import cost_summary, stage_cost_usd
 from webscale_rl.prompts import load_prompt
 from webscale_rl.stages.llm_filter import REPLY_SCHEMA
-
-from tests.support.fake_server import FakeOpenAI
 
 CANARY = "sk-canary-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 

@@ -6,11 +6,10 @@ import time
 
 import pytest
 
+from tests.support.fake_server import FakeOpenAI
 from webscale_rl.llm.engine import EndpointSpec, FatalLLMError, complete_many, parse_reply, scrub
 from webscale_rl.prompts import load_prompt
 from webscale_rl.stages.llm_filter import REPLY_SCHEMA
-
-from tests.support.fake_server import FakeOpenAI
 
 
 def spec_for(fake: FakeOpenAI, **kw) -> EndpointSpec:

@@ -9,12 +9,11 @@ import time
 
 import pytest
 
+from tests.support.fake_server import FakeOpenAI
 from webscale_rl.llm.engine import EndpointSpec, complete_many
 from webscale_rl.llm.ratelimit import AdaptiveLimiter, TokenBucket, exhausted_wait_s, parse_duration_s, server_wait_s
 from webscale_rl.prompts import load_prompt
 from webscale_rl.stages.llm_filter import REPLY_SCHEMA
-
-from tests.support.fake_server import FakeOpenAI
 
 
 def spec_for(fake: FakeOpenAI, **kw) -> EndpointSpec:
@@ -93,7 +92,12 @@ def test_rate_limit_headers():
     assert parse_duration_s("6m0s") == 360 and parse_duration_s("20ms") == 0.02 and parse_duration_s("1.5") == 1.5
     assert parse_duration_s("soon") is None
     assert server_wait_s({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
-    assert server_wait_s({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s", "x-ratelimit-remaining-tokens": "10", "x-ratelimit-reset-tokens": "9s"}) == 2
+    assert (
+        server_wait_s(
+            {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s", "x-ratelimit-remaining-tokens": "10", "x-ratelimit-reset-tokens": "9s"}
+        )
+        == 2
+    )
     assert exhausted_wait_s({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1s"}) == 1
     assert exhausted_wait_s({"x-ratelimit-remaining-tokens": "5", "x-ratelimit-reset-tokens": "1s"}) is None
 

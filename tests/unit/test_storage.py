@@ -71,7 +71,7 @@ def test_connector_jars_are_cached_only_when_all_are_there(tmp_path, monkeypatch
     descriptor = tmp_path / "ivy" / "cache" / "org.apache.hadoop" / "hadoop-aws" / "ivy-3.4.1.xml"
     descriptor.parent.mkdir(parents=True)
     descriptor.write_text(
-        '<ivy-module><dependencies>'
+        "<ivy-module><dependencies>"
         '<dependency org="org.apache.hadoop" name="hadoop-common" rev="3.4.1" conf="provided->compile(*)"/>'
         '<dependency org="software.amazon.awssdk" name="bundle" rev="2.24.6" conf="compile->compile(*),master(*);runtime->runtime(*)"/>'
         '<dependency org="org.wildfly.openssl" name="wildfly-openssl" rev="1.1.3.Final" conf="runtime->compile(*)"/>'
@@ -89,9 +89,7 @@ def test_connector_jars_are_cached_only_when_all_are_there(tmp_path, monkeypatch
 
 
 def test_parse_spark_conf_like_spark_submit():
-    got = parse_spark_conf(
-        ["spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000", "spark.a=x=y", "spark.b=", "spark.a=z"]
-    )
+    got = parse_spark_conf(["spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000", "spark.a=x=y", "spark.b=", "spark.a=z"])
     assert got == {"spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:9000", "spark.a": "z", "spark.b": ""}
 
 

@@ -95,7 +95,9 @@ def fold_spills(warehouse: Warehouse) -> int:
     if not files:
         return 0
     spills = (
-        warehouse.spark.read.schema(SCHEMA).option("mode", "PERMISSIVE").json(files)
+        warehouse.spark.read.schema(SCHEMA)
+        .option("mode", "PERMISSIVE")
+        .json(files)
         .filter(F.col("key").isNotNull() & F.col("reply").isNotNull())
         .dropDuplicates(["key"])
     )

@@ -46,15 +46,13 @@ def llm_endpoint(cfg: Config, log: Callable[[str], None] = print) -> Iterator[En
         base_url = cfg.llm.base_url or (f"{host.rstrip('/')}/serving-endpoints" if host else None)
         if not base_url or not key:
             raise ConfigError(
-                "llm.provider is 'databricks': set llm.base_url (https://<workspace>/serving-endpoints) or $DATABRICKS_HOST, "
-                f"and the token in {source}"
+                f"llm.provider is 'databricks': set llm.base_url (https://<workspace>/serving-endpoints) or $DATABRICKS_HOST, and the token in {source}"
             )
         yield Endpoint(base_url=base_url, api_key=key, description=f"Databricks model serving {base_url}")
         return
     base_url = cfg.llm.base_url or os.environ.get("OPENAI_BASE_URL") or None
     if not key and base_url is None:
         raise ConfigError(
-            f"llm.provider is 'openai' but {source} is not set; export the key "
-            "(or set llm.base_url / $OPENAI_BASE_URL for a server that needs none)"
+            f"llm.provider is 'openai' but {source} is not set; export the key (or set llm.base_url / $OPENAI_BASE_URL for a server that needs none)"
         )
     yield Endpoint(base_url=base_url, api_key=key, description=f"OpenAI-compatible endpoint {base_url or 'api.openai.com'}")

@@ -27,8 +27,8 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..assets import ensure_llama_server, ensure_model
 from ..config import LocalLLMConfig, cache_dir
@@ -47,9 +47,11 @@ EXTRA_FLAGS = (
     "--cont-batching",  # default; slots share each forward pass
     # The host-RAM prompt cache defaults to 8 GiB and grows ~16 MB per distinct 1k-token prompt; our
     # prompts share only a short system prefix, so a small cap (still enough for retries) keeps RSS flat.
-    "--cache-ram", "256",
+    "--cache-ram",
+    "256",
     # Server-side ceiling on generated tokens, in case a request omits max_tokens.
-    "--n-predict", "1024",
+    "--n-predict",
+    "1024",
 )
 _STOP_WAIT_S = 10.0
 
@@ -126,7 +128,7 @@ def reap_orphans(log: Log = print) -> int:
 
 
 # SIGTERM → SystemExit so context managers and atexit run; installed while any server is running.
-_live: set["LocalLLMServer"] = set()
+_live: set[LocalLLMServer] = set()
 _live_lock = threading.RLock()  # re-entrant: the SIGTERM handler may run while it is held
 _prev_sigterm: object = None
 
@@ -140,7 +142,7 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised via a subprocess
     raise SystemExit(128 + signum)
 
 
-def _register(srv: "LocalLLMServer") -> None:
+def _register(srv: LocalLLMServer) -> None:
     global _prev_sigterm
     with _live_lock:
         if not _live and threading.current_thread() is threading.main_thread():
@@ -153,7 +155,7 @@ def _register(srv: "LocalLLMServer") -> None:
     atexit.register(srv.stop)
 
 
-def _unregister(srv: "LocalLLMServer") -> None:
+def _unregister(srv: LocalLLMServer) -> None:
     global _prev_sigterm
     atexit.unregister(srv.stop)
     with _live_lock:
@@ -193,10 +195,22 @@ class LocalLLMServer:
     def command(self, binary: Path, model: Path, port: int) -> list[str]:
         c = self.cfg
         return [
-            str(binary), "-m", str(model),
-            "--host", c.host, "--port", str(port),
-            "--parallel", str(slots(c)), "--ctx-size", str(c.ctx_size), "--threads", str(c.threads),
-            "--alias", MODEL_ALIAS, *EXTRA_FLAGS,
+            str(binary),
+            "-m",
+            str(model),
+            "--host",
+            c.host,
+            "--port",
+            str(port),
+            "--parallel",
+            str(slots(c)),
+            "--ctx-size",
+            str(c.ctx_size),
+            "--threads",
+            str(c.threads),
+            "--alias",
+            MODEL_ALIAS,
+            *EXTRA_FLAGS,
         ]
 
     @staticmethod
@@ -236,14 +250,16 @@ class LocalLLMServer:
             log_path = cache_dir() / "logs" / f"llama-server-{port}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command(binary, model, port)
-        self.log(f"[local-llm] starting llama-server ({c.model}, parallel={slots(c)}, ctx={c.ctx_size}, "
-                 f"threads={c.threads}) on {c.host}:{port}; log: {log_path}")
+        self.log(
+            f"[local-llm] starting llama-server ({c.model}, parallel={slots(c)}, ctx={c.ctx_size}, threads={c.threads}) on {c.host}:{port}; log: {log_path}"
+        )
         t0 = time.monotonic()
         with open(log_path, "ab") as logf:
             logf.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd)}\n".encode())
             logf.flush()
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
-                                    env=self._child_env(), start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=self._child_env(), start_new_session=True, close_fds=True
+            )
         self.process, self.port, self.log_path = proc, port, log_path
         self._pidfile = _run_dir() / f"llama-server-{port}.json"
         with contextlib.suppress(OSError):
@@ -255,10 +271,7 @@ class LocalLLMServer:
             while True:
                 rc = proc.poll()
                 if rc is not None:
-                    raise LocalServerError(
-                        f"llama-server exited with code {rc} during start-up; last lines of {log_path}:\n"
-                        f"{_tail(log_path)}"
-                    )
+                    raise LocalServerError(f"llama-server exited with code {rc} during start-up; last lines of {log_path}:\n{_tail(log_path)}")
                 if _http_status(health) == 200:
                     break
                 if time.monotonic() > deadline:
@@ -299,7 +312,7 @@ class LocalLLMServer:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def __enter__(self) -> "LocalLLMServer":
+    def __enter__(self) -> LocalLLMServer:
         self.start()
         return self
 

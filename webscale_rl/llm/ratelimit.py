@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 
 class TokenBucket:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -71,7 +71,7 @@ def defuse_document(text: str, max_chars: int) -> str:
     return defuse_text(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(stage: str, directory: str | None = None) -> Prompt:
     path = (Path(directory) if directory else PROMPT_DIR) / f"{stage}.txt"
     if not path.is_file():
@@ -81,10 +81,7 @@ def load_prompt(stage: str, directory: str | None = None) -> Prompt:
     if not header.startswith("version:"):
         raise ValueError(f"prompt file {path} must start with 'version: <name>-vN'")
     version = header.split(":", 1)[1].strip()
-    sections = dict(
-        (name, body.strip("\n"))
-        for name, body in re.findall(r"^--- (system|user)\n(.*?)(?=^--- |\Z)", rest, re.S | re.M)
-    )
+    sections = dict((name, body.strip("\n")) for name, body in re.findall(r"^--- (system|user)\n(.*?)(?=^--- |\Z)", rest, re.S | re.M))
     if set(sections) != {"system", "user"}:
         raise ValueError(f"prompt file {path} needs '--- system' and '--- user' sections")
     return Prompt(stage=stage, version=version, system=sections["system"], user=sections["user"])
@@ -109,7 +106,7 @@ class FewShot:
         return chosen
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_fewshot(path: str | None = None) -> FewShot:
     """The few-shot library, validated: known domains, complete examples, known answer types."""
     file = Path(path) if path else PROMPT_DIR / "fewshot.yaml"

@@ -31,8 +31,8 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from . import measures
 from ..warehouse import REJECTIONS, Warehouse
+from . import measures
 from .suites import CRITICAL, OFF, WARNING, Expectation, batch_suite, severity_of, table_suites
 
 QUARANTINE = "quarantine"
@@ -138,9 +138,7 @@ def _reject_share_result(table: str, e: Expectation, sev: str, errors: int, rows
     return CheckResult(table, e.id, sev, ok, f"{errors} of {rows_in} input rows, max {e.args[0]:.0%}")
 
 
-def evaluate(
-    df: DataFrame, table: str, suite: list[Expectation], q: Any, *, rows_in: int | None = None
-) -> tuple[int, list[CheckResult]]:
+def evaluate(df: DataFrame, table: str, suite: list[Expectation], q: Any, *, rows_in: int | None = None) -> tuple[int, list[CheckResult]]:
     """(rows, results) of `suite` on `df`: one aggregate for all per-row expectations."""
     results: list[CheckResult] = []
     aggs = [F.count(F.lit(1)).alias("_rows")]
@@ -243,9 +241,7 @@ def quarantine_rows(warehouse: Warehouse, stage: str, run_id: str, rows: DataFra
     return warehouse.append_once(copy, QUARANTINE, f"{batch_id}/rows")
 
 
-def quarantine(
-    spark: SparkSession, outcome: GateOutcome, kept_df: DataFrame, rejected_df: DataFrame, warehouse: Warehouse, batch_id: str
-) -> int:
+def quarantine(spark: SparkSession, outcome: GateOutcome, kept_df: DataFrame, rejected_df: DataFrame, warehouse: Warehouse, batch_id: str) -> int:
     """Append the whole batch to the quarantine table, once per `batch_id` (an idempotent Delta
     append, so a run killed before it dropped the batch does not quarantine it twice); returns the
     quarantine table's version."""

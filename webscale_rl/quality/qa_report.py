@@ -60,8 +60,7 @@ def qa_report(warehouse: Warehouse, run_id: str, final_table: str = "qa", top: i
 
 def format_qa_report(report: dict) -> list[str]:
     lines = [
-        f"  QA pairs {report['pairs']} from {report['kept_documents']} document(s): "
-        f"{report['pairs_per_kept_document']} per kept document",
+        f"  QA pairs {report['pairs']} from {report['kept_documents']} document(s): {report['pairs_per_kept_document']} per kept document",
         f"  answers found in their document: {report['answer_verbatim_share']:.0%} verbatim, "
         f"{report['answer_verbatim_or_by_value_share']:.0%} verbatim or by value",
     ]

@@ -21,8 +21,9 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class RunReport:
         run_name: str,
         tags: dict[str, str] | None = None,
         secret_env_vars: Iterable[str] = (),
-        parent: "RunReport | None" = None,
+        parent: RunReport | None = None,
     ) -> None:
         self._mlflow_cfg = mlflow_cfg
         self._parent = parent  # a nested run (one per stage) shares the parent's client and experiment
@@ -126,7 +127,7 @@ class RunReport:
             self.tracking_uri = uri
 
     # -- lifecycle -------------------------------------------------------------------------
-    def __enter__(self) -> "RunReport":
+    def __enter__(self) -> RunReport:
         if not self.enabled:
             return self
         _quiet_mlflow_logging()
@@ -194,11 +195,9 @@ class RunReport:
             raise RuntimeError("RunReport must be entered (`with RunReport(...) as report:`) before logging")
         return True
 
-    def nested(self, run_name: str, tags: dict[str, str] | None = None) -> "RunReport":
+    def nested(self, run_name: str, tags: dict[str, str] | None = None) -> RunReport:
         """A nested run under this one (e.g. one per stage); enter it with `with`."""
-        return RunReport(
-            self._mlflow_cfg, self.warehouse, run_name=run_name, tags=tags, secret_env_vars=self._secret_env_vars, parent=self
-        )
+        return RunReport(self._mlflow_cfg, self.warehouse, run_name=run_name, tags=tags, secret_env_vars=self._secret_env_vars, parent=self)
 
     # -- secrets ---------------------------------------------------------------------------
     def _secret_values(self) -> list[str]:

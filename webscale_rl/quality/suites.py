@@ -58,8 +58,18 @@ def _keys(*cols: str) -> list[Expectation]:
 
 def _qa_suite(q: Any, final: bool) -> list[Expectation]:
     suite = [
-        Expectation("schema", args=(("qa_id", "string"), ("doc_id", "string"), ("question", "string"), ("answer", "string"),
-                                    ("domain", "string"), ("persona", "string"), ("pretrain_text", "string"))),
+        Expectation(
+            "schema",
+            args=(
+                ("qa_id", "string"),
+                ("doc_id", "string"),
+                ("question", "string"),
+                ("answer", "string"),
+                ("domain", "string"),
+                ("persona", "string"),
+                ("pretrain_text", "string"),
+            ),
+        ),
         *_keys("qa_id", "doc_id", "question", "answer", "domain", "persona", "pretrain_text"),
         Expectation("unique", "qa_id"),
         Expectation("in_set", "domain", (DOMAINS,)),

@@ -26,9 +26,7 @@ class InputError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-def document(
-    doc_id: str | None, url: str | None, text: str | None, source: str, fmt: str, read_error: str | None = None
-) -> dict:
+def document(doc_id: str | None, url: str | None, text: str | None, source: str, fmt: str, read_error: str | None = None) -> dict:
     """One reader row as a dict keyed by `READER_COLUMNS`."""
     return {"id": doc_id, "url": url, "text": text, "source": source, "source_format": fmt, READ_ERROR: read_error}
 

@@ -119,9 +119,7 @@ def list_with_spark(spark: SparkSession, path: str) -> list[str]:
         if len(listing) == 1 and listing[0].path.rstrip("/") == path.rstrip("/"):
             raise InputError(path, f"unsupported file type; supported extensions: {SUPPORTED_SUFFIXES}")
         raise InputError(path, f"holds no supported input file (extensions: {SUPPORTED_SUFFIXES})")
-    empty = [
-        row.path for row in listing if row.length == 0 and format_of(row.path) not in (None, *SINGLE_DOCUMENT_FORMATS)
-    ]
+    empty = [row.path for row in listing if row.length == 0 and format_of(row.path) not in (None, *SINGLE_DOCUMENT_FORMATS)]
     if empty:
         raise InputError(empty[0], "file is empty")
     return files

@@ -14,9 +14,7 @@ from .paths import BINARY_FORMATS, SINGLE_DOCUMENT_FORMATS
 from .precheck import precheck_local_files
 
 
-def read_documents(
-    spark: SparkSession, paths: list[str], limit: int | None = None, on_bad_record: OnBadRecord = "reject"
-) -> DataFrame:
+def read_documents(spark: SparkSession, paths: list[str], limit: int | None = None, on_bad_record: OnBadRecord = "reject") -> DataFrame:
     """One DataFrame of documents (`READER_COLUMNS`: `DOCUMENT_COLUMNS` and `READ_ERROR`) from
     files and folders of any supported format. `on_bad_record` (`limits.on_bad_record`): a bad
     JSONL line is a `READ_ERROR` row ("reject") or an `InputError` naming file and line ("fail")."""
@@ -36,9 +34,7 @@ def read_documents(
     return documents.limit(limit) if limit is not None else documents
 
 
-def _frames_per_format(
-    spark: SparkSession, files_by_format: dict[str, list[str]], delta_tables: list[str], on_bad_record: OnBadRecord
-) -> list[DataFrame]:
+def _frames_per_format(spark: SparkSession, files_by_format: dict[str, list[str]], delta_tables: list[str], on_bad_record: OnBadRecord) -> list[DataFrame]:
     frames: list[DataFrame] = []
     if files_by_format["jsonl"]:
         frames.append(read_jsonl(spark, files_by_format["jsonl"], on_bad_record))

@@ -86,9 +86,7 @@ def _bad_line_counts(lines: DataFrame, files: list[str]) -> dict[str, int]:
     try:
         stats = {
             os.path.normpath(row.source) if is_local_path(row.source) else row.source: (row.lines, row.bad)
-            for row in lines.groupBy("source")
-            .agg(F.count("*").alias("lines"), F.count_if(F.col(PROBLEM).isNotNull()).alias("bad"))
-            .collect()
+            for row in lines.groupBy("source").agg(F.count("*").alias("lines"), F.count_if(F.col(PROBLEM).isNotNull()).alias("bad")).collect()
         }
     except Exception as exc:
         _raise_for_unreadable_file(files, exc)

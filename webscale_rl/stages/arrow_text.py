@@ -5,7 +5,7 @@ they split text the same way, in Arrow's C++ kernels rather than a Python loop o
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa

@@ -39,6 +39,8 @@ REFERS_TO_SOURCE = (
     r"(?i)\b(according to|based on|in|from|per) (the|this) (text|passage|article|document|excerpt|author|page|post)\b"
     r"|(?i)\bthe (passage|excerpt|author)\b"
 )
+
+
 def _words(col: Column) -> Column:
     return F.size(F.filter(F.split(F.trim(col), r"\s+"), lambda w: w != ""))
 
@@ -127,9 +129,7 @@ def check_qa(candidates: DataFrame, ctx: StageContext) -> StageResult:
     max_chars = ctx.cfg.llm.max_doc_chars
     qa = candidates.select(*[f.name for f in QA_FIELDS])
     reason, detail = deterministic_checks(qa, ctx)
-    flagged = collapse_repeated_questions(
-        qa.withColumn(REASON, reason).withColumn(DETAIL, detail), ctx.cfg.check.near_duplicate_question_jaccard
-    )
+    flagged = collapse_repeated_questions(qa.withColumn(REASON, reason).withColumn(DETAIL, detail), ctx.cfg.check.near_duplicate_question_jaccard)
 
     def build(row):
         return prompt.messages(

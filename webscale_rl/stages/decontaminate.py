@@ -66,9 +66,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 GRAM_TYPE = "array<struct<f:int,k:int,pos:int,h:bigint>>"
 
 
-
-
-
 # --------------------------------------------------------------------------------------------
 # Tokens and n-grams
 
@@ -208,17 +205,9 @@ def eval_ngrams(eval_texts: DataFrame, cfg: DecontamConfig) -> DataFrame:
     short = (size < n) & (size >= F.lit(max(cfg.min_tokens, 1)))
     grams = F.when(size >= n, _grams(F.col("toks"), n, 0)).when(
         short,
-        F.array(
-            F.struct(
-                F.lit(0).alias("f"), size.alias("k"), F.lit(0).alias("pos"), F.xxhash64(F.array_join("toks", " ")).alias("h")
-            )
-        ).cast(GRAM_TYPE),
+        F.array(F.struct(F.lit(0).alias("f"), size.alias("k"), F.lit(0).alias("pos"), F.xxhash64(F.array_join("toks", " ")).alias("h"))).cast(GRAM_TYPE),
     )
-    return (
-        toks.select("eval_set", F.explode(grams).alias("g"))
-        .select(F.col("g.h").alias("ngram_hash"), "eval_set", F.col("g.k").alias("ngram_len"))
-        .distinct()
-    )
+    return toks.select("eval_set", F.explode(grams).alias("g")).select(F.col("g.h").alias("ngram_hash"), "eval_set", F.col("g.k").alias("ngram_len")).distinct()
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,9 +263,7 @@ def decontaminate_qa(qa: DataFrame, eval_grams: DataFrame, cfg: DecontamConfig) 
     quoted = F.when(F.length(gram) > DETAIL_NGRAM_CHARS, F.concat(F.substring(gram, 1, DETAIL_NGRAM_CHARS - 3), F.lit("...")))
     quoted = quoted.otherwise(gram)
     field_name = F.element_at(F.array(*[F.lit(c) for c in fields]), first["f"] + 1)
-    what = F.when(first["k"] == cfg.ngram, F.lit(f"{cfg.ngram}-gram overlap")).otherwise(
-        F.format_string("whole eval text (%d tokens) found", first["k"])
-    )
+    what = F.when(first["k"] == cfg.ngram, F.lit(f"{cfg.ngram}-gram overlap")).otherwise(F.format_string("whole eval text (%d tokens) found", first["k"]))
     more = F.when(F.col("_dc_hits") > 1, F.format_string(" (%d overlapping n-grams)", F.col("_dc_hits"))).otherwise(F.lit(""))
     detail = F.concat(what, F.lit(" in "), field_name, F.lit(": '"), quoted, F.lit("'"), more)
     reason = F.concat(F.lit("contaminated:"), first["eval_set"])

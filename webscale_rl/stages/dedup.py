@@ -26,8 +26,8 @@ only counts do (to stop the propagation).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
-from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -120,11 +120,7 @@ def candidate_edges(signed: DataFrame) -> DataFrame:
     task's memory)."""
     buckets = signed.filter(F.col("bands").isNotNull()).select("doc_id", F.posexplode("bands").alias("band", "band_hash"))
     root = F.min("doc_id").over(Window.partitionBy("band", "band_hash"))
-    return (
-        buckets.select(F.col("doc_id").alias("src"), root.alias("dst"))
-        .filter(F.col("src") != F.col("dst"))
-        .distinct()
-    )
+    return buckets.select(F.col("doc_id").alias("src"), root.alias("dst")).filter(F.col("src") != F.col("dst")).distinct()
 
 
 def verified_edges(edges: DataFrame, fingerprints: DataFrame, cfg: FuzzyDedupConfig) -> DataFrame:
@@ -242,6 +238,4 @@ def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     return StageResult(marked)
 
 
-STAGE = Stage(
-    "dedup", READS, WRITES, "deduped", dedup_documents, needs_landed_rows=True, rejection_reasons=("exact_duplicate", "near_duplicate")
-)
+STAGE = Stage("dedup", READS, WRITES, "deduped", dedup_documents, needs_landed_rows=True, rejection_reasons=("exact_duplicate", "near_duplicate"))

@@ -112,12 +112,8 @@ def language_checks(cfg: FilterConfig) -> list[tuple[str, Column, Column]]:
     checks = []
     if lang.languages:
         allowed = ",".join(lang.languages)
-        checks.append(
-            ("language_not_allowed", ~F.col("language").isin(*lang.languages), F.concat(measured, F.lit(f", allowed [{allowed}]")))
-        )
-    checks.append(
-        ("language_score_low", F.col("language_score") < F.lit(lang.min_score), F.concat(measured, F.lit(f", required >= {lang.min_score}")))
-    )
+        checks.append(("language_not_allowed", ~F.col("language").isin(*lang.languages), F.concat(measured, F.lit(f", allowed [{allowed}]"))))
+    checks.append(("language_score_low", F.col("language_score") < F.lit(lang.min_score), F.concat(measured, F.lit(f", required >= {lang.min_score}"))))
     return checks
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-
-import json
 
 from ..prompts import ANSWER_TYPES, defuse_document, load_fewshot, load_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns

@@ -13,7 +13,6 @@ each fit one LLM call when `limits.long_document: chunk`. All of it is column ex
 
 from __future__ import annotations
 
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -139,9 +138,9 @@ def split_into_chunks(marked: DataFrame, bytes_per_call: int) -> DataFrame:
     size = F.greatest(F.floor(F.lit(bytes_per_call * CHUNK_MARGIN) * length / F.greatest(octets, F.lit(1))), F.lit(1)).cast("int")
     n_pieces = F.ceil(length / size).cast("int")
     split = F.col(REASON).isNull() & (octets > F.lit(bytes_per_call))
-    pieces = F.when(
-        split, F.transform(F.sequence(F.lit(0), n_pieces - 1), lambda i: F.substr(F.col("text"), i * size + 1, size))
-    ).otherwise(F.array(F.col("text")))
+    pieces = F.when(split, F.transform(F.sequence(F.lit(0), n_pieces - 1), lambda i: F.substr(F.col("text"), i * size + 1, size))).otherwise(
+        F.array(F.col("text"))
+    )
     exploded = marked.select("*", F.posexplode(pieces).alias("_piece", "_piece_text"))
     counts = [c for c in marked.columns if c.startswith(COUNT_PREFIX)]
     first = F.col("_piece") == 0

@@ -74,9 +74,7 @@ def _feature_counts(encoded: list[bytes], nextmove, rowbase, output, n_features:
                 emitted[lo + offset] = out[s]
     doc_of = np.repeat(np.arange(n_docs), lengths)
     hit = emitted >= 0
-    counts = sparse.csr_matrix(
-        (np.ones(int(hit.sum()), dtype=np.float32), (doc_of[hit], emitted[hit])), shape=(n_docs, n_features)
-    )
+    counts = sparse.csr_matrix((np.ones(int(hit.sum()), dtype=np.float32), (doc_of[hit], emitted[hit])), shape=(n_docs, n_features))
     counts.sum_duplicates()
     return counts, lengths
 
@@ -100,4 +98,3 @@ def classify(texts: list[str], max_chars: int) -> tuple[list[str], list[float]]:
         scores[:, j] = 0.0
     best = scores.argmax(axis=1)
     return [ident.nb_classes[b] for b in best], scores[np.arange(len(texts)), best].astype(float).tolist()
-

@@ -57,6 +57,4 @@ def judge_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage(
-    "llm_filter", READS, WRITES, "judged", judge_documents, uses_llm=True, rejection_reasons=("not_informative", "not_self_contained")
-)
+STAGE = Stage("llm_filter", READS, WRITES, "judged", judge_documents, uses_llm=True, rejection_reasons=("not_informative", "not_self_contained"))

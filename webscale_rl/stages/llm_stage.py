@@ -173,9 +173,7 @@ def _answering(
         try:
             for batch in batches:
                 rows = batch.to_dict("records")
-                results: list[CallResult | None] = [
-                    _from_cache(r.get(CACHED_COL), reply_schema) or (_from_batch(r) if batch_mode else None) for r in rows
-                ]
+                results: list[CallResult | None] = [_from_cache(r.get(CACHED_COL), reply_schema) or (_from_batch(r) if batch_mode else None) for r in rows]
                 requests = [None if res is not None else build_messages(r) for r, res in zip(rows, results)]
                 progress.add(sum(res is not None for res in results))
 
@@ -227,8 +225,12 @@ def _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schem
             if spill and res.ok:
                 spill.write(key, res.data, res.prompt_tokens, res.completion_tokens)
             line = {
-                KEY_COL: key, "_batch_reply": json.dumps(res.data) if res.ok else None, "_batch_reason": res.reason,
-                "_batch_detail": res.detail, "_batch_attempts": res.attempts, "_batch_prompt_tokens": res.prompt_tokens,
+                KEY_COL: key,
+                "_batch_reply": json.dumps(res.data) if res.ok else None,
+                "_batch_reason": res.reason,
+                "_batch_detail": res.detail,
+                "_batch_attempts": res.attempts,
+                "_batch_prompt_tokens": res.prompt_tokens,
                 "_batch_completion_tokens": res.completion_tokens,
             }
             out.write(json.dumps(line) + "\n")

@@ -52,7 +52,9 @@ def shingle_sets(texts, n: int) -> tuple[np.ndarray, np.ndarray]:
     # Documents shorter than n words are one shingle of all their words (rare: a Python loop).
     short = np.flatnonzero((counts > 0) & (counts < n))
     if short.size:
-        short_hash = [np.bitwise_xor.reduce(word_hash[doc_start[d] : doc_start[d] + counts[d]] * (np.arange(1, counts[d] + 1, dtype=np.uint64) * _MIX)) for d in short]
+        short_hash = [
+            np.bitwise_xor.reduce(word_hash[doc_start[d] : doc_start[d] + counts[d]] * (np.arange(1, counts[d] + 1, dtype=np.uint64) * _MIX)) for d in short
+        ]
         docs_parts.append(short)
         shingle_parts.append(np.array(short_hash, dtype=np.uint64))
     starts = np.flatnonzero(position <= counts[doc_of] - n)

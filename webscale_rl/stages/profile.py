@@ -63,9 +63,7 @@ def profile_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     limit = ctx.cfg.profile.max_personas
 
     def build(row):
-        return prompt.messages(
-            document=defuse_document(row["text"], max_chars), max_personas=str(limit), domains=", ".join(DOMAINS)
-        )
+        return prompt.messages(document=defuse_document(row["text"], max_chars), max_personas=str(limit), domains=", ".join(DOMAINS))
 
     def to_rows(row, reply):
         personas = clean_personas(reply["personas"], limit)

@@ -97,7 +97,9 @@ def _per_doc(doc_of: np.ndarray, n_docs: int, weights=None) -> np.ndarray:
     return np.bincount(doc_of, weights=weights, minlength=n_docs).astype(np.float64)
 
 
-def _text_measures(texts: pa.Array, words: pa.Array, word_doc: np.ndarray, lines: pa.Array, line_doc: np.ndarray, newlines: np.ndarray, out: dict[str, np.ndarray]) -> None:
+def _text_measures(
+    texts: pa.Array, words: pa.Array, word_doc: np.ndarray, lines: pa.Array, line_doc: np.ndarray, newlines: np.ndarray, out: dict[str, np.ndarray]
+) -> None:
     n_docs = len(texts)
     n_words = _per_doc(word_doc, n_docs)
     safe_n = np.maximum(n_words, 1.0)
