@@ -81,6 +81,7 @@ class ModelSpec:
         return [f"{p}=={self.version}" for p in self.packages]
 
 
+# One entry per model: the entries share their shape by design (data, not logic).
 MODELS: dict[str, ModelSpec] = {
     # Default: small enough for 2 CPU cores (~45 tok/s generation, ~225 tok/s prompt).
     "qwen2.5-coder-0.5b-instruct-q4_k_m": ModelSpec(

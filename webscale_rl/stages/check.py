@@ -16,7 +16,7 @@ from ..prompts import defuse_document, defuse_text, load_prompt
 from ..rules.words import contains_words, normalise_words
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
 from .generate import OUT_FIELDS as QA_FIELDS
-from .llm_stage import INTERNAL_FIELDS, run_llm_stage
+from .llm_stage import INTERNAL_FIELDS, judged, run_llm_stage
 
 READS = tuple(f.name for f in QA_FIELDS)
 WRITES = tuple(f.name for f in QA_FIELDS) + ("check_version",)
@@ -139,14 +139,14 @@ def check_qa(candidates: DataFrame, ctx: StageContext) -> StageResult:
         )
 
     def to_rows(row, reply):
-        out = {"check_version": prompt.version}
-        if not reply["supported"]:
-            out.update({REASON: "unsupported", DETAIL: "checker: the document does not support the answer"})
-        elif not reply["correct"]:
-            out.update({REASON: "incorrect", DETAIL: "checker: the answer does not answer the question"})
-        elif reply["leaks_answer"]:
-            out.update({REASON: "leaks_answer", DETAIL: "checker: the question gives the answer away"})
-        return [out]
+        return judged(
+            {"check_version": prompt.version},
+            [
+                (not reply["supported"], "unsupported", "checker: the document does not support the answer"),
+                (not reply["correct"], "incorrect", "checker: the answer does not answer the question"),
+                (reply["leaks_answer"], "leaks_answer", "checker: the question gives the answer away"),
+            ],
+        )
 
     checked = run_llm_stage(
         flagged.filter(F.col(REASON).isNull()).drop(REASON, DETAIL),

@@ -6,8 +6,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from ..prompts import defuse_document, load_prompt
-from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
-from .llm_stage import run_llm_stage
+from .base import Stage, StageContext, StageResult, assert_columns
+from .llm_stage import judged, run_llm_stage
 
 READS = ("doc_id", "url", "text", "source", "n_words")
 WRITES = ("doc_id", "url", "text", "source", "n_words", "llm_filter_version")
@@ -38,12 +38,13 @@ def judge_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
         return prompt.messages(document=defuse_document(row["text"], max_chars))
 
     def to_rows(row, reply):
-        out = {"llm_filter_version": prompt.version}
-        if not reply["informative"]:
-            out.update({REASON: "not_informative", DETAIL: "LLM judged the text non-informative"})
-        elif not reply["self_contained"]:
-            out.update({REASON: "not_self_contained", DETAIL: "LLM judged the text not self-contained"})
-        return [out]
+        return judged(
+            {"llm_filter_version": prompt.version},
+            [
+                (not reply["informative"], "not_informative", "LLM judged the text non-informative"),
+                (not reply["self_contained"], "not_self_contained", "LLM judged the text not self-contained"),
+            ],
+        )
 
     return run_llm_stage(
         docs.select(*[f.name for f in OUT_FIELDS if f.name != "llm_filter_version"]),

@@ -48,6 +48,15 @@ BuildMessages = Callable[[dict[str, Any]], list[dict[str, str]]]
 ToRows = Callable[[dict[str, Any], dict[str, Any]], list[dict[str, Any]]]
 
 
+def judged(out: dict[str, Any], verdicts: list[tuple[bool, str, str]]) -> list[dict[str, Any]]:
+    """The one output row of a judging reply: `out`, rejected with the (reason, detail) of the
+    first verdict whose condition holds, if any. For `to_rows` of judging stages."""
+    for failed, reason, detail in verdicts:
+        if failed:
+            return [{**out, REASON: reason, DETAIL: detail}]
+    return [out]
+
+
 def concurrent_tasks(spark) -> int:
     """How many tasks run at once, to split llm.max_concurrency across them."""
     master = spark.conf.get("spark.master", "local[*]") or ""
