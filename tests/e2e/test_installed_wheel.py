@@ -88,3 +88,39 @@ def test_webscale_rl_run_config_openai_from_the_installed_wheel(installed):
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     assert "OpenAI-compatible endpoint" in done.stdout and calls > 0  # the packaged openai.yaml was used
     assert (elsewhere / "wh" / "qa" / "_delta_log").is_dir()
+
+
+def test_spark_and_delta_only_in_the_local_extra(wheel):
+    """A Databricks runtime brings its own Spark and Delta: the wheel must not ask pip for them."""
+    metadata = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith(".dist-info/METADATA"))
+    requires = [ln for ln in zipfile.ZipFile(wheel).read(metadata).decode().splitlines() if ln.startswith("Requires-Dist:")]
+    spark = [ln for ln in requires if ln.split()[1].lower().startswith(("pyspark", "delta-spark"))]
+    assert spark and all('extra == "local"' in ln for ln in spark), spark
+    assert not any("==" in ln for ln in requires if "extra ==" not in ln), "the wheel's own requirements are ranges"
+
+
+def test_installing_the_wheel_leaves_another_pyspark_alone(wheel, tmp_path):
+    """An environment that has a different pyspark (a runtime's) keeps it: pip's plan for the wheel
+    installs no pyspark or delta-spark. The environment sees this test's packages (a .pth line, after
+    its own) and has a stand-in pyspark 3.5.0 of its own, found first."""
+    import sysconfig
+
+    env_dir = tmp_path / "runtime"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(env_dir)], check=True, timeout=300)
+    site = next((env_dir / "lib").glob("python3*/site-packages"))
+    (site / "test_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (site / "pyspark").mkdir()
+    (site / "pyspark" / "__init__.py").write_text('__version__ = "3.5.0"\n')
+    info = site / "pyspark-3.5.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pyspark\nVersion: 3.5.0\n")
+    (info / "RECORD").write_text("")
+    report = tmp_path / "plan.json"
+    python = env_dir / "bin" / "python"
+    cmd = [str(python), "-m", "pip", "install", "--dry-run", "--no-index", "--report", str(report), "-q", str(wheel)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    planned = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    assert planned == {"webscale-rl"}, planned  # every requirement is met by what is there; nothing replaces pyspark
+    version = subprocess.run([str(python), "-c", "import pyspark; print(pyspark.__version__)"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == "3.5.0"
