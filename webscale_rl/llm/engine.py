@@ -13,8 +13,9 @@ import json
 import random
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, NamedTuple
 
 import httpx
 import jsonschema
@@ -164,6 +165,114 @@ def estimate_tokens(messages: list[dict[str, str]], max_tokens: int) -> int:
     return sum(len(m.get("content") or "") for m in messages) // 4 + max_tokens
 
 
+def request_body(spec: EndpointSpec, messages: list[dict[str, str]], schema_name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The chat-completions body, the same for a live call and a batch-file line."""
+    body: dict[str, Any] = dict(
+        model=spec.model,
+        messages=messages,
+        max_tokens=spec.max_tokens,
+        temperature=spec.temperature,
+        response_format=response_format(spec, schema_name, schema),
+    )
+    if spec.seed is not None:
+        body["seed"] = spec.seed
+    return body
+
+
+class _Failure(NamedTuple):
+    """Why one attempt did not settle the item, and how long the server asked us to wait (if it did)."""
+
+    kind: str
+    detail: str
+    wait_hint: float | None = None
+
+
+def _backoff_s(spec: EndpointSpec, attempt: int) -> float:
+    """Exponential backoff for this attempt, capped."""
+    return min(spec.backoff_max_s, spec.backoff_base_s * (2**attempt))
+
+
+def _retry_delay_s(spec: EndpointSpec, attempt: int, wait_hint: float | None) -> float:
+    """The server's word wins (plus a little jitter so a crowd does not return at once); else the
+    backoff with jitter. Never longer than the backoff cap."""
+    if wait_hint is not None:
+        delay = wait_hint * (1 + random.random() / 10)
+    else:
+        delay = _backoff_s(spec, attempt) * (0.5 + random.random() / 2)
+    return min(delay, spec.backoff_max_s)
+
+
+def _read_reply(reply: dict[str, Any], spec: EndpointSpec, schema: dict[str, Any], result: CallResult) -> _Failure | None:
+    """Count the reply's tokens and settle `result` when the reply is final (valid data or a
+    refusal, which a retry would not change); else say what was wrong with it."""
+    usage = reply.get("usage") or {}
+    result.prompt_tokens += usage.get("prompt_tokens") or 0
+    result.completion_tokens += usage.get("completion_tokens") or 0
+    choices = reply.get("choices") or []
+    choice = choices[0] if choices and isinstance(choices[0], dict) else None
+    message = (choice or {}).get("message") or {}
+    if choice is None:
+        return _Failure("malformed_reply", "no choices in reply")
+    if message.get("refusal"):
+        result.reason, result.detail = "llm_error:refusal", scrub(message["refusal"], spec.api_key)
+        return None
+    data, kind, detail = parse_reply(message.get("content"), schema)
+    if data is not None:
+        result.data, result.reason, result.detail = data, None, None
+        return None
+    if choice.get("finish_reason") == "length":
+        return _Failure("truncated", f"reply cut at max_tokens={spec.max_tokens}: {detail}")
+    return _Failure(kind, detail)
+
+
+def _classify_failure(exc: Exception, spec: EndpointSpec) -> _Failure:
+    """Kind, readable detail and server wait of a failed request; FatalLLMError (scrubbed) when
+    every request would fail the same way."""
+    try:
+        kind, wait_hint = classify(exc)
+    except FatalLLMError as fatal:  # its text quotes the server, which may echo the key
+        raise FatalLLMError(scrub(str(fatal), spec.api_key, limit=500)) from None
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} after {spec.timeout_s:g} s"
+    return _Failure(kind, detail, wait_hint)
+
+
+async def _attempt(
+    client: openai.AsyncOpenAI,
+    spec: EndpointSpec,
+    body: dict[str, Any],
+    schema: dict[str, Any],
+    limiter: AdaptiveLimiter,
+    est_tokens: int,
+    attempt: int,
+    result: CallResult,
+) -> _Failure | None:
+    """One request under one limiter slot: None when `result` is settled, else why it failed.
+    The limiter hears of every success and rate limit, so all items slow down together."""
+    await limiter.acquire(est_tokens)
+    slot_held = True
+    try:
+        # The raw POST (status errors still raise the SDK's typed exceptions): the SDK's typed
+        # request transform and reply model cost more CPU than the HTTP work at high rates.
+        raw = await asyncio.wait_for(client.post("/chat/completions", body=body, cast_to=httpx.Response), spec.timeout_s)
+        reply = raw.json()
+        limiter.on_success(raw.headers)
+        return _read_reply(reply, spec, schema, result)
+    except FatalLLMError:
+        raise
+    except Exception as exc:  # classified; one item's failure never fails the batch
+        failure = _classify_failure(exc, spec)
+        if failure.kind == "timeout":
+            limiter.release_later(spec.timeout_s)  # the server may still be working on it
+            slot_held = False
+        if failure.kind == "rate_limit":
+            result.rate_limited += 1
+            limiter.on_rate_limit(failure.wait_hint if failure.wait_hint is not None else _backoff_s(spec, attempt))
+        return failure
+    finally:
+        if slot_held:
+            await limiter.release()
+
+
 async def call_once_with_retries(
     client: openai.AsyncOpenAI,
     spec: EndpointSpec,
@@ -176,67 +285,17 @@ async def call_once_with_retries(
     the limiter is held per attempt only, so items waiting out a backoff leave room for others."""
     limiter = limiter or AdaptiveLimiter(spec.concurrency, spec.requests_per_minute, spec.tokens_per_minute)
     result = CallResult()
-    fmt = response_format(spec, schema_name, schema)
-    kwargs: dict[str, Any] = dict(
-        model=spec.model, messages=messages, max_tokens=spec.max_tokens, temperature=spec.temperature, response_format=fmt
-    )
-    if spec.seed is not None:
-        kwargs["seed"] = spec.seed
+    body = request_body(spec, messages, schema_name, schema)
     est = estimate_tokens(messages, spec.max_tokens)
     for attempt in range(spec.max_retries + 1):
         result.attempts = attempt + 1
-        wait_hint: float | None = None
-        await limiter.acquire(est)
-        slot_held = True
-        try:
-            # The raw POST (status errors still raise the SDK's typed exceptions): the SDK's typed
-            # request transform and reply model cost more CPU than the HTTP work at high rates.
-            raw = await asyncio.wait_for(client.post("/chat/completions", body=kwargs, cast_to=httpx.Response), spec.timeout_s)
-            reply = raw.json()
-            limiter.on_success(raw.headers)
-            usage = reply.get("usage") or {}
-            result.prompt_tokens += usage.get("prompt_tokens") or 0
-            result.completion_tokens += usage.get("completion_tokens") or 0
-            choices = reply.get("choices") or []
-            choice = choices[0] if choices and isinstance(choices[0], dict) else None
-            message = (choice or {}).get("message") or {}
-            if choice is None:
-                kind, detail = "malformed_reply", "no choices in reply"
-            elif message.get("refusal"):
-                result.reason, result.detail = "llm_error:refusal", scrub(message["refusal"], spec.api_key)
-                return result
-            else:
-                data, kind, detail = parse_reply(message.get("content"), schema)
-                if data is not None:
-                    result.data, result.reason, result.detail = data, None, None
-                    return result
-                if choice.get("finish_reason") == "length":
-                    kind, detail = "truncated", f"reply cut at max_tokens={spec.max_tokens}: {detail}"
-        except FatalLLMError:
-            raise
-        except Exception as exc:  # classified below; one item's failure never fails the batch
-            try:
-                kind, wait_hint = classify(exc)
-            except FatalLLMError as fatal:  # its text quotes the server, which may echo the key
-                raise FatalLLMError(scrub(str(fatal), spec.api_key, limit=500)) from None
-            if kind == "timeout":
-                limiter.release_later(spec.timeout_s)  # the server may still be working on it
-                slot_held = False
-            detail = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} after {spec.timeout_s:g} s"
-            if kind == "rate_limit":
-                result.rate_limited += 1
-                backoff = min(spec.backoff_max_s, spec.backoff_base_s * (2**attempt))
-                limiter.on_rate_limit(wait_hint if wait_hint is not None else backoff)
-        finally:
-            if slot_held:
-                await limiter.release()
-        result.reason, result.detail = f"llm_error:{kind}", scrub(detail, spec.api_key)
-        if kind not in RETRYABLE or attempt == spec.max_retries:
+        failure = await _attempt(client, spec, body, schema, limiter, est, attempt, result)
+        if failure is None:
             return result
-        backoff = min(spec.backoff_max_s, spec.backoff_base_s * (2**attempt))
-        # The server's word wins (plus a little jitter so a crowd does not return at once).
-        delay = wait_hint * (1 + random.random() / 10) if wait_hint is not None else backoff * (0.5 + random.random() / 2)
-        await asyncio.sleep(min(delay, spec.backoff_max_s))
+        result.reason, result.detail = f"llm_error:{failure.kind}", scrub(failure.detail, spec.api_key)
+        if failure.kind not in RETRYABLE or attempt == spec.max_retries:
+            return result
+        await asyncio.sleep(_retry_delay_s(spec, attempt, failure.wait_hint))
     return result
 
 
