@@ -78,7 +78,8 @@ class LLMConfig:
     max_tokens: dict[str, int] = field(default_factory=lambda: {"llm_filter": 48, "profile": 120, "generate": 160, "check": 48})
     # Document text sent to a model is cut to this many characters (context budget).
     max_doc_chars: int = 4000
-    # Rows per Spark partition for LLM stages; small partitions keep progress and retries fine-grained.
+    # An LLM stage uses at most ceil(rows / rows_per_partition) partitions (and at most the tasks the
+    # cluster is guessed to run at once, and max_concurrency); the limits are split among them.
     rows_per_partition: int = 16
     # Job-wide provider limits (None: none); divided across the Spark tasks that run at once.
     requests_per_minute: float | None = None

@@ -130,9 +130,10 @@ def test_job_wide_cap_is_divided_so_tasks_at_once_never_exceed_it():
 
     for n_rows in (1, 10, 100, 5000):
         for cap in (1, 2, 3, 5, 16, 64):
-            for slots in (1, 2, 8):
-                n_parts, parallel = plan_partitions(n_rows, cap, 16, slots)
-                at_once = min(n_parts, slots)  # Spark runs at most this many tasks together
-                assert at_once * max(1, cap // parallel) <= cap, (n_rows, cap, slots)
-                assert parallel == at_once
-    assert plan_partitions(1000, 16, 16, 2) == (16, 2)  # 64 rows a partition: 8 rounds of 8 in flight
+            for slots in (1, 2, 8, 64):
+                n_parts, divisor = plan_partitions(n_rows, cap, 16, slots)
+                # Whatever the cluster runs at once (at most every partition), the shares add up to the cap.
+                assert n_parts * max(1, cap // divisor) <= cap, (n_rows, cap, slots)
+                assert 1 <= n_parts <= max(1, min(slots, cap))
+    assert plan_partitions(1000, 16, 16, 2) == (2, 2)  # two tasks of 8 requests in flight each
+    assert plan_partitions(10, 16, 16, 8) == (1, 1)  # one partition's worth of rows: one task with all 16

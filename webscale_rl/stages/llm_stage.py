@@ -58,7 +58,8 @@ def judged(out: dict[str, Any], verdicts: list[tuple[bool, str, str]]) -> list[d
 
 
 def concurrent_tasks(spark) -> int:
-    """How many tasks run at once, to split llm.max_concurrency across them."""
+    """A guess of how many tasks the cluster runs at once. It only shapes the plan for throughput
+    (`plan_partitions`); the limits hold whatever the cluster really runs."""
     master = spark.conf.get("spark.master", "local[*]") or ""
     m = re.match(r"local\[(\d+|\*)", master)
     if m:
@@ -70,16 +71,14 @@ def concurrent_tasks(spark) -> int:
 
 
 def plan_partitions(n_rows: int, max_concurrency: int, rows_per_partition: int, slots: int) -> tuple[int, int]:
-    """→ (partitions, tasks running at once). Never more tasks at once than requests allowed in
-    flight (each task holds at least one), and partitions long enough (8 rounds of the task's
-    share) that the ramp-down at a partition's end costs little throughput."""
-    parallel = max(1, min(slots, max_concurrency))
-    per_task = max(1, max_concurrency // parallel)
-    rows = max(rows_per_partition, 8 * per_task)
-    n_parts = max(1, math.ceil(n_rows / rows))
-    if max_concurrency < slots:
-        n_parts = min(n_parts, max_concurrency)  # Spark would otherwise run `slots` tasks at once
-    return n_parts, min(n_parts, parallel)
+    """→ (partitions, the divisor of the job-wide limits). Each partition gets 1/partitions of
+    llm.max_concurrency, requests_per_minute and tokens_per_minute, so the limits hold even if the
+    cluster runs every partition at once, whatever its size. `slots`, a guess of the tasks that run
+    together, only caps the partitions: fewer slots than guessed leaves capacity unused, never
+    exceeds a limit. Partitions: at most the guess, at most max_concurrency (each task holds at
+    least one request), and no more than rows_per_partition asks for."""
+    n_parts = max(1, min(slots, max_concurrency, math.ceil(n_rows / max(1, rows_per_partition))))
+    return n_parts, n_parts
 
 
 def model_id(ctx: StageContext, stage: str) -> str:
