@@ -144,7 +144,6 @@ class FilterConfig:
     # The paper's cheap heuristic: drop documents under ~50 tokens (words here).
     min_words: int | None = 50
     max_words: int | None = 100_000
-    max_doc_chars: int | None = 1_000_000
     # Gopher quality.
     min_mean_word_length: float | None = 3.0
     max_mean_word_length: float | None = 10.0
@@ -284,7 +283,8 @@ class MLflowConfig:
 @dataclass
 class LimitsConfig:
     # Hostile inputs: a document longer than this (characters) is rejected (`too_large`) or cut.
-    max_doc_chars: int = 2_000_000
+    # (One size bound for the whole pipeline: the filter has no second one.)
+    max_doc_chars: int = 1_000_000
     on_too_large: Literal["reject", "truncate"] = "reject"
     # A bad input record (a JSONL line that is not a JSON object with a string "text", or too large
     # to parse): "reject" lands it in `rejections` (bad_record / too_large, naming file and line)

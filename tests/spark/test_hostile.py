@@ -80,7 +80,7 @@ def test_hostile_corpus_outcomes_at_ingest(spark, tmp_path):
         assert reasons[kept] is None, (kept, outcomes[kept])
     # 10 MB: rejected by the configurable limit, with the size in the detail.
     ten_mb = len(SENTENCE) * (10_000_000 // len(SENTENCE) + 1)
-    assert outcomes["ten-mb"] == ("too_large", f"n_chars={ten_mb} > limits.max_doc_chars=2000000")
+    assert outcomes["ten-mb"] == ("too_large", f"n_chars={ten_mb} > limits.max_doc_chars=1000000")
     # WARC: the good page is kept (decoded by its declared charset), the cut record is a rejection
     # naming the byte offset; the 404, the image, the request and metadata records are not documents.
     assert reasons["truncated.warc|http://example.org/cafe"] is None

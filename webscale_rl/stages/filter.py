@@ -45,7 +45,6 @@ def _repetition_rules() -> tuple[Rule, ...]:
 
 
 RULES = (
-    Rule("too_long", "n_chars", "max", "max_doc_chars"),
     Rule("too_few_words", "n_words", "min", "min_words"),
     Rule("too_many_words", "n_words", "max", "max_words"),
     # Gopher quality
