@@ -123,3 +123,16 @@ def test_no_secret_and_no_env_variable_is_no_key(monkeypatch):
     monkeypatch.delenv("WEBSCALE_TEST_KEY", raising=False)
     # No secret configured and no env variable: no key (a keyless local server is fine).
     assert find_api_key(load_config(None, ["llm.api_key_env=WEBSCALE_TEST_KEY"]), dbutils=FakeDBUtils()) is None
+
+
+@pytest.mark.parametrize("job", [["jobs/run_pipeline.py"], ["jobs/run_stage.py", "filter"]])
+def test_the_spark_submit_entry_points_exit_non_zero_on_failure(job, tmp_path):
+    """spark-submit and a Databricks spark_python_task run the job file: a bad config must fail the
+    process (exit 2, one line naming it), not end as a success."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, str(ROOT / job[0]), *job[1:], "--warehouse", str(tmp_path / "wh"), "--config", "no-such-config"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2, done.stderr[-1000:]
+    assert "no-such-config" in done.stderr
