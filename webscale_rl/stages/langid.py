@@ -5,7 +5,7 @@ language ID the slowest filter measure. The walk is sequential within a document
 across documents, so here one numpy step advances every document of the batch by one byte; the
 few long documents left when most have ended finish in a plain loop. The naive Bayes scoring is one
 sparse matrix product. Same model, same encoding and same arithmetic as `LanguageIdentifier.classify`
-(`tests/test_filter_rules.py` compares them; probabilities agree to float32 rounding).
+(`tests/spark/test_filter_rules.py` compares them; probabilities agree to float32 rounding).
 """
 
 from __future__ import annotations
