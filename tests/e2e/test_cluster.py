@@ -184,8 +184,9 @@ def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalo
     refused = subprocess.run(local_llm, cwd=tmp_path, env=cluster_env(), capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2, refused.stderr[-2000:]
     (tmp_path / "refused.out").write_text(refused.stdout + "\n--- stderr ---\n" + refused.stderr)
-    message = [ln for ln in refused.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(message) == 1, refused.stderr[-3000:]
+    # spark-submit's Python runner merges the driver's stderr into its stdout.
+    message = [ln for ln in (refused.stdout + refused.stderr).splitlines() if ln.startswith("error: ")]
+    assert len(message) == 1, refused.stdout[-3000:]
     assert "llm.provider=local" in message[0] and f"master {master}" in message[0] and "llm.base_url" in message[0]
     assert not (tmp_path / "wh-refused" / "documents").exists()
 
