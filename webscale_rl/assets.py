@@ -110,14 +110,18 @@ def model_path(name: str) -> Path:
     return cache_dir() / "models" / f"{name}.gguf"
 
 
-def cpu_flags_hash() -> str:
-    """Short hash of this CPU's feature flags: a GGML_NATIVE build only runs where they match."""
-    flags = ""
+def cpu_flags_line() -> str:
+    """This CPU's feature flags as /proc/cpuinfo lists them ("" where there is no such file)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.startswith(("flags", "Features")):  # x86 / arm
-                flags = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def cpu_flags_hash() -> str:
+    """Short hash of this CPU's feature flags: a GGML_NATIVE build only runs where they match."""
+    flags = cpu_flags_line()
     if not flags:
         flags = f"{platform.system()}-{platform.machine()}-{platform.processor()}"
     return hashlib.sha256(flags.encode()).hexdigest()[:10]

@@ -308,3 +308,12 @@ def test_orphan_is_reaped(fake_server, cache):
     srv.process.wait(timeout=5)
     assert process_gone(pid) and not pidfile.exists()
     srv.stop()
+
+
+def test_no_weight_repacking_on_a_cpu_with_amx_tiles():
+    # The native build's AMX kernels die with a general protection fault where the VM does not
+    # grant AMX state (seen on this project's machines); elsewhere repacking stays on (faster).
+    from webscale_rl.llm.local_server import cpu_specific_flags
+
+    assert cpu_specific_flags(["fpu", "avx512f", "amx_tile", "amx_int8"]) == ("--no-repack",)
+    assert cpu_specific_flags(["fpu", "avx2", "avx512f"]) == ()

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from ..assets import ensure_llama_server, ensure_model
+from ..assets import cpu_flags_line, ensure_llama_server, ensure_model
 from ..config import LocalLLMConfig, cache_dir
 
 Log = Callable[[str], None]
@@ -54,6 +54,14 @@ EXTRA_FLAGS = (
     "1024",
 )
 _STOP_WAIT_S = 10.0
+
+
+def cpu_specific_flags(cpu_flags: list[str]) -> tuple[str, ...]:
+    """On a CPU with AMX tiles the native build repacks weights for AMX kernels, and on a VM that
+    does not grant the AMX state (seen on this project's machines) the first forward pass dies
+    with a general protection fault: no repacking there (measured: the server then starts and
+    answers)."""
+    return ("--no-repack",) if "amx_tile" in cpu_flags else ()
 
 
 class LocalServerError(RuntimeError):
@@ -211,6 +219,7 @@ class LocalLLMServer:
             "--alias",
             MODEL_ALIAS,
             *EXTRA_FLAGS,
+            *cpu_specific_flags(cpu_flags_line().split()),
         ]
 
     @staticmethod
