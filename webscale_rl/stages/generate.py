@@ -72,7 +72,7 @@ def generate_qa(per_persona: DataFrame, ctx: StageContext) -> StageResult:
     prompt = load_prompt("generate")
     fewshot = load_fewshot(ctx.cfg.generate.fewshot_file)
     k = ctx.cfg.generate.fewshot_per_prompt
-    version = f"{prompt.version}+{fewshot.version}"  # as prompt_version(ctx): both shape the pair
+    version = prompt_version(ctx)  # the loaders are cached: no second read
     max_chars = ctx.cfg.llm.max_doc_chars
 
     def build(row):
