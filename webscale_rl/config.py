@@ -81,6 +81,9 @@ class LLMConfig:
     # An LLM stage uses at most ceil(rows / rows_per_partition) partitions (and at most the tasks the
     # cluster is guessed to run at once, and max_concurrency); the limits are split among them.
     rows_per_partition: int = 16
+    # An LLM stage stages its output this many rows at a time (a Delta commit each): a killed run
+    # keeps, and never pays again for, every slice that committed; progress is reported per slice.
+    slice_rows: int = 2000
     # Job-wide provider limits (None: none); divided across the Spark tasks that run at once.
     requests_per_minute: float | None = None
     tokens_per_minute: float | None = None
@@ -515,8 +518,9 @@ def _validate_llm(cfg: Config) -> None:
         raise ConfigError(f"llm.api_key_secret must be 'scope/key', got {llm.api_key_secret!r}")
     if llm.max_concurrency < 1:
         raise ConfigError("llm.max_concurrency must be >= 1")
-    if llm.max_doc_chars < 1:
-        raise ConfigError(f"llm.max_doc_chars must be >= 1, got {llm.max_doc_chars}")
+    for name in ("max_doc_chars", "rows_per_partition", "slice_rows"):
+        if getattr(llm, name) < 1:
+            raise ConfigError(f"llm.{name} must be >= 1, got {getattr(llm, name)}")
     for stage, n in llm.max_tokens.items():
         if n < 1:
             raise ConfigError(f"llm.max_tokens.{stage} must be >= 1, got {n}")

@@ -14,10 +14,11 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .config import Config
+from .llm.cache import save_replies
 from .llm.engine import TRANSIENT_REASON_SQL
 from .quality.gates import GateOutcome, drop_row_violations, gate_batch, quarantine, quarantine_rows
 from .stages.base import DETAIL, REASON, Stage, StageResult, batch_totals
-from .stages.llm_stage import llm_usage
+from .stages.llm_stage import KEY_COL, REPLY_COL, llm_usage, model_id
 from .summary import StageSummary
 from .warehouse import REJECTIONS, Warehouse
 
@@ -46,6 +47,8 @@ def land_batch(
     `elapsed_s` of the summary is left 0: the caller times the whole stage."""
     txn = f"webscale-rl/{stage.name}/{run_id}"
     marked = warehouse.read_batch(stage.name, run_id)
+    if stage.uses_llm and cfg.llm.cache and REPLY_COL in marked.columns:  # first: paid replies are kept whatever the gate says
+        save_replies(warehouse, marked, KEY_COL, REPLY_COL, stage.name, model_id(cfg, stage.name), run_id)
     if cfg.quality.gates:  # rows breaking a per-row rule leave the batch; the rest lands
         marked = drop_row_violations(marked, stage.table, cfg.quality, REASON, DETAIL)
         if quarantine_rows(warehouse, stage.name, run_id, marked, stage.table, txn) is not None:

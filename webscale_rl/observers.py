@@ -143,7 +143,7 @@ class ValidationObserver(RunObserver):
         t0 = time.monotonic()
         self.log("[validate] Great Expectations suite on 'qa'")
         qa = self.warehouse.read("qa")
-        outcome = validate_qa(self.warehouse.spark, qa, self.cfg.quality, Path(self.warehouse.path("_quality")), run_id)
+        outcome = validate_qa(self.warehouse.spark, qa, self.cfg.quality, Path(self.warehouse.local_dir("_quality")), run_id)
         self.log(f"[validate] {outcome.summary()} in {fmt_seconds(time.monotonic() - t0)}; results: {outcome.results_path}")
         self.report.log_file(Path(outcome.results_path), "validation")
         self.report.log_metrics({"validation.success": 1.0 if outcome.success else 0.0})
@@ -153,7 +153,7 @@ class ValidationObserver(RunObserver):
 def run_observers(cfg: Config, warehouse: Warehouse, run_id: str, log: Callable[[str], None]) -> tuple[RunReport, list[RunObserver]]:
     """The MLflow report of the run and the observers in the order their on_run_end must run
     (the QA report and validation before MLflow logs the artifacts that include them)."""
-    report = RunReport(cfg.mlflow, Path(warehouse.root), run_name=run_id, tags={"webscale_rl.run_id": run_id}, secret_env_vars=(cfg.llm.api_key_env,))
+    report = RunReport(cfg.mlflow, Path(warehouse.local_dir()), run_name=run_id, tags={"webscale_rl.run_id": run_id}, secret_env_vars=(cfg.llm.api_key_env,))
     observers = [
         CostObserver(cfg, report, log),
         QAReportObserver(warehouse, report),

@@ -19,13 +19,15 @@ from .config import Config, ConfigError
 from .limits import with_call_limits
 from .llm.endpoint import llm_endpoint
 from .observers import RunObserver, RunStart, run_observers
+from .progress import live_progress_dir
 from .quality.suites import check_severity_overrides
 from .readers import read_documents
-from .runner import fold_llm_cache, run_stage
+from .runner import run_stage
 from .spark import get_spark
 from .stages import decontaminate
 from .stages.base import Stage, StageContext
 from .stages.order import LLM_STAGES, PIPELINE, STAGES
+from .storage import normalize_root
 from .summary import PipelineError, RunSummary, StageSummary
 from .warehouse import Warehouse
 from .work import unaccounted_documents
@@ -91,7 +93,7 @@ def run_pipeline(
     if stages[0] is PIPELINE[0] and not inputs:
         raise PipelineError("the ingest stage needs --input (later stages read the warehouse)")
     run_id = new_run_id()
-    log(f"webscale-rl run {run_id}: stages {stages[0].name}..{stages[-1].name}, {len(inputs)} input path(s) → warehouse {Path(warehouse).resolve()}")
+    log(f"webscale-rl run {run_id}: stages {stages[0].name}..{stages[-1].name}, {len(inputs)} input path(s) → warehouse {normalize_root(str(warehouse))}")
     spark = spark or get_spark(cfg, storage_uris=[*inputs, str(warehouse)])  # s3a:// needs its connector jars
     check_llm_reachable(cfg, spark, stages)
     cfg = with_call_limits(cfg, LLM_STAGES)  # llm.max_doc_chars fitted to the model's context (limits.*)
@@ -102,7 +104,6 @@ def run_pipeline(
         decontaminate.load_eval_sets(spark, list(cfg.decontam.eval_sets), cfg.decontam)  # fail early on a bad file
     summary = RunSummary(run_id=run_id, warehouse=wh, final_table=stages[-1].table)
     summary.mlflow, observers = run_observers(cfg, wh, run_id, log)
-    wh.clear_progress()  # LLM call counters of killed runs; one run per warehouse at a time
     with contextlib.ExitStack() as scopes:
         for observer in observers:
             scopes.enter_context(observer.run_scope())
@@ -112,7 +113,6 @@ def run_pipeline(
         run_stages(wh, stages, raw, cfg, summary, observers, log)
         for observer in observers:
             observer.on_run_end(summary)
-        wh.clear_progress(run_id)
         summary.elapsed_s = time.monotonic() - t_run
         outcome = summary.validation
         if outcome is not None and not outcome.success and cfg.quality.on_failure == "fail":
@@ -131,19 +131,19 @@ def run_stages(
 ) -> None:
     """The stages in order, with the LLM endpoint up while they run; then prove nothing vanished."""
     needs_llm = any(s.uses_llm for s in stages)
-    with llm_endpoint(cfg, log) if needs_llm else contextlib.nullcontext() as endpoint:
+    with contextlib.ExitStack() as scopes:
+        endpoint = scopes.enter_context(llm_endpoint(cfg, log)) if needs_llm else None
+        progress_dir = scopes.enter_context(live_progress_dir(wh.spark, log)) if needs_llm else None
         if endpoint is not None:
             log(f"LLM: {endpoint.description}")
             for observer in observers:
                 observer.on_endpoint(endpoint.description)
-            if cfg.llm.cache:
-                fold_llm_cache(wh, log, "replies paid for by an earlier, unfinished run")
         ctx = StageContext(
             cfg=cfg,
             run_id=summary.run_id,
             llm_base_url=endpoint.base_url if endpoint else None,
             llm_api_key=endpoint.api_key if endpoint else None,
-            progress_dir=wh.progress_dir(summary.run_id),
+            progress_dir=progress_dir,
             warehouse=wh,
             log=log,
         )
@@ -168,7 +168,7 @@ def run_observed_stage(wh: Warehouse, stage: Stage, raw: DataFrame | None, ctx: 
         if stage_summary.quarantined:
             raise PipelineError(
                 f"stage '{stage.name}': batch failed critical expectation(s) and was quarantined in "
-                f"{wh.path('quarantine')} (not merged into '{stage.table}'): " + "; ".join(stage_summary.gate.failed_expectations)
+                f"{wh.where('quarantine')} (not merged into '{stage.table}'): " + "; ".join(stage_summary.gate.failed_expectations)
             )
 
 

@@ -1,19 +1,19 @@
 """Running one stage: land what a killed run left staged, take the work no run has done, check the
-stage's contract, materialise its output once as a staged batch, and land it."""
+stage's contract, materialise its output once as a staged batch (an LLM stage a slice at a time),
+and land it."""
 
 from __future__ import annotations
 
-import os
+import math
 import time
-from collections.abc import Callable
 from dataclasses import replace
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from .landing import land_batch
-from .llm.cache import fold_spills
 from .progress import LLMProgress, fmt_seconds
-from .stages.base import Stage, StageContext, StageResult
+from .stages.base import Stage, StageContext
 from .summary import StageSummary
 from .warehouse import Warehouse
 from .work import with_landed_rows, without_landed_rows, without_processed
@@ -36,17 +36,41 @@ def run_stage(warehouse: Warehouse, stage: Stage, upstream: DataFrame, ctx: Stag
     if rows_in == 0 and warehouse.exists(stage.table):
         ctx.log(f"[{stage.name}] done in {fmt_seconds(time.monotonic() - t0)}: nothing new to process")
         return StageSummary(stage.name, stage.table, 0, 0, 0, time.monotonic() - t0, {}, None)
-    result = stage.run(with_landed_rows(warehouse, stage, work), ctx)
-    stage.check_writes(result.marked)
-    marked = without_landed_rows(result.marked)
-    if first:
-        marked = without_processed(warehouse, stage, marked)
-    materialise(warehouse, stage, marked, result, ctx)
+    if stage.uses_llm:
+        stage_llm_slices(warehouse, stage, work, rows_in or 0, ctx)
+    else:
+        warehouse.stage_slice(_output(warehouse, stage, work, ctx, first), stage.name, ctx.run_id)
     # Everything below reads the materialised batch: LLM calls are never made twice.
     landed = land_batch(warehouse, stage, ctx.run_id, ctx.cfg, rows_in, ctx.log)
     landed.elapsed_s = time.monotonic() - t0
     ctx.log(done_line(landed))
     return landed
+
+
+def _output(warehouse: Warehouse, stage: Stage, work: DataFrame, ctx: StageContext, first: bool) -> DataFrame:
+    """The stage's marked output for `work` (lazy), its contract checked."""
+    result = stage.run(with_landed_rows(warehouse, stage, work), ctx)
+    stage.check_writes(result.marked)
+    marked = without_landed_rows(result.marked)
+    return without_processed(warehouse, stage, marked) if first else marked
+
+
+def stage_llm_slices(warehouse: Warehouse, stage: Stage, work: DataFrame, n_items: int, ctx: StageContext) -> None:
+    """Stage an LLM stage's output `llm.slice_rows` items at a time, each slice its own commit: a
+    run killed mid-stage keeps every slice that committed (the next run lands it and pays only for
+    the rest). Slices are by a hash of the input key, so each item is in exactly one."""
+    n_slices = max(1, math.ceil(n_items / ctx.cfg.llm.slice_rows))
+    ctx.log(f"  [{stage.name}] {n_items} LLM call(s) to make" + (f", in {n_slices} slices" if n_slices > 1 else ""))
+    slice_of = F.pmod(F.xxhash64(*stage.input_key), F.lit(n_slices))
+    sizes = {r["_slice"]: r["count"] for r in work.groupBy(slice_of.alias("_slice")).count().collect()} if n_slices > 1 else {0: n_items}
+    done = 0
+    with LLMProgress(stage.name, n_items, ctx.progress_dir, ctx.log) as progress:
+        for i in range(n_slices):
+            part = work if n_slices == 1 else work.filter(slice_of == i)
+            warehouse.stage_slice(_output(warehouse, stage, part, ctx, False), stage.name, ctx.run_id, i)
+            done += sizes.get(i, 0)
+            if n_slices > 1:
+                progress.slice_done(done, i + 1, n_slices)
 
 
 def _new_rows(warehouse: Warehouse, stage: Stage, upstream: DataFrame) -> tuple[DataFrame, int]:
@@ -55,32 +79,14 @@ def _new_rows(warehouse: Warehouse, stage: Stage, upstream: DataFrame) -> tuple[
 
 
 def land_interrupted_batches(warehouse: Warehouse, stage: Stage, ctx: StageContext) -> StageSummary | None:
-    """Land the batches of this stage that killed runs staged; the first quarantined one, if any."""
+    """Land the batches (all their slices or some) of this stage that killed runs staged; the first
+    quarantined one, if any. Items of a slice that never committed are new work for this run."""
     for run_id in warehouse.staged_batches(stage.name):
         landed = land_batch(warehouse, stage, run_id, ctx.cfg, None, ctx.log)
         if landed.quarantined:
             return landed
         ctx.log(f"  [{stage.name}] landed batch of interrupted run {run_id}: kept {landed.kept}, rejected {landed.rejected}")
     return None
-
-
-def materialise(warehouse: Warehouse, stage: Stage, marked: DataFrame, result: StageResult, ctx: StageContext) -> None:
-    """Stage the batch (the one time an LLM stage calls the model), showing call progress."""
-    if not stage.uses_llm:
-        warehouse.stage_batch(marked, stage.name, ctx.run_id)
-        return
-    planned = int(result.stats.get("llm_calls_planned", 0))
-    ctx.log(f"  [{stage.name}] {planned} LLM call(s) to make")
-    with LLMProgress(stage.name, planned, os.path.join(ctx.progress_dir, stage.name), ctx.log):
-        warehouse.stage_batch(marked, stage.name, ctx.run_id)
-    if ctx.cfg.llm.cache:
-        fold_llm_cache(warehouse, ctx.log, f"new replies of '{stage.name}'")
-
-
-def fold_llm_cache(warehouse: Warehouse, log: Callable[[str], None], what: str) -> None:
-    added = fold_spills(warehouse)
-    if added:
-        log(f"  llm_cache: {added} {what} saved")
 
 
 def done_line(s: StageSummary) -> str:

@@ -43,6 +43,16 @@ def normalize_root(uri: str) -> str:
     return text.rstrip("/") or text
 
 
+def local_path(uri: str) -> str:
+    """The filesystem path of a local `uri` (a path or a `file:` URI)."""
+    text = str(uri)
+    if text.lower().startswith("file://"):
+        return text[len("file://") :] or "/"
+    if text.lower().startswith("file:"):
+        return text[len("file:") :]
+    return text
+
+
 def join_uri(base: str, *parts: str) -> str:
     """`base/part/...` with exactly one slash between pieces, keeping `scheme://` intact."""
     out = str(base).rstrip("/") if str(base).rstrip("/") else "/"

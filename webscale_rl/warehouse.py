@@ -1,25 +1,33 @@
 """The warehouse: the one owner of the Delta tables and of every file the pipeline keeps beside them.
 
+A warehouse is a URI: a local path, `file:`, `s3a://`, `abfss://`, `gs://`, `dbfs:/` or `/Volumes/...`.
 Every table lives at `<root>/<name>` as a Delta table, or as `catalog.schema.<name>` in a metastore
-(Unity Catalog on Databricks) when the warehouse is opened with a catalog and schema. A stage's
-batch is landed with `append_once`: an idempotent Delta append (txnAppId/txnVersion), so landing
-the same batch again after a crash adds nothing. Every landing is a new table version that can be
-time-travelled to.
+(Unity Catalog on Databricks) when the warehouse is opened with a catalog and schema; staging and
+the LLM cache are always Delta tables under the root (a path or volume). Everything here goes
+through Spark: no `os`, `pathlib` or `glob` touches a warehouse location, so the same code runs on
+a laptop, on a cluster whose workers share no disk with the driver, and over Spark Connect.
 
-Beside the tables, the warehouse holds the staged batches of stages (`_staging/batches`), the LLM
-call counters of a run (`_staging/progress`), the LLM response cache (`llm_cache`, always a folder
-table, fed by spill files under `_llm_cache/spill`) and the quality and MLflow files of runs.
-All path handling lives here, so a warehouse on object storage changes this module only.
+A stage's batch is staged in `_staging/<stage>` (one Delta table per stage, a `_batch` partition per
+run, appended a slice at a time) and landed with `append_once`: an idempotent Delta append
+(txnAppId/txnVersion), so landing the same batch again after a crash adds nothing. Every landing is
+a new table version that can be time-travelled to.
+
+The files of runs that are not tables (MLflow's sqlite store, Great Expectations results, gate
+JSON) need a driver-local folder: the warehouse root when it is local, else a folder per warehouse
+under the cache directory (`local_dir`).
 """
 
 from __future__ import annotations
 
-import shutil
+import hashlib
 import uuid
-from pathlib import Path
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from .storage import is_local, join_uri, local_path, normalize_root
 
 REJECTIONS = "rejections"
 LLM_CACHE = "llm_cache"
@@ -38,34 +46,30 @@ REJECTION_SCHEMA = T.StructType(
 )
 
 STAGING = "_staging"
-_LLM_CACHE_SPILL = "_llm_cache/spill"
-# A committed Delta table has its first commit file; a staged batch without it was killed mid-write.
-_FIRST_COMMIT = "_delta_log/00000000000000000000.json"
+BATCH_COL = "_batch"  # the run whose stage output a staged row is
 
 
 class Warehouse:
     """Tables of one warehouse: read, append once, delete by key, merge, versions and history, and
-    the staged batches and scratch folders of runs. Catalog mode is a property of the instance."""
+    the staged batches of runs. Catalog mode is a property of the instance."""
 
     def __init__(self, spark: SparkSession, root: str, catalog: str | None = None, schema: str | None = None):
         self.spark = spark
-        self.root = str(Path(root).resolve())
+        self.root = normalize_root(str(root))
         self.catalog = catalog if (catalog and schema) else None
         self.schema = schema if (catalog and schema) else None
+        self._seen: set[str] = set()  # locations known to hold a Delta table (tables are never dropped)
 
     @classmethod
-    def open(cls, spark: SparkSession, root: str | Path, catalog: str | None = None, schema: str | None = None) -> Warehouse:
-        """The warehouse at `root`, its folder made and, in catalog mode, its schema created."""
+    def open(cls, spark: SparkSession, root: str, catalog: str | None = None, schema: str | None = None) -> Warehouse:
+        """The warehouse at `root` and, in catalog mode, its schema created. Nothing is written
+        under the root until a table is: Delta makes the folders (or object prefixes) it needs."""
         warehouse = cls(spark, str(root), catalog, schema)
-        Path(warehouse.root).mkdir(parents=True, exist_ok=True)
         if warehouse.catalog:
             spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{warehouse.catalog}`.`{warehouse.schema}`")
         return warehouse
 
     def __str__(self) -> str:
-        return self.root
-
-    def __fspath__(self) -> str:  # local warehouses: code that writes files beside the tables
         return self.root
 
     def __getstate__(self) -> dict:  # a SparkSession cannot travel to executors
@@ -78,8 +82,24 @@ class Warehouse:
         return f"`{self.catalog}`.`{self.schema}`.`{name}`" if self.catalog else None
 
     def path(self, *parts: str) -> str:
-        """A location under the warehouse root (tables in folder mode, staging, quality files)."""
-        return str(Path(self.root).joinpath(*parts))
+        """A location under the warehouse root (tables in folder mode, staging, the LLM cache)."""
+        return join_uri(self.root, *parts)
+
+    def where(self, name: str) -> str:
+        """A table as a user would look for it: its metastore name or its location."""
+        return (self.table_name(name) or self.path(name)).replace("`", "")
+
+    def local_dir(self, *parts: str) -> str:
+        """A driver-local folder for the files of runs that are not tables: under the root when the
+        warehouse is local, else under the cache directory, one folder per warehouse URI."""
+        if is_local(self.root):
+            base = local_path(self.root)
+        else:
+            from .config import cache_dir
+
+            slug = hashlib.sha256(self.root.encode()).hexdigest()[:12]
+            base = str(cache_dir() / "warehouses" / slug)
+        return join_uri(base, *parts)
 
     def _sql_ref(self, name: str) -> str:
         return self.table_name(name) or f"delta.`{self.path(name)}`"
@@ -90,7 +110,21 @@ class Warehouse:
         qualified = self.table_name(name)
         if qualified:
             return self.spark.catalog.tableExists(qualified.replace("`", ""))
-        return _is_delta(self.path(name))
+        return self._is_delta(self.path(name))
+
+    def _is_delta(self, location: str) -> bool:
+        """True when `location` holds a committed Delta table (asked of Spark, so any store works).
+        Only "no such table/path" means False; an unreachable store raises."""
+        if location in self._seen:
+            return True
+        try:
+            self.spark.read.format("delta").load(location).columns  # noqa: B018 (.columns forces analysis, also over Connect)
+        except AnalysisException as exc:
+            if _is_absent(exc):
+                return False
+            raise
+        self._seen.add(location)
+        return True
 
     def read(self, name: str, version: int | None = None) -> DataFrame:
         if not self.exists(name):
@@ -115,19 +149,25 @@ class Warehouse:
         txnVersion) in the same commit as the rows and skips a later write with a version it has
         already seen, so re-landing a batch whose first landing was killed just before or after its
         commit converges to one copy."""
+        qualified = self.table_name(name)
+        self._append(df, qualified or self.path(name), batch_id, 1, metastore=bool(qualified))
+        return self.latest_version(name)
+
+    def _append(self, df: DataFrame, target: str, txn_app: str, txn_version: int, *, metastore: bool = False, partition_by: str | None = None) -> None:
         writer = (
             df.write.format("delta")
             .mode("append")
             .option("mergeSchema", "true")  # later issues add columns; old versions stay readable
-            .option("txnAppId", batch_id)
-            .option("txnVersion", 1)
+            .option("txnAppId", txn_app)
+            .option("txnVersion", txn_version)
         )
-        qualified = self.table_name(name)
-        if qualified:
-            writer.saveAsTable(qualified)
+        if partition_by:
+            writer = writer.partitionBy(partition_by)
+        if metastore:
+            writer.saveAsTable(target)
         else:
-            writer.save(self.path(name))
-        return self.latest_version(name)
+            writer.save(target)
+            self._seen.add(target)
 
     def delete_matching(self, keys: DataFrame, name: str, key: tuple[str, ...], condition: str) -> None:
         """Delete the rows of table `name` whose `key` columns are among those of `keys` and that
@@ -137,95 +177,62 @@ class Warehouse:
             self.spark.sql(f"MERGE INTO {self._sql_ref(name)} AS t USING {view} AS k ON {match} AND ({condition}) WHEN MATCHED THEN DELETE")
 
     # --- staged batches: a stage's output is materialised once, then landed -----------------
+    # One Delta table per stage; a run's batch is its `_batch` partition, appended a slice at a
+    # time. A slice exists once its commit does: a slice killed mid-write left nothing.
 
-    def _batch_root(self, stage: str) -> Path:
-        return Path(self.root) / STAGING / "batches" / stage
+    def _staging(self, stage: str) -> str:
+        return self.path(STAGING, stage)
 
-    def stage_batch(self, df: DataFrame, stage: str, run_id: str) -> None:
-        """Materialise a stage's output as the batch of (stage, run); replaces a half-written one."""
-        path = str(self._batch_root(stage) / run_id)
-        df.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+    def stage_slice(self, df: DataFrame, stage: str, run_id: str, slice_no: int = 0) -> None:
+        """Add slice `slice_no` of (stage, run)'s output to its staged batch, once."""
+        rows = df.withColumn(BATCH_COL, F.lit(run_id))
+        self._append(rows, self._staging(stage), f"webscale-rl/staging/{stage}/{run_id}", slice_no + 1, partition_by=BATCH_COL)
 
     def staged_batches(self, stage: str) -> list[str]:
-        """Run ids of this stage's batches whose materialisation committed (landing may not have).
-        A folder without a Delta commit is a batch killed while being written: it is not work done."""
-        root = self._batch_root(stage)
-        if not root.is_dir():
+        """Run ids of this stage's staged batches (some slices or all), oldest first."""
+        location = self._staging(stage)
+        if not self._is_delta(location):
             return []
-        committed = []
-        for path in sorted(root.iterdir()):
-            if path.name.startswith(".trash-"):  # a removal that a kill interrupted
-                shutil.rmtree(path, ignore_errors=True)
-            elif self.is_committed_batch(stage, path.name):
-                committed.append(path.name)
-            else:
-                _discard(path)
-        return committed
-
-    def is_committed_batch(self, stage: str, run_id: str) -> bool:
-        return (self._batch_root(stage) / run_id / _FIRST_COMMIT).is_file()
+        rows = self.spark.read.format("delta").load(location).select(BATCH_COL).distinct().collect()
+        return sorted(r[BATCH_COL] for r in rows)
 
     def read_batch(self, stage: str, run_id: str) -> DataFrame:
-        return self.spark.read.format("delta").load(str(self._batch_root(stage) / run_id))
+        staged = self.spark.read.format("delta").load(self._staging(stage))
+        return staged.filter(F.col(BATCH_COL) == run_id).drop(BATCH_COL)
 
     def discard_batch(self, stage: str, run_id: str) -> None:
-        _discard(self._batch_root(stage) / run_id)
-
-    # --- scratch folders of runs ------------------------------------------------------------
-
-    def progress_dir(self, run_id: str | None = None) -> str:
-        """Where executors count the LLM calls of a run (all runs' folders when run_id is None)."""
-        parts = (STAGING, "progress") + ((run_id,) if run_id else ())
-        return self.path(*parts)
-
-    def clear_progress(self, run_id: str | None = None) -> None:
-        shutil.rmtree(self.progress_dir(run_id), ignore_errors=True)
+        """Drop a landed batch (its partition: a metadata-only Delta commit)."""
+        location = self._staging(stage)
+        if self._is_delta(location):
+            self.spark.sql(f"DELETE FROM delta.`{location}` WHERE `{BATCH_COL}` = '{_sql_str(run_id)}'")
 
     # --- the LLM response cache (a folder table in both modes) ------------------------------
 
-    def llm_cache_spill_dir(self) -> str:
-        return self.path(_LLM_CACHE_SPILL)
-
-    def llm_cache_spills(self) -> list[str]:
-        """The non-empty spill files executors wrote and no fold has merged yet."""
-        root = Path(self.llm_cache_spill_dir())
-        return sorted(str(p) for p in root.glob("**/*.jsonl") if p.stat().st_size > 0) if root.is_dir() else []
-
-    def remove_llm_cache_spills(self, files: list[str]) -> None:
-        for file in files:
-            try:
-                Path(file).unlink()
-            except OSError:  # already gone, or not ours to remove: that reply is merged anyway
-                pass
-
     def read_llm_cache(self) -> DataFrame | None:
         path = self.path(LLM_CACHE)
-        return self.spark.read.format("delta").load(path) if _is_delta(path) else None
+        return self.spark.read.format("delta").load(path) if self._is_delta(path) else None
 
-    def merge_into_llm_cache(self, rows: DataFrame, key: str) -> int:
-        """Insert the rows whose `key` the cache lacks (one MERGE); returns the rows added."""
+    def merge_into_llm_cache(self, rows: DataFrame, key: str) -> None:
+        """Insert the rows whose `key` the cache lacks (one MERGE: replays add nothing)."""
         path = self.path(LLM_CACHE)
-        if not _is_delta(path):
-            rows.write.format("delta").mode("append").save(path)
-            return self.spark.read.format("delta").load(path).count()
-        before = self.spark.read.format("delta").load(path).count()
+        if not self._is_delta(path):
+            self._append(rows, path, "webscale-rl/llm_cache/create", 1)
+            return
         with _temp_view(rows) as view:
             self.spark.sql(f"MERGE INTO delta.`{path}` AS t USING {view} AS s ON t.`{key}` = s.`{key}` WHEN NOT MATCHED THEN INSERT *")
-        return self.spark.read.format("delta").load(path).count() - before
 
 
-def _is_delta(path: str) -> bool:
-    return (Path(path) / "_delta_log").is_dir()
+def _is_absent(exc: AnalysisException) -> bool:
+    """Delta's and Spark's ways of saying there is no table at a location (not: cannot reach it)."""
+    condition = exc.getCondition() if hasattr(exc, "getCondition") else None
+    if condition in ("PATH_NOT_FOUND", "DELTA_TABLE_NOT_FOUND", "DELTA_MISSING_DELTA_TABLE", "DELTA_PATH_DOES_NOT_EXIST"):
+        return True
+    text = str(exc)
+    return "is not a Delta table" in text or "Path does not exist" in text or "doesn't exist" in text
 
 
-def _discard(path: Path) -> None:
-    """Remove a folder so that a kill half-way never leaves a half-deleted batch under its name."""
-    trash = path.with_name(f".trash-{path.name}-{uuid.uuid4().hex[:6]}")
-    try:
-        path.rename(trash)
-    except FileNotFoundError:
-        return
-    shutil.rmtree(trash, ignore_errors=True)
+def _sql_str(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
 class _temp_view:

@@ -7,19 +7,17 @@ the warehouse equals one clean uninterrupted run: same rows, no duplicate key, n
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli_runs import run_cli, set_args
 from tests.support.docs import ARTICLE_VARIANTS
 from tests.support.fake_server import FakeOpenAI
 from tests.support.paths import REPO
+from tests.support.s3_server import s3_server  # noqa: F401  (fixture)
 from tests.support.warehouse_compare import duplicate_keys, snapshot
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
@@ -39,40 +37,9 @@ def overrides(fake) -> list[str]:
     ]
 
 
-def run_cli(inputs: Path, wh: Path, fake, *, kill_on_line: str | None = None, delay_s: float = 0.0, kill_at: str | None = None):
-    """Run the CLI in its own process group; SIGKILL the group once a log line matches the regex
-    `kill_on_line` (after `delay_s`), or let WEBSCALE_RL_KILL_AT kill it. Returns (code, log)."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "PYTHONUNBUFFERED": "1",
-        "OPENAI_API_KEY": "sk-test",
-        "WEBSCALE_RL_DRIVER_MEMORY": "1g",
-    }
-    env.pop("WEBSCALE_RL_KILL_AT", None)
-    if kill_at:
-        env["WEBSCALE_RL_KILL_AT"] = kill_at
-    args = [sys.executable, "-m", "webscale_rl.cli", "run", "--input", str(inputs), "--warehouse", str(wh), "--config", "openai"]
-    for o in overrides(fake):
-        args += ["--set", o]
-    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    lines: list[str] = []
-    killer = None
-    try:
-        for line in proc.stdout:
-            lines.append(line)
-            if kill_on_line and killer is None and re.search(kill_on_line, line):
-                killer = threading.Timer(delay_s, os.killpg, (proc.pid, signal.SIGKILL))
-                killer.start()
-        code = proc.wait(timeout=300)
-    finally:
-        if killer:
-            killer.join()
-        try:  # whatever survived the driver (the JVM, Python workers) goes too
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    return code, "".join(lines)
+def run(inputs: str, wh: str, fake, *extra: str, **kill) -> tuple[int, str]:
+    args = ["run", "--input", inputs, "--warehouse", wh, "--config", "openai", *set_args(overrides(fake)), *extra]
+    return run_cli(args, timeout_s=300, **kill)
 
 
 # (log line that triggers the kill, seconds after it, or a fault-injection point)
@@ -85,34 +52,64 @@ KILLS = [
 ]
 
 
-@pytest.mark.spark_processes
-def test_killed_runs_converge_to_a_clean_run(spark, tmp_path, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    inputs = tmp_path / "docs.jsonl"
-    inputs.write_text("".join(json.dumps(d) + "\n" for d in ARTICLE_VARIANTS), encoding="utf-8")
-    wh = tmp_path / "wh"
-    with FakeOpenAI(latency_s=0.4) as fake:
-        logs = []
-        for line, delay, point in KILLS:
-            code, log = run_cli(inputs, wh, fake, kill_on_line=line, delay_s=delay, kill_at=point)
-            logs.append(log)
-            assert code == -signal.SIGKILL, f"run was not killed at {line or point}:\n{log[-2000:]}"
-        generate_log = logs[3]
-        assert "[generate] done" not in generate_log and "LLM call(s) to make" in generate_log
-        code, log = run_cli(inputs, wh, fake)
-        assert code == 0, log[-3000:]
-        # Batches of killed runs were picked up, not redone; the last run had only the rest to do.
-        # Profile's batch, staged by run 3, was landed by run 4 with no profile call made again.
-        assert "[profile] landed batch of interrupted run" in logs[3]
-        assert re.search(r"\[profile\] done .*nothing new to process", logs[3]), logs[3][-3000:]
-        assert "accounted for" in log
+def killed_runs_then_a_full_one(inputs: str, wh: str, fake, kills, *extra: str) -> list[str]:
+    """Each kill point in turn (each run resumes the last), then a run to the end. → the logs."""
+    logs = []
+    for line, delay, point in kills:
+        code, log = run(inputs, wh, fake, *extra, kill_on_line=line, delay_s=delay, kill_at=point)
+        logs.append(log)
+        assert code == -signal.SIGKILL, f"run was not killed at {line or point}:\n{log[-2000:]}"
+    code, log = run(inputs, wh, fake, *extra)
+    assert code == 0, log[-3000:]
+    assert "accounted for" in log
+    return [*logs, log]
 
-        clean = tmp_path / "wh-clean"
-        cfg = load_config("openai", overrides(fake))
-        run_pipeline([str(inputs)], clean, cfg, spark=spark, log=lambda _: None)
-    assert duplicate_keys(spark, wh) == {}
-    resumed, reference = snapshot(spark, wh), snapshot(spark, clean)
+
+def assert_equals_a_clean_run(spark, resumed_wh: Path, inputs: Path, fake, tmp_path: Path) -> None:
+    clean = tmp_path / "wh-clean"
+    run_pipeline([str(inputs)], clean, load_config("openai", overrides(fake)), spark=spark, log=lambda _: None)
+    assert duplicate_keys(spark, resumed_wh) == {}
+    resumed, reference = snapshot(spark, resumed_wh), snapshot(spark, clean)
     assert resumed.keys() == reference.keys()
     for table in reference:
         assert resumed[table] == reference[table], table
     assert len(reference["qa"]) == 8  # 4 documents × 2 personas: the comparison is not of empty tables
+
+
+def write_inputs(path: Path) -> Path:
+    path.write_text("".join(json.dumps(d) + "\n" for d in ARTICLE_VARIANTS), encoding="utf-8")
+    return path
+
+
+@pytest.mark.spark_processes
+def test_killed_runs_converge_to_a_clean_run(spark, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    inputs = write_inputs(tmp_path / "docs.jsonl")
+    wh = tmp_path / "wh"
+    with FakeOpenAI(latency_s=0.4) as fake:
+        logs = killed_runs_then_a_full_one(str(inputs), str(wh), fake, KILLS)
+        generate_log = logs[3]
+        assert "[generate] done" not in generate_log and "LLM call(s) to make" in generate_log
+        # Batches of killed runs were picked up, not redone; the last run had only the rest to do.
+        # Profile's batch, staged by run 3, was landed by run 4 with no profile call made again.
+        assert "[profile] landed batch of interrupted run" in logs[3]
+        assert re.search(r"\[profile\] done .*nothing new to process", logs[3]), logs[3][-3000:]
+        assert_equals_a_clean_run(spark, wh, inputs, fake, tmp_path)
+
+
+# On object storage: the kills around staging and landing, where S3's semantics differ from a disk.
+S3_KILLS = [KILLS[1], KILLS[2], KILLS[3]]
+
+
+@pytest.mark.spark_processes
+def test_killed_runs_converge_with_the_warehouse_on_s3(spark, s3_server, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    inputs = write_inputs(tmp_path / "docs.jsonl")
+    s3_server.client().upload_file(str(inputs), s3_server.bucket, "crash/in/docs.jsonl")
+    conf = [arg for c in s3_server.conf_args for arg in ("--conf", c)]
+    with FakeOpenAI(latency_s=0.4) as fake:
+        logs = killed_runs_then_a_full_one(s3_server.uri("crash", "in") + "/", s3_server.uri("crash", "wh"), fake, S3_KILLS, *conf)
+        assert "[profile] landed batch of interrupted run" in logs[2]
+        local = s3_server.download("crash/wh/", tmp_path / "wh-from-s3")
+        assert_equals_a_clean_run(spark, local, inputs, fake, tmp_path)
+    assert not (REPO / "s3a:").exists()  # the warehouse really was in the bucket

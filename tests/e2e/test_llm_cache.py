@@ -3,7 +3,6 @@ way (SIGKILL) resumes paying only for the replies it had not received; `llm.cach
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -36,17 +35,6 @@ def config(fake: FakeOpenAI, *extra: str):
         # The documents are copies of two articles: near-duplicate dedup would leave two of them.
         [f"llm.base_url={fake.base_url}", "llm.backoff_base_s=0.01", "llm.max_concurrency=4", "mlflow.enabled=false", "dedup.fuzzy.enabled=false", *extra],
     )
-
-
-def accounted(spark, warehouse: Path, run_id: str, final: str) -> set[str]:
-    this_run = F.col("run_id") == run_id
-    kept = {r["doc_id"] for r in Warehouse(spark, warehouse).read(final).filter(this_run).select("doc_id").collect()}
-    rejected = (
-        {r["doc_id"] for r in Warehouse(spark, warehouse).read("rejections").filter(this_run).select("doc_id").collect()}
-        if Warehouse(spark, warehouse).exists("rejections")
-        else set()
-    )
-    return kept | rejected
 
 
 def test_rerun_makes_zero_calls_and_cache_can_be_bypassed(spark, tmp_path, monkeypatch):
@@ -84,6 +72,8 @@ def test_rerun_makes_zero_calls_and_cache_can_be_bypassed(spark, tmp_path, monke
 
 
 def test_killed_run_resumes_paying_only_for_what_is_missing(spark, tmp_path):
+    """A run killed mid-stage keeps every slice it staged; the next run lands them and pays only for
+    the items of slices that never committed (the slice in flight is paid again, nothing else)."""
     docs = write_docs(tmp_path / "docs.jsonl", 40)
     warehouse = tmp_path / "wh"
     env = {**os.environ, "PYTHONPATH": str(REPO), "WEBSCALE_RL_DRIVER_MEMORY": "1g"}
@@ -102,48 +92,44 @@ def test_killed_run_resumes_paying_only_for_what_is_missing(spark, tmp_path):
             str(warehouse),
             "--until",
             "llm_filter",
-            "--set",
-            f"llm.base_url={fake.base_url}",
-            "--set",
-            "llm.max_concurrency=2",
-            "--set",
-            "mlflow.enabled=false",
-            "--set",
-            "dedup.fuzzy.enabled=false",
-            "--set",
-            "spark.master=local[2]",
         ]
-        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        for setting in (
+            f"llm.base_url={fake.base_url}",
+            "llm.max_concurrency=2",
+            "llm.slice_rows=8",
+            "mlflow.enabled=false",
+            "dedup.fuzzy.enabled=false",
+            "spark.master=local[2]",
+        ):
+            args += ["--set", setting]
+        proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        log: list[str] = []
         try:
-            deadline = time.monotonic() + 240
-            while fake.ok_replies < 12 and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.05)
-            assert fake.ok_replies >= 12, "the first run never got going"
+            for line in proc.stdout:  # killed right after the second slice commits
+                log.append(line)
+                if "(slice 2/" in line:
+                    break
+            assert any("(slice 2/5 staged)" in ln for ln in log), "".join(log[-40:])
         finally:
             os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its JVM, mid-stage
             proc.wait()
-        # Spark's Python workers notice their JVM is gone within about a second (the daemon sees
-        # EOF and hangs up its process group); replies they got meanwhile are spilled too.
-        seen = -1
-        while seen != len(fake.requests):
-            seen = len(fake.requests)
-            time.sleep(3)
-        paid_before_kill = fake.ok_replies
-        assert paid_before_kill < 40
-        spilled = set()  # distinct keys of whole lines (a line cut by the kill would not count)
-        for path in (warehouse / "_llm_cache" / "spill").glob("*.jsonl"):
-            for line in path.read_text().splitlines():
-                with contextlib.suppress(ValueError):
-                    spilled.add(json.loads(line)["key"])
-        assert len(spilled) >= 12
-
+        staged = Warehouse(spark, warehouse).read_batch("llm_filter", Warehouse(spark, warehouse).staged_batches("llm_filter")[0]).count()
+        assert 8 <= staged < 40
+        time.sleep(2)  # Python workers of the killed JVM hang up within about a second
         fake.requests.clear()
         lines: list[str] = []
         summary = run_pipeline([str(docs)], warehouse, config(fake), until="llm_filter", spark=spark, log=lines.append)
         resumed_calls = len(fake.requests)
-    folded = [int(m.group(1)) for ln in lines if (m := re.search(r"llm_cache: (\d+) replies paid for by an earlier", ln))]
-    assert folded == [len(spilled)], [ln for ln in lines if "llm_cache" in ln]
-    assert resumed_calls == 40 - len(spilled)  # only the missing replies are paid again
+    landed = [ln for ln in lines if "[llm_filter] landed batch of interrupted run" in ln]
+    assert len(landed) == 1 and re.search(r"kept (\d+), rejected (\d+)", landed[0]), lines
+    kept, rejected = map(int, re.search(r"kept (\d+), rejected (\d+)", landed[0]).groups())
+    assert kept + rejected == staged
+    assert resumed_calls == 40 - staged  # only the items no slice staged are paid again
     usage = summary.stages[-1].llm
-    assert (usage["cache_hits"], usage["calls"]) == (len(spilled), 40 - len(spilled))
-    assert accounted(spark, warehouse, summary.run_id, "judged") == {f"d{i}" for i in range(40)}
+    assert (usage["cache_hits"], usage["calls"]) == (0, 40 - staged)
+    wh = Warehouse(spark, warehouse)
+    ids = lambda table: {r["doc_id"] for r in wh.read(table).select("doc_id").collect()}  # noqa: E731
+    assert ids("judged") | ids("rejections") == {f"d{i}" for i in range(40)}  # every document, over both runs
+    cache = Warehouse(spark, warehouse).read_llm_cache()
+    assert cache is not None and cache.select("key").distinct().count() == 40  # the staged replies reached the cache at landing
+    assert Warehouse(spark, warehouse).staged_batches("llm_filter") == []

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import boto3
 import pytest
@@ -46,6 +47,24 @@ class S3Server:
     def keys(self, prefix: str = "") -> list[str]:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def copy_prefix(self, source: str, target: str) -> int:
+        """Copy every object under `source` to the same key under `target` (a Delta table copies
+        this way: its log names files relative to the table). → objects copied."""
+        client, keys = self.client(), self.keys(source)
+        for key in keys:
+            client.copy_object(Bucket=self.bucket, Key=target + key[len(source) :], CopySource={"Bucket": self.bucket, "Key": key})
+        return len(keys)
+
+    def download(self, prefix: str, dest: Path) -> Path:
+        """The objects under `prefix` as local files under `dest` (e.g. a warehouse, to compare it
+        with the suite's own Spark session, which has no S3 connector)."""
+        client = self.client()
+        for key in self.keys(prefix):
+            local = dest / key[len(prefix) :].lstrip("/")
+            local.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(self.bucket, key, str(local))
+        return dest
 
 
 def free_port() -> int:

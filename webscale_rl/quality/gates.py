@@ -17,7 +17,7 @@ uniqueness, distributions, row-count relations).
 A batch with a failed `critical` expectation must not be merged: the pipeline calls `quarantine`,
 which appends the whole batch (kept and rejected rows, each as JSON) to the Delta table
 `<warehouse>/quarantine` with the failed expectations, and then fails the run. Each gate's outcome
-is also written to `<warehouse>/_quality/gates/<run_id>/<stage>.json`.
+is also written to `_quality/gates/<run_id>/<stage>.json` in the warehouse's local folder (`Warehouse.local_dir`).
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def gate_batch(
     rejected_df: DataFrame,
     rows_in: int,
     quality_cfg: Any,
-    warehouse: str | Path,
+    warehouse: Warehouse,
     run_id: str,
 ) -> GateOutcome:
     """Validate one stage's batch before it lands. Never raises on failed expectations; the
@@ -193,7 +193,7 @@ def gate_batch(
         results.append(CheckResult(table, e.id, sev, ok, seen))
     outcome = GateOutcome(stage, table, run_id, rows_in, kept, rejected, results)
     safe_run = re.sub(r"[^A-Za-z0-9_.\-]", "_", run_id)
-    path = Path(warehouse) / "_quality" / "gates" / safe_run / f"{stage}.json"
+    path = Path(warehouse.local_dir("_quality", "gates", safe_run)) / f"{stage}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     outcome.results_path = path
     path.write_text(json.dumps(outcome.to_dict(), indent=2), encoding="utf-8")

@@ -125,7 +125,7 @@ def log_run_artifacts(report: RunReport, warehouse: Warehouse, run_id: str, summ
     final = summary.final_table
     if final and warehouse.exists(final):
         log_final_table(report, warehouse.read(final).filter(F.col("run_id") == run_id), final, cfg)
-    gates_dir = Path(warehouse.path("_quality", "gates", run_id))
+    gates_dir = Path(warehouse.local_dir("_quality", "gates", run_id))
     if gates_dir.is_dir():
         report.log_file(gates_dir, "quality")
 

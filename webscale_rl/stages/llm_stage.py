@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from ..config import Config
 from ..llm import cache as llm_cache
 from ..llm.engine import CallResult, EndpointSpec, ProgressFile, complete_many
 from .base import DETAIL, REASON, StageContext, StageResult
@@ -30,6 +31,10 @@ COMPLETION_TOKENS = "_llm_completion_tokens"
 ATTEMPTS = "_llm_attempts"
 RATE_LIMITED = "_llm_rate_limited"
 CACHE_HIT = "_llm_cache_hit"
+KEY_COL = "_llm_cache_key"
+CACHED_COL = "_llm_cached_reply"
+# A new reply (JSON) on the first row its call produced: how it reaches the cache (llm.cache).
+REPLY_COL = "_llm_reply"
 INTERNAL_FIELDS = [
     T.StructField(REASON, T.StringType()),
     T.StructField(DETAIL, T.StringType()),
@@ -38,9 +43,9 @@ INTERNAL_FIELDS = [
     T.StructField(ATTEMPTS, T.LongType()),
     T.StructField(RATE_LIMITED, T.LongType()),
     T.StructField(CACHE_HIT, T.LongType()),
+    T.StructField(KEY_COL, T.StringType()),
+    T.StructField(REPLY_COL, T.StringType()),
 ]
-KEY_COL = "_llm_cache_key"
-CACHED_COL = "_llm_cached_reply"
 
 BuildMessages = Callable[[dict[str, Any]], list[dict[str, str]]]
 # (input row, reply data) → output rows (without internal columns); may return a rejection by
@@ -81,10 +86,10 @@ def plan_partitions(n_rows: int, max_concurrency: int, rows_per_partition: int, 
     return n_parts, n_parts
 
 
-def model_id(ctx: StageContext, stage: str) -> str:
+def model_id(cfg: Config, stage: str) -> str:
     """The model as the cache sees it: `local` names the embedded weights, not just 'local'."""
-    model = ctx.cfg.llm.models[stage]
-    return f"local:{ctx.cfg.local_llm.model}" if ctx.cfg.llm.provider == "local" else f"{ctx.cfg.llm.provider}:{model}"
+    model = cfg.llm.models[stage]
+    return f"local:{cfg.local_llm.model}" if cfg.llm.provider == "local" else f"{cfg.llm.provider}:{model}"
 
 
 def endpoint_for(ctx: StageContext, stage: str, n_parallel_tasks: int) -> EndpointSpec:
@@ -130,12 +135,10 @@ def run_llm_stage(
     spec = endpoint_for(ctx, stage, parallel)
     out_schema = T.StructType(out_fields + INTERNAL_FIELDS)
     out_names = out_schema.fieldNames()
-    progress_dir = f"{ctx.progress_dir}/{stage}" if ctx.progress_dir else None
-    mid = model_id(ctx, stage)
+    progress_dir = f"{ctx.progress_dir}/{stage}" if ctx.progress_dir else None  # see progress.LLMProgress
+    mid = model_id(ctx.cfg, stage)
     sampling = {"temperature": spec.temperature, "seed": spec.seed, "max_tokens": spec.max_tokens, "response_format": spec.response_format}
     use_cache = llm.cache and ctx.warehouse is not None
-    spill_dir = ctx.warehouse.llm_cache_spill_dir() if use_cache else None
-    run_id = ctx.run_id
 
     def add_key(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
@@ -153,17 +156,13 @@ def run_llm_stage(
     if batch_mode:
         rows_df = _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schema, build_messages)
 
-    process = _answering(spec, stage, mid, run_id, spill_dir, progress_dir, schema_name, reply_schema, build_messages, to_rows, out_names, batch_mode)
+    process = _answering(spec, progress_dir, schema_name, reply_schema, build_messages, to_rows, out_names, batch_mode, use_cache)
     marked = rows_df.repartition(n_parts).mapInPandas(process, out_schema)
     return StageResult(marked, stats={"llm_calls_planned": float(n_rows)})
 
 
 def _answering(
     spec: EndpointSpec,
-    stage: str,
-    mid: str,
-    run_id: str,
-    spill_dir: str | None,
     progress_dir: str | None,
     schema_name: str,
     reply_schema: dict[str, Any],
@@ -171,32 +170,26 @@ def _answering(
     to_rows: ToRows,
     out_names: list[str],
     batch_mode: bool,
+    keep_replies: bool,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
     """The executor side of a stage (for mapInPandas): answer each row from the cache or the batch
-    results, call the model for the rest, spill successes to the cache, map replies to rows."""
+    results, call the model for the rest, map replies to rows. New replies leave in REPLY_COL
+    (when `keep_replies`), never through a file."""
 
     def process(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         progress = ProgressFile(progress_dir, uuid.uuid4().hex)
-        spill = llm_cache.SpillWriter(spill_dir, stage, mid, run_id) if spill_dir else None
         try:
             for batch in batches:
                 rows = batch.to_dict("records")
                 results: list[CallResult | None] = [_from_cache(r.get(CACHED_COL), reply_schema) or (_from_batch(r) if batch_mode else None) for r in rows]
                 requests = [None if res is not None else build_messages(r) for r, res in zip(rows, results)]
                 progress.add(sum(res is not None for res in results))
-
-                def keep(i: int, res: CallResult) -> None:
-                    if spill and res.ok:
-                        spill.write(rows[i][KEY_COL], res.data, res.prompt_tokens, res.completion_tokens)  # noqa: B023 (called within this iteration)
-
-                called = complete_many(spec, requests, schema_name, reply_schema, on_done=progress.add, on_result=keep)
+                called = complete_many(spec, requests, schema_name, reply_schema, on_done=progress.add)
                 out: list[dict[str, Any]] = []
                 for row, cached, res in zip(rows, results, called):
-                    out.extend(_rows_for(row, cached or res, to_rows, out_names))
+                    out.extend(_rows_for(row, cached or res, to_rows, out_names, keep_replies))
                 yield pd.DataFrame(out, columns=out_names)
         finally:
-            if spill:
-                spill.close()
             progress.flush()
 
     return process
@@ -215,43 +208,26 @@ BATCH_FIELDS = [
 
 def _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schema, build_messages) -> DataFrame:
     """Batch mode: the driver streams the cache misses (toLocalIterator), runs them through the
-    Batch API, writes one result line per key to a JSONL file and joins it back by key."""
+    Batch API (its request files live in a driver-local temp folder) and joins one result row per
+    key back; the results go to Spark as a DataFrame, never as a file executors would have to see."""
     import tempfile
 
     from ..llm.batch import BatchSettings, run_batches
 
     llm = ctx.cfg.llm
-    workdir = os.path.join(ctx.progress_dir or tempfile.mkdtemp(prefix="webscale-rl-batch-"), "_batch", stage)
-    os.makedirs(workdir, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix=f"webscale-rl-batch-{stage}-")
     misses = rows_df.filter(F.col(CACHED_COL).isNull())
     items = ((r[KEY_COL], build_messages(r.asDict())) for r in misses.toLocalIterator())
-    spill = llm_cache.SpillWriter(ctx.warehouse.llm_cache_spill_dir(), stage, mid, ctx.run_id) if llm.cache and ctx.warehouse else None
-    results_path = os.path.join(workdir, "results.jsonl")
-    with open(results_path, "w", encoding="utf-8") as out:
+    results: list[tuple] = []
 
-        def record(key: str, res: CallResult) -> None:
-            if spill and res.ok:
-                spill.write(key, res.data, res.prompt_tokens, res.completion_tokens)
-            line = {
-                KEY_COL: key,
-                "_batch_reply": json.dumps(res.data) if res.ok else None,
-                "_batch_reason": res.reason,
-                "_batch_detail": res.detail,
-                "_batch_attempts": res.attempts,
-                "_batch_prompt_tokens": res.prompt_tokens,
-                "_batch_completion_tokens": res.completion_tokens,
-            }
-            out.write(json.dumps(line) + "\n")
+    def record(key: str, res: CallResult) -> None:
+        reply = json.dumps(res.data) if res.ok else None
+        results.append((key, reply, res.reason, res.detail, res.attempts, res.prompt_tokens, res.completion_tokens))
 
-        settings = BatchSettings(llm.batch_poll_s, llm.batch_max_requests, llm.batch_max_rounds, llm.batch_completion_window)
-        try:
-            run_batches(spec, items, schema_name, reply_schema, workdir, settings, ctx.log, on_result=record, label=stage)
-        finally:
-            if spill:
-                spill.close()
-    spark = rows_df.sparkSession
-    results = spark.read.schema(T.StructType(BATCH_FIELDS)).json(results_path)
-    return rows_df.join(results, KEY_COL, "left")
+    settings = BatchSettings(llm.batch_poll_s, llm.batch_max_requests, llm.batch_max_rounds, llm.batch_completion_window)
+    run_batches(spec, items, schema_name, reply_schema, workdir, settings, ctx.log, on_result=record, label=stage)
+    joined = rows_df.sparkSession.createDataFrame(results, T.StructType(BATCH_FIELDS))
+    return rows_df.join(joined, KEY_COL, "left")
 
 
 def _from_batch(row: dict[str, Any]) -> CallResult:
@@ -275,13 +251,15 @@ def _from_cache(reply_json: Any, schema: dict[str, Any]) -> CallResult | None:
     return CallResult(data=data, cached=True)
 
 
-def _rows_for(row: dict[str, Any], res: CallResult, to_rows: ToRows, out_names: list[str]) -> list[dict[str, Any]]:
+def _rows_for(row: dict[str, Any], res: CallResult, to_rows: ToRows, out_names: list[str], keep_reply: bool = False) -> list[dict[str, Any]]:
+    new_reply = keep_reply and res.ok and not res.cached
     accounting = {
         PROMPT_TOKENS: res.prompt_tokens,
         COMPLETION_TOKENS: res.completion_tokens,
         ATTEMPTS: res.attempts,
         RATE_LIMITED: res.rate_limited,
         CACHE_HIT: int(res.cached),
+        REPLY_COL: json.dumps(res.data, ensure_ascii=False, sort_keys=True) if new_reply else None,
     }
     if res.ok:
         try:
@@ -295,7 +273,7 @@ def _rows_for(row: dict[str, Any], res: CallResult, to_rows: ToRows, out_names: 
         merged = {name: row.get(name) for name in out_names}
         merged.update(item)
         # Charge a call's tokens once, to the first row it produced.
-        merged.update(accounting if i == 0 else {k: 0 for k in accounting})
+        merged.update(accounting if i == 0 else {k: (None if k == REPLY_COL else 0) for k in accounting})
         out.append(merged)
     return out
 
