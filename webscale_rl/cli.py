@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all-runs", action="store_true", help="the whole table, every pair once (the default)")
     export.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
     export.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. warehouse.catalog=main")
+    add_spark_conf_argument(export)
 
     setup = sub.add_parser(
         "setup",
@@ -97,7 +98,11 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         help="a bad input record (e.g. a JSONL line that is not a JSON object): reject it into 'rejections' "
         "and go on (default), or stop the run naming file and line; sets limits.on_bad_record",
     )
-    run.add_argument(
+    add_spark_conf_argument(run)
+
+
+def add_spark_conf_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--conf",
         dest="spark_conf",
         action="append",
@@ -229,8 +234,10 @@ def cmd_export(args) -> int:
     from .spark import get_spark
     from .warehouse import Warehouse
 
-    cfg = load_config(args.config, args.overrides)
-    spark = get_spark(cfg)
+    from .spark import apply_spark_conf
+
+    cfg = apply_spark_conf(load_config(args.config, args.overrides), args.spark_conf)
+    spark = get_spark(cfg, storage_uris=[args.warehouse])
     qa = Warehouse(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema).read("qa")
     # Incremental runs add to one table, each pair once: the data set is the whole table.
     if args.run_id or args.latest_run:

@@ -81,7 +81,7 @@ def test_gate_batch_relations_and_severity(spark, warehouse):
         [("d3", None, "filter", "too_few_words", "n_words=2", "r1", None), ("d4", None, "filter", "made_up_reason", None, "r1", None)],
         REJECTION_SCHEMA,
     )
-    gate = gate_batch(spark, "filter", "filtered", kept, rejected, 5, q, warehouse, "r1")
+    gate = gate_batch(spark, "filter", "filtered", kept, rejected, 5, q, Warehouse(spark, warehouse), "r1")
     r = _results(gate.results)
     assert not gate.ok
     assert [f.expectation for f in gate.critical_failures] == ["value_between(n_words)", "rows_accounted"]
@@ -94,7 +94,7 @@ def test_gate_batch_relations_and_severity(spark, warehouse):
 
     # Severities from config: "off" drops an expectation, "warning" lets the batch land.
     q2 = QualityConfig(severity={"rows_accounted": "warning", "filtered:value_between(n_words)": "off"})
-    gate2 = gate_batch(spark, "filter", "filtered", kept, rejected, 5, q2, warehouse, "r1")
+    gate2 = gate_batch(spark, "filter", "filtered", kept, rejected, 5, q2, Warehouse(spark, warehouse), "r1")
     assert gate2.ok and "rows_accounted" in {w.expectation for w in gate2.warnings}
     assert "value_between(n_words)" not in _results(gate2.results)
 
@@ -117,7 +117,7 @@ def test_check_and_gate_judge_answer_in_question_alike(spark, warehouse, questio
     reason, _ = check.deterministic_checks(pair, StageContext(cfg=Config(), run_id="r1"))
     assert pair.select(reason.alias("reason")).first()["reason"] == ("answer_in_question" if leaks else None)
     no_rejections = spark.createDataFrame([], REJECTION_SCHEMA)
-    gate = gate_batch(spark, "check", "checked", pair, no_rejections, 1, QualityConfig(), warehouse, "r1")
+    gate = gate_batch(spark, "check", "checked", pair, no_rejections, 1, QualityConfig(), Warehouse(spark, warehouse), "r1")
     assert gate.failed_expectations == (["checked:not_in(answer) (1 rows of 1 violate)"] if leaks else []), gate.message()
 
 
