@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.s3_server import free_port, s3_server  # noqa: F401  (fixture)
+from webscale_rl.store_check import check_store
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.spark_processes
 
 DENIED = "denied-bucket"
 UNREACHABLE = "unreachable-bucket"
@@ -86,6 +86,7 @@ def s3_with_input(s3_server):  # noqa: F811
     return s3_server
 
 
+@pytest.mark.spark_processes
 def test_store_errors_classic(s3_with_input):
     cases, conf, closed = store_cases(s3_with_input)
     before = s3_with_input.keys()
@@ -93,6 +94,7 @@ def test_store_errors_classic(s3_with_input):
     assert_store_messages(s3_with_input, got, closed, before)
 
 
+@pytest.mark.spark_processes
 def test_store_errors_over_spark_connect(s3_with_input):
     cases, conf, closed = store_cases(s3_with_input)
     before = s3_with_input.keys()
@@ -100,9 +102,10 @@ def test_store_errors_over_spark_connect(s3_with_input):
     assert_store_messages(s3_with_input, got, closed, before)
 
 
+@pytest.mark.spark_processes
 def test_no_credentials(s3_with_input):
-    # The env has no AWS keys at all; off EC2 the SDK's instance-metadata lookup is switched off
-    # (else its time-outs add ~30 s to the first probe; the message is the same).
+    # No AWS keys in the env, and the SDK's instance-metadata lookup off: on a cloud machine with an
+    # instance role the chain would otherwise find credentials.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ACCESS_KEY", "AWS_SECRET", "AWS_SESSION"))}
     env["AWS_EC2_METADATA_DISABLED"] = "true"
     uri, before = s3_with_input.uri("wh"), s3_with_input.keys()
@@ -110,3 +113,11 @@ def test_no_credentials(s3_with_input):
     assert got["aws_env"] == []
     assert message(got, "no_credentials") == f"warehouse {uri}: {NO_CREDENTIALS}"
     assert s3_with_input.keys() == before
+
+
+def test_a_new_local_warehouse_is_fine_and_not_made(spark, tmp_path):
+    # the shared classic session; an unclosed "[" is an illegal glob unless taken literally
+    root = tmp_path / "new [1" / "wh*"
+    check_store(spark, str(root), role="warehouse")
+    check_store(spark, f"file:{root}", role="input")
+    assert list(tmp_path.iterdir()) == []
