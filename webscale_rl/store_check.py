@@ -9,8 +9,8 @@ is the healthy answer: the store was reached, the bucket exists and the credenti
 
 The failures are told apart by stable markers in the error text (Hadoop/JDK exception class names and
 S3 error codes), which classic Spark (Py4JJavaError) and Spark Connect (SparkConnectGrpcException)
-both carry. Only s3a:// is verified (tests/spark/test_store_errors.py, against moto); the abfss/gs
-markers come from those connectors' exception names and are untested.
+both carry. Only s3a:// is verified (tests/spark/test_store_errors.py, against moto); the abfss
+markers come from that connector's error codes and are untested; other stores get the generic line.
 """
 
 from __future__ import annotations
