@@ -231,14 +231,12 @@ def cmd_export(args) -> int:
 
     from . import export
     from .config import load_config
-    from .spark import get_spark
+    from .spark import apply_spark_conf, get_spark
     from .warehouse import Warehouse
-
-    from .spark import apply_spark_conf
 
     cfg = apply_spark_conf(load_config(args.config, args.overrides), args.spark_conf)
     spark = get_spark(cfg, storage_uris=[args.warehouse])
-    qa = Warehouse(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema).read("qa")
+    qa = Warehouse.open(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema).read("qa")
     # Incremental runs add to one table, each pair once: the data set is the whole table.
     if args.run_id or args.latest_run:
         run_id = args.run_id or qa.agg(F.max("run_id")).collect()[0][0]

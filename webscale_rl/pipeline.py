@@ -27,7 +27,8 @@ from .spark import get_spark
 from .stages import decontaminate
 from .stages.base import Stage, StageContext
 from .stages.order import LLM_STAGES, PIPELINE, STAGES
-from .storage import normalize_root
+from .storage import is_local, normalize_root
+from .store_check import check_store
 from .summary import PipelineError, RunSummary, StageSummary
 from .warehouse import Warehouse
 from .work import unaccounted_documents
@@ -98,6 +99,8 @@ def run_pipeline(
     check_llm_reachable(cfg, spark, stages)
     cfg = with_call_limits(cfg, LLM_STAGES)  # llm.max_doc_chars fitted to the model's context (limits.*)
     wh = Warehouse.open(spark, warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)
+    for uri in dict.fromkeys(u for u in inputs if not is_local(u)):  # local inputs: the readers name what is wrong
+        check_store(spark, uri, role="input")
     # Reading validates every input file before any stage runs (clear errors, no half runs).
     raw = read_documents(spark, inputs, limit=limit, on_bad_record=cfg.limits.on_bad_record) if stages[0] is PIPELINE[0] else None
     if cfg.decontam.eval_sets and decontaminate.STAGE in stages:

@@ -28,6 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from .storage import is_local, join_uri, local_path, normalize_root
+from .store_check import check_store
 
 REJECTIONS = "rejections"
 LLM_CACHE = "llm_cache"
@@ -63,8 +64,11 @@ class Warehouse:
     @classmethod
     def open(cls, spark: SparkSession, root: str, catalog: str | None = None, schema: str | None = None) -> Warehouse:
         """The warehouse at `root` and, in catalog mode, its schema created. Nothing is written
-        under the root until a table is: Delta makes the folders (or object prefixes) it needs."""
+        under the root until a table is: Delta makes the folders (or object prefixes) it needs.
+        A store that cannot be used (no bucket, no credentials, unreachable) is a StoreError first."""
         warehouse = cls(spark, str(root), catalog, schema)
+        if not is_local(warehouse.root):
+            check_store(spark, warehouse.root, role="warehouse")
         if warehouse.catalog:
             spark.sql(f"CREATE SCHEMA IF NOT EXISTS `{warehouse.catalog}`.`{warehouse.schema}`")
         return warehouse

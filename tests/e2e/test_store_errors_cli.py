@@ -1,7 +1,6 @@
 """`webscale-rl run` with a warehouse in a bucket that does not exist: exit code 2, one `error:` line
 naming the URI, nothing written (no bucket made, no local folder named like the URI).
-Today the run makes a local folder `s3a:/no-such-bucket` and takes minutes; hence the strict xfail. Runs the CLI in a
-process of its own (its session needs hadoop-aws) against the moto S3 server."""
+Runs the CLI in a process of its own (its session needs hadoop-aws) against the moto S3 server."""
 
 from __future__ import annotations
 
@@ -13,11 +12,7 @@ import pytest
 
 from tests.support.s3_server import s3_server  # noqa: F401  (fixture)
 
-pytestmark = [
-    pytest.mark.spark_processes,
-    # strict: once check_store is called from Warehouse.open this passes, and the marker must go
-    pytest.mark.xfail(reason="check_store is not yet called from Warehouse.open (issue 15)", strict=True),
-]
+pytestmark = pytest.mark.spark_processes
 
 
 def test_a_missing_bucket_is_one_line_and_exit_2(s3_server, tmp_path: Path):  # noqa: F811
