@@ -49,6 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. warehouse.catalog=main")
     add_spark_conf_argument(export)
 
+    unlock = sub.add_parser(
+        "unlock",
+        help="clear the hold of a run that was killed elsewhere (one run per warehouse)",
+        description="A run holds its warehouse until it ends; a run killed on another host leaves its hold behind. Clear it only when no run is going on.",
+    )
+    unlock.add_argument("--warehouse", required=True, help="the warehouse whose hold to clear")
+    unlock.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
+    unlock.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_spark_conf_argument(unlock)
+
     setup = sub.add_parser(
         "setup",
         help="fetch and build what runs need (Delta jars, model weights, llama-server) into the user cache",
@@ -125,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "unlock":
+            return cmd_unlock(args)
         if args.command == "setup":
             return cmd_setup(args)
         if args.command == "demo":
@@ -224,6 +236,18 @@ def print_report(summary, n_examples: int = 3) -> None:
     if report is not None and getattr(report, "run_id", None):
         print(f"  MLflow run   : {report.run_id} in {report.tracking_uri}")
         print(f"                 {report.ui_hint}")
+
+
+def cmd_unlock(args) -> int:
+    from .run_hold import release
+    from .spark import apply_spark_conf, get_spark
+    from .warehouse import Warehouse
+
+    cfg = apply_spark_conf(load_config(args.config, args.overrides), args.spark_conf)
+    spark = get_spark(cfg, storage_uris=[args.warehouse])
+    removed = release(Warehouse.open(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema))
+    print(f"cleared the hold of {removed.describe()}" if removed else f"warehouse {args.warehouse} was not held")
+    return 0
 
 
 def cmd_export(args) -> int:

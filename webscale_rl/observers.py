@@ -30,6 +30,7 @@ class RunStart:
     stages: tuple[Stage, ...]
     until: str
     limit: int | None
+    t0: float = 0.0  # time.monotonic() when the run began
 
 
 class RunObserver:

@@ -22,6 +22,7 @@ from .observers import RunObserver, RunStart, run_observers
 from .progress import live_progress_dir
 from .quality.suites import check_severity_overrides
 from .readers import read_documents
+from .run_hold import holding
 from .runner import run_stage
 from .spark import get_spark
 from .stages import decontaminate
@@ -106,21 +107,35 @@ def run_pipeline(
     if cfg.decontam.eval_sets and decontaminate.STAGE in stages:
         decontaminate.load_eval_sets(spark, list(cfg.decontam.eval_sets), cfg.decontam)  # fail early on a bad file
     summary = RunSummary(run_id=run_id, warehouse=wh, final_table=stages[-1].table)
-    summary.mlflow, observers = run_observers(cfg, wh, run_id, log)
+    with holding(wh, run_id, log):  # one run per warehouse: a second one is refused here
+        summary.mlflow, observers = run_observers(cfg, wh, run_id, log)
+        run_observed(wh, stages, raw, cfg, summary, observers, RunStart(run_id, list(inputs), stages, until or STAGES[-1], limit, t_run), log)
+    return summary
+
+
+def run_observed(
+    wh: Warehouse,
+    stages: tuple[Stage, ...],
+    raw: DataFrame | None,
+    cfg: Config,
+    summary: RunSummary,
+    observers: list[RunObserver],
+    start: RunStart,
+    log: Callable[[str], None],
+) -> None:
+    """The stages inside the observers' run scopes, with their start and end hooks."""
     with contextlib.ExitStack() as scopes:
         for observer in observers:
             scopes.enter_context(observer.run_scope())
-        start_info = RunStart(run_id, list(inputs), stages, until or STAGES[-1], limit)
         for observer in observers:
-            observer.on_run_start(start_info)
+            observer.on_run_start(start)
         run_stages(wh, stages, raw, cfg, summary, observers, log)
         for observer in observers:
             observer.on_run_end(summary)
-        summary.elapsed_s = time.monotonic() - t_run
+        summary.elapsed_s = time.monotonic() - start.t0
         outcome = summary.validation
-        if outcome is not None and not outcome.success and cfg.quality.on_failure == "fail":
+        if outcome is not None and not outcome.success and cfg.quality.on_failure == "fail":  # inside the scopes: MLflow marks the run failed
             raise PipelineError(f"data validation failed for 'qa': {outcome.summary()} (details: {outcome.results_path})")
-    return summary
 
 
 def run_stages(

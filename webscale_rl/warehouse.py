@@ -114,9 +114,9 @@ class Warehouse:
         qualified = self.table_name(name)
         if qualified:
             return self.spark.catalog.tableExists(qualified.replace("`", ""))
-        return self._is_delta(self.path(name))
+        return self.exists_at(self.path(name))
 
-    def _is_delta(self, location: str) -> bool:
+    def exists_at(self, location: str) -> bool:
         """True when `location` holds a committed Delta table (asked of Spark, so any store works).
         Only "no such table/path" means False; an unreachable store raises."""
         if location in self._seen:
@@ -195,7 +195,7 @@ class Warehouse:
     def staged_batches(self, stage: str) -> list[str]:
         """Run ids of this stage's staged batches (some slices or all), oldest first."""
         location = self._staging(stage)
-        if not self._is_delta(location):
+        if not self.exists_at(location):
             return []
         rows = self.spark.read.format("delta").load(location).select(BATCH_COL).distinct().collect()
         return sorted(r[BATCH_COL] for r in rows)
@@ -207,19 +207,19 @@ class Warehouse:
     def discard_batch(self, stage: str, run_id: str) -> None:
         """Drop a landed batch (its partition: a metadata-only Delta commit)."""
         location = self._staging(stage)
-        if self._is_delta(location):
+        if self.exists_at(location):
             self.spark.sql(f"DELETE FROM delta.`{location}` WHERE `{BATCH_COL}` = '{_sql_str(run_id)}'")
 
     # --- the LLM response cache (a folder table in both modes) ------------------------------
 
     def read_llm_cache(self) -> DataFrame | None:
         path = self.path(LLM_CACHE)
-        return self.spark.read.format("delta").load(path) if self._is_delta(path) else None
+        return self.spark.read.format("delta").load(path) if self.exists_at(path) else None
 
     def merge_into_llm_cache(self, rows: DataFrame, key: str) -> None:
         """Insert the rows whose `key` the cache lacks (one MERGE: replays add nothing)."""
         path = self.path(LLM_CACHE)
-        if not self._is_delta(path):
+        if not self.exists_at(path):
             self._append(rows, path, "webscale-rl/llm_cache/create", 1)
             return
         with _temp_view(rows) as view:

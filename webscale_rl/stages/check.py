@@ -16,7 +16,7 @@ from ..prompts import defuse_document, defuse_text, load_prompt
 from ..rules.words import contains_words, normalise_words
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
 from .generate import OUT_FIELDS as QA_FIELDS
-from .llm_stage import INTERNAL_FIELDS, judged, run_llm_stage
+from .llm_stage import judged, no_call_columns, run_llm_stage
 
 READS = tuple(f.name for f in QA_FIELDS)
 WRITES = tuple(f.name for f in QA_FIELDS) + ("check_version",)
@@ -163,7 +163,7 @@ def check_qa(candidates: DataFrame, ctx: StageContext) -> StageResult:
         F.lit(prompt.version).alias("check_version"),
         REASON,
         DETAIL,
-        *[F.lit(0).cast("long").alias(f.name) for f in INTERNAL_FIELDS[2:]],
+        *no_call_columns(),
     )
     return StageResult(checked.marked.unionByName(failed_early), stats=checked.stats)
 

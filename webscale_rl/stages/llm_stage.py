@@ -47,6 +47,13 @@ INTERNAL_FIELDS = [
     T.StructField(REPLY_COL, T.StringType()),
 ]
 
+
+def no_call_columns() -> list:
+    """The accounting columns of a row decided without a model call (zero counts, no key or reply),
+    for stages that union such rows with the called ones."""
+    return [(F.lit(0) if isinstance(f.dataType, T.LongType) else F.lit(None)).cast(f.dataType).alias(f.name) for f in INTERNAL_FIELDS[2:]]
+
+
 BuildMessages = Callable[[dict[str, Any]], list[dict[str, str]]]
 # (input row, reply data) → output rows (without internal columns); may return a rejection by
 # setting REASON/DETAIL in a row.
