@@ -61,7 +61,8 @@ RULES: tuple[tuple[str, str, str, float], ...] = (
     ("fineweb_duplicate_line_chars_high", "fw_dup_line_char_ratio", "max", 0.01),
     ("newline_to_word_ratio_high", "fw_newline_word_ratio", "max", 0.3),
 )
-MEASURE_COLUMNS = tuple(dict.fromkeys(measure for _, measure, _, _ in RULES))
+# n_words (DataTrove's words) is not a rule: the stage writes it on every row.
+MEASURE_COLUMNS = (*dict.fromkeys(measure for _, measure, _, _ in RULES), "n_words")
 
 # DataTrove's own reason for each rule (the agreement test maps DataTrove's answers through it).
 DATATROVE_REASONS = dict(
@@ -298,6 +299,7 @@ def measure_slice(texts: pa.Array) -> dict[str, np.ndarray]:
     _repetition(texts, n_chars, out)
     chunks, chunk_doc = spacy_words.split_chunks(texts)
     words, word_doc, vocab = _words(spacy_words.tokenize(chunks), chunk_doc)
+    out["n_words"] = _per_doc(word_doc, n_docs)
     lengths = np.array([len(w) for w in vocab], dtype=np.int64)[words]
     _top_ngrams(words, word_doc, lengths, n_docs, safe, out)
     _dup_ngrams(words, word_doc, lengths, n_docs, safe, out)
