@@ -139,11 +139,18 @@ class LanguageConfig:
     max_chars: int = 20_000
 
 
+FILTER_PRESETS = ("default", "datatrove")
+
+
 @dataclass
 class FilterConfig:
     """Thresholds of the heuristic rules; `null` switches a rule off. Defaults follow DataTrove's
     Gopher / C4 / FineWeb filters unless the comment says why not."""
 
+    # "default": the rules and thresholds below. "datatrove": DataTrove's Gopher repetition, Gopher
+    # quality, C4 and FineWeb filters with their default parameters, order and (spaCy) words; the
+    # thresholds below are not read then (only `language` is). See docs/stages.md.
+    preset: Literal["default", "datatrove"] = "default"
     # The paper's cheap heuristic: drop documents under ~50 tokens (words here).
     min_words: int | None = 50
     max_words: int | None = 100_000
@@ -527,6 +534,8 @@ def _validate_llm(cfg: Config) -> None:
 
 
 def _validate_filter_dedup(cfg: Config) -> None:
+    if cfg.filter.preset not in FILTER_PRESETS:
+        raise ConfigError(f"filter.preset must be one of {list(FILTER_PRESETS)}, got {cfg.filter.preset!r}")
     for key, value in dataclasses.asdict(cfg.filter).items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise ConfigError(f"filter.{key} must be >= 0 or null, got {value}")

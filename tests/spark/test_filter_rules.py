@@ -77,11 +77,11 @@ def test_each_rule_names_its_reason(rejected):
 
 def test_details_record_value_and_threshold(rejected):
     rows, _ = rejected
-    assert rows["stop_words"]["detail"] == "stop_words=0.0, required >= 2"
-    assert rows["lorem"]["detail"] == "lorem_ipsum=1.0, required <= 0"
-    assert rows["bullets"]["detail"] == "bullet_line_ratio=1.0, required <= 0.9"
-    assert re.fullmatch(r"lang=fr, score=[01]\.\d+, allowed \[en\]", rows["french"]["detail"])
-    assert rows["duplicate_lines"]["detail"] == "duplicate_line_ratio=0.3333, required <= 0.3"
+    assert rows["stop_words"]["detail"] == "preset=default; stop_words=0.0, required >= 2"
+    assert rows["lorem"]["detail"] == "preset=default; lorem_ipsum=1.0, required <= 0"
+    assert rows["bullets"]["detail"] == "preset=default; bullet_line_ratio=1.0, required <= 0.9"
+    assert re.fullmatch(r"preset=default; lang=fr, score=[01]\.\d+, allowed \[en\]", rows["french"]["detail"])
+    assert rows["duplicate_lines"]["detail"] == "preset=default; duplicate_line_ratio=0.3333, required <= 0.3"
     assert rows["french"]["duplicate_of"] is None  # only dedup fills it
 
 
@@ -104,7 +104,7 @@ def test_rules_switched_off_by_null_and_language_score(spark):
     result = filter_stage.filter_documents(docs, StageContext(cfg=cfg, run_id="r"))
     rows = result.rejected("filter", "r").collect()
     assert [(r["doc_id"], r["reason"]) for r in rows] == [("mixed", "language_score_low")]
-    assert re.fullmatch(r"lang=fr, score=0\.6\d+, required >= 0\.65", rows[0]["detail"])
+    assert re.fullmatch(r"preset=default; lang=fr, score=0\.6\d+, required >= 0\.65", rows[0]["detail"])
 
 
 def test_kept_rows_carry_language(spark):

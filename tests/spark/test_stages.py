@@ -81,7 +81,7 @@ def test_filter_first_failing_rule_with_measured_value(spark, ctx):
         "headlines": "short_line_ratio_high",
     }
     short = result.rejected("filter", "r").filter("doc_id = 'short'").first()
-    assert short["detail"] == "n_words=4.0, required >= 50"
+    assert short["detail"] == "preset=default; n_words=4.0, required >= 50"
     assert result.kept.first()["n_words"] == len(GOOD_TEXT.split())
 
 
@@ -163,7 +163,7 @@ def test_filter_rejects_text_addressed_to_an_llm(spark, ctx, snippet):
     docs = spark.createDataFrame([Row(doc_id="x", text=GOOD_TEXT + " " + snippet + " " + GOOD_TEXT)])
     rejected = filter_stage.filter_documents(docs, ctx).rejected("filter", "r").collect()
     assert [r["reason"] for r in rejected] == ["prompt_injection"]
-    assert rejected[0]["detail"].startswith("text addressed to an LLM: ")
+    assert rejected[0]["detail"].startswith("preset=default; text addressed to an LLM: ")
 
 
 def test_filter_keeps_ordinary_text_about_systems(spark, ctx):

@@ -203,7 +203,7 @@ def _ngram_repetition(n_chars: np.ndarray, words: pa.Array, doc_of: np.ndarray, 
             candidates = starts[occurrences[codes] > 1]
 
 
-def _injections(texts: pa.Array) -> list[str]:
+def injections(texts: pa.Array) -> list[str]:
     """The passage addressed to an LLM in each document ("" for none), found by RE2 (linear time;
     Python's `re` and Java's backtracking engine take ~100x longer over whole documents)."""
     hits = np.flatnonzero(_np(pc.match_substring_regex(texts, _INJECTION_RE2)))
@@ -226,7 +226,7 @@ def measure_slice(texts: pa.Array) -> dict[str, np.ndarray | list]:
     _text_measures(texts, words, word_doc, lines, line_doc, newlines, out)
     _line_repetition(stripped, lines, line_doc, n_chars, newlines, out)
     _ngram_repetition(n_chars, words, word_doc, out)
-    out[INJECTION_COLUMN] = _injections(texts)
+    out[INJECTION_COLUMN] = injections(texts)
     return out
 
 
