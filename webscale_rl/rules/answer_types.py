@@ -17,13 +17,16 @@ of "A) … B) …", or an option's words); `entity`/`short_text` when within the
 `fact_key` says which answers are the same under the reward's normalisation, so the check stage
 keeps one pair per fact of a document (`duplicate_fact`).
 
-The functions are plain Python; the `*_column` helpers wrap them as pandas UDFs for Spark.
+The functions are plain Python; the `*_column` helpers wrap them as pandas UDFs for Spark
+(pyspark is imported only there).
 """
 
 from __future__ import annotations
 
 import re
 from functools import cache
+
+import pandas as pd
 
 from ..prompts import ANSWER_TYPES
 from ..reward import looks_mathy, normalize_text, parse_math, parse_number, unit_canon
@@ -172,12 +175,11 @@ def fact_key(answer: str, answer_type: str) -> str | None:
     return f"text:{text}" if text else None
 
 
-# --- Spark wrappers (pyspark imported on use: the rules above stay plain Python) -------------
+# --- Spark wrappers (pyspark imported on use: the rules above stay plain Python) ------------
 
 
 @cache
 def _type_udf(max_words: int):
-    import pandas as pd
     from pyspark.sql import functions as F
 
     @F.pandas_udf("answer_type string, detail string")
@@ -190,7 +192,6 @@ def _type_udf(max_words: int):
 
 @cache
 def _fact_udf():
-    import pandas as pd
     from pyspark.sql import functions as F
 
     @F.pandas_udf("string")
