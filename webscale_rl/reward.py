@@ -321,11 +321,15 @@ def _numbers_equal(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-12)
 
 
+def unit_canon(unit: str) -> str:
+    """A unit as compared: normalised, spaces dropped, a plural "s" dropped ("km", "metres" -> "metre")."""
+    return re.sub(r"(?<=[a-z]{3})s$", "", normalize_text(unit).replace(" ", ""))
+
+
 def _units_conflict(u1: str, u2: str) -> bool:
     if not u1 or not u2:
         return False
-    canon = lambda u: re.sub(r"(?<=[a-z]{3})s$", "", normalize_text(u).replace(" ", ""))  # noqa: E731
-    return canon(u1) != canon(u2)
+    return unit_canon(u1) != unit_canon(u2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -533,6 +537,28 @@ def _math_verify_equal(gold: str, pred: str) -> tuple[bool, bool]:
     except Exception:
         logger.debug("math-verify failed", exc_info=True)
         return (False, False)
+
+
+def parse_math(s: str) -> list:
+    """math-verify's ``parse`` of ``s`` under the same budget and guards as a comparison: ``[]``
+    when it does not parse, runs out of time, is too long, or is risky off the main thread."""
+    mv = _math_verify()
+    if not mv or not s or len(s) > MAX_MATH_CHARS or (not _in_main_thread() and _RISKY_RE.search(s)):
+        return []
+    try:
+        with _time_limit(MATH_BUDGET_S):
+            return _mv_parse(mv[0], s)
+    except _Budget:
+        return []
+    except Exception:
+        logger.debug("math-verify parse failed", exc_info=True)
+        return []
+
+
+# The check stage types answers and collapses repeated facts with the reward's own parsing, so a
+# pair is typed and compared the way it will be scored (webscale_rl/rules/answer_types.py).
+parse_number = _parse_number
+looks_mathy = _looks_mathy
 
 
 # --------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ The expected files were recorded on 2026-11-27 by running the pre-reshaping code
 tests/fixtures/golden/input.jsonl through the deterministic fake endpoint, with these overrides, and
 dumping every row of `qa` and `rejections` without `run_id` (the only column that differs per run).
 A change that alters a table on purpose re-records the file in the same commit and says why. Since
-recorded: generate's rows_in counts personas, not documents (its work items are personas, issue 19)."""
+recorded: generate's rows_in counts personas, not documents (its work items are personas, issue 19);
+check keeps one pair per fact of a document (issue 17): the fake generator gives every persona of a
+document the same answer, so all but one pair per document are rejected `duplicate_fact`."""
 
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def test_dedup_digits_option(spark):
 
 
 def test_check_deterministic_reasons(spark, ctx):
-    base = dict(doc_id="d", pretrain_text=GOOD_TEXT, domain="Other", persona="p", prompt_version="generate-v1")
+    base = dict(doc_id="d", pretrain_text=GOOD_TEXT, domain="Other", persona="p", prompt_version="generate-v1", answer_type="entity")
     rows = [
         Row(qa_id="ok", question="Which European river flows through ten countries including Austria?", answer="The Danube", **base),
         Row(qa_id="leak", question="Is the Danube the river that flows through ten countries?", answer="Danube", **base),
@@ -177,7 +177,7 @@ def test_filter_keeps_ordinary_text_about_systems(spark, ctx):
 
 
 def test_check_collapses_repeated_questions_of_one_document(spark, ctx):
-    base = dict(pretrain_text=GOOD_TEXT, domain="Other", persona="p", prompt_version="generate-v1", answer="The Danube")
+    base = dict(pretrain_text=GOOD_TEXT, domain="Other", persona="p", prompt_version="generate-v1", answer="The Danube", answer_type="entity")
     q = "Which European river flows through ten countries including Austria?"
     qa = spark.createDataFrame(
         [
