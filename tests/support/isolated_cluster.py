@@ -181,6 +181,17 @@ def launcher(user: str, worker_roots: list[Path]) -> list[str]:
     return [sys.executable, "-m", "tests.support.isolated_cluster", json.dumps(spec), "--"]
 
 
+def check_worker_python(dirs: WorkerDirs) -> None:
+    """Fail early, naming the path, when the worker user cannot run this Python and import what
+    executors import (instead of executors that die later with an obscure error)."""
+    done = run_isolated([sys.executable, "-c", "import pyspark, pandas, pyarrow"], dirs)
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"the worker user {WORKER_USER} cannot run {sys.executable} (resolved: {Path(sys.executable).resolve()}) "
+            f"with pyspark, pandas and pyarrow in its namespace; a folder on the way may lack o+rx: {done.stderr.strip()[-1500:]}"
+        )
+
+
 def run_isolated(cmd: list[str], dirs: WorkerDirs, extra_env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run `cmd` as an isolated worker would run (same user, namespace, folders and environment)."""
     user = ensure_worker_user().pw_name
@@ -233,6 +244,8 @@ def start_cluster(
     roots = [Path(tempfile.mkdtemp(prefix="wsrl-worker-")) if isolated else base / f"worker-{i}" for i in range(1, n_workers + 1)]
     port, webui = free_port(), free_port()
     cluster = Cluster(f"spark://127.0.0.1:{port}", webui, [WorkerDirs(r).make(user) for r in roots], user, logs)
+    if user:
+        check_worker_python(cluster.workers[0])
     spark_class = str(SPARK_HOME / "bin" / "spark-class")
     master_env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1"}
     try:
