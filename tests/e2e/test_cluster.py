@@ -265,6 +265,8 @@ def test_s3_warehouse_on_a_cluster_without_shared_disk_equals_a_local_run(spark,
         # One call at a time, so that a stage lasts past the driver's 10 s progress interval.
         sets = [f"llm.base_url={fake.base_url}", "llm.max_concurrency=1", *OVERRIDES]
         cmd = pipeline_cmd(isolated_cluster.master, jars, wheel, s3.conf_args, inputs, warehouse, sets)
+        (worker,) = isolated_cluster.workers
+        earlier_apps = set(worker.work.glob("app-*"))
         first = submit(cmd, tmp_path, tmp_path / "submit-1.out")
         paid = len(fake.requests)
         fake.latency_s = 0.0
@@ -276,8 +278,8 @@ def test_s3_warehouse_on_a_cluster_without_shared_disk_equals_a_local_run(spark,
         assert any(PROGRESS.search(ln) for ln in out.splitlines()), f"no LLM progress line (nor one saying it is off) in {tmp_path / 'submit-1.out'}"
         assert paid == local_paid > 0  # the cluster paid for what a local run pays for, no more
         # The tasks ran in the isolated worker's executors, and nothing landed on the local disk.
-        (worker,) = isolated_cluster.workers
-        assert any("Running task" in log for log in isolated_cluster.executor_logs(worker))
+        (app,) = set(worker.work.glob("app-*")) - earlier_apps
+        assert any("Running task" in p.read_text(errors="replace") for p in app.glob("*/stderr")), f"no task ran in {app}"
         assert not list(tmp_path.glob("s3a*")) and not (REPO / "s3a:").exists()
         assert f"{prefix}/wh/qa/_delta_log/00000000000000000000.json" in s3.keys(f"{prefix}/wh/qa/")
 
