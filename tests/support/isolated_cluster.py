@@ -39,7 +39,8 @@ WORKER_USER = "wsrl-worker"
 # Read-only system paths a worker's PATH needs; nothing of the driver's environment is passed on.
 WORKER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CLONE_NEWNS = 0x00020000
-MS_RDONLY, MS_BIND, MS_REC, MS_PRIVATE = 1, 4096, 16384, 1 << 18
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -211,9 +212,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def die_with_parent() -> None:
+    """A killed test run leaves no cluster behind: SIGKILL when the parent ends (the Linux setting
+    survives exec but not a change of user, so the namespace launcher sets it again)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _start(cluster: Cluster, cmd: list[str], name: str, env: dict[str, str]) -> None:
     log = open(cluster.logs / f"{name}.log", "w")  # noqa: SIM115  (the child keeps writing to it)
-    cluster.procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent)
+    cluster.procs.append(proc)
     log.close()
 
 
@@ -320,6 +328,7 @@ def main(argv: list[str]) -> None:
     spec, cmd = json.loads(argv[0]), argv[2:]
     enter_namespace([Path(p) for p in spec["hide"]], [Path(p) for p in spec["expose"]])
     drop_to(spec["user"])
+    die_with_parent()
     os.chdir(os.environ.get("HOME", "/"))
     os.execvpe(cmd[0], cmd, os.environ)
 
