@@ -1,41 +1,47 @@
-"""spark-submit on a real Spark standalone cluster on 127.0.0.1: a master and two workers started
-from the pyspark distribution's own launcher (spark-class), each worker with its own work dir.
-The package is built as a wheel and shipped with --py-files, the Delta jars with --jars; the
-pipeline runs against the fake LLM endpoint in this process. Checked: the tasks ran in executors
-on both workers, and the tables equal a local[*] run of the same input."""
+"""spark-submit on real Spark standalone clusters on 127.0.0.1, started from the pyspark distribution's
+own launcher (spark-class); the package is built as a wheel and shipped with --py-files, the jars
+with --jars; the pipeline runs against the fake LLM endpoint in this process.
+
+- A cluster whose workers share the driver's disk: the tables equal a local[*] run, tasks ran on
+  both workers, and the embedded model is refused on a cluster.
+- A cluster whose worker shares no disk with the driver (tests/support/isolated_cluster.py: another
+  Unix user, a mount namespace without the driver's /tmp, HOME and checkout): the worker really sees
+  none of the driver's files; a run with input and warehouse on s3a:// (a moto server) gives the
+  tables of a local run, shows LLM progress, and a re-run answers every call from the response cache.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
+import pwd
+import re
+import shutil
 import subprocess
 import sys
-import time
-import urllib.request
+import tempfile
 from pathlib import Path
 
-import pyspark
 import pytest
 
+from tests.support import isolated_cluster as ic
 from tests.support.docs import ARTICLE_VARIANTS
 from tests.support.fake_server import FakeOpenAI
 from tests.support.paths import REPO
+from tests.support.s3_server import FAKE_CREDENTIALS, s3_server  # noqa: F401  (fixture)
 from tests.support.warehouse_compare import duplicate_keys, snapshot
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
-from webscale_rl.spark import cached_delta_jars
+from webscale_rl.spark import cached_delta_jars, resolve_connector_jars
 
-SPARK_HOME = Path(pyspark.__file__).parent
+SPARK_HOME = ic.SPARK_HOME
 # ARTICLE_VARIANTS are variants of two articles: near-duplicate dedup (tested in test_dedup) is off so they all go on.
 OVERRIDES = ["llm.backoff_base_s=0.01", "llm.rows_per_partition=2", "quality.enabled=false", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# The driver prints LLM progress every 10 s; one call at a time at this latency makes a stage last longer.
+SLOW_REPLY_S = 1.5
+PROGRESS = re.compile(r"\[\w+\] \d+/\d+ LLM calls done|progress\b.*\boff\b", re.I)
+# What the executors import; the package itself comes with --py-files.
+IMPORTS = ("pyspark", "pandas", "pyarrow", "openai", "jsonschema", "numpy")
 
 
 def cluster_env() -> dict[str, str]:
@@ -49,67 +55,6 @@ def cluster_env() -> dict[str, str]:
     }
 
 
-def master_state(webui_port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{webui_port}/json/", timeout=5) as r:
-        return json.loads(r.read())
-
-
-@pytest.fixture
-def standalone_cluster(tmp_path):
-    """(master URL, web UI port, worker work dirs); every process is killed at teardown."""
-    port, webui = free_port(), free_port()
-    spark_class = str(SPARK_HOME / "bin" / "spark-class")
-    env = cluster_env()
-    procs = []
-
-    def start(args, name):
-        log = open(tmp_path / f"{name}.log", "w")
-        procs.append(subprocess.Popen([spark_class, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-
-    work_dirs = [tmp_path / "worker-1", tmp_path / "worker-2"]
-    try:
-        start(["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(webui)], "master")
-        for i, wd in enumerate(work_dirs, 1):
-            wd.mkdir()
-            start(
-                [
-                    "org.apache.spark.deploy.worker.Worker",
-                    f"spark://127.0.0.1:{port}",
-                    "--host",
-                    "127.0.0.1",
-                    "--cores",
-                    "1",
-                    "--memory",
-                    "1g",
-                    "--work-dir",
-                    str(wd),
-                    "--webui-port",
-                    "0",
-                ],
-                f"worker-{i}",
-            )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                workers = [w for w in master_state(webui).get("workers", []) if w["state"] == "ALIVE"]
-                if len(workers) == 2:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                logs = "\n".join((tmp_path / f"{n}.log").read_text()[-1500:] for n in ("master", "worker-1", "worker-2"))
-                pytest.fail(f"standalone cluster did not come up:\n{logs}")
-            time.sleep(1)
-        yield f"spark://127.0.0.1:{port}", webui, work_dirs
-    finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(timeout=30)
-
-
 def build_wheel(out: Path) -> Path:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
@@ -121,62 +66,84 @@ def build_wheel(out: Path) -> Path:
     return wheel
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture
+def shared_disk_cluster(tmp_path):
+    """A master and two workers (one core each) running as this user, seeing its disk."""
+    cluster = ic.start_cluster(tmp_path, n_workers=2, isolated=False, cores=1, memory="1g")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def isolated_cluster(tmp_path_factory):
+    """A master and one isolated worker (two cores) for every test of the module. The worker has
+    the S3 server's credentials in its own environment, as a node would have its own."""
+    problem = ic.isolation_problem()
+    if problem:
+        pytest.skip(f"cannot run workers that share no disk with the driver: {problem}")
+    cluster = ic.start_cluster(tmp_path_factory.mktemp("isolated-cluster"), n_workers=1, cores=2, memory="2g", worker_extra_env=FAKE_CREDENTIALS)
+    yield cluster
+    cluster.stop()
+    ic.remove_worker_dirs(cluster)
+
+
+def submit_cmd(master: str, jars: list[Path], py_files: list[Path], confs: list[str], app: Path, *app_args: str) -> list[str]:
+    cmd = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", master, "--driver-memory", "1g", "--executor-memory", "768m"]
+    if jars:
+        cmd += ["--jars", ",".join(str(j) for j in jars)]
+    if py_files:
+        cmd += ["--py-files", ",".join(str(p) for p in py_files)]
+    for conf in ["spark.sql.shuffle.partitions=4", "spark.databricks.delta.snapshotPartitions=2", *confs]:
+        cmd += ["--conf", conf]
+    return [*cmd, str(app), *app_args]
+
+
+def pipeline_cmd(master: str, jars: list[Path], wheel: Path, confs: list[str], inputs: str, warehouse: str, sets: list[str]) -> list[str]:
+    # Delta's SQL extension is static: the launcher must pass it. The Delta catalog is not
+    # passed: the job adds it at run time when the launcher did not.
+    confs = ["spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension", *confs]
+    args = ["--input", inputs, "--warehouse", warehouse, "--config", "openai"]
+    for s in sets:
+        args += ["--set", s]
+    return submit_cmd(master, jars, [wheel], confs, REPO / "jobs" / "run_pipeline.py", *args)
+
+
+def submit(cmd: list[str], cwd: Path, log: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run spark-submit, keep its whole output in `log`, and fail with the driver's problems."""
+    done = subprocess.run(cmd, cwd=cwd, env=cluster_env(), capture_output=True, text=True, timeout=timeout)
+    log.write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
+    problems = [ln for ln in done.stderr.splitlines() if " INFO " not in ln and " WARN " not in ln]
+    assert done.returncode == 0, (f"see {log}", done.stdout[-2000:], "\n".join(problems)[-4000:])
+    return done
+
+
 @pytest.mark.spark_processes
-def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalone_cluster, tmp_path):
-    master, webui, work_dirs = standalone_cluster
+def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, shared_disk_cluster, wheel, tmp_path):
+    cluster = shared_disk_cluster
     jars = cached_delta_jars()
     assert jars, "Delta jars are not in the cache (run `webscale-rl setup`)"
-    wheel = build_wheel(tmp_path / "dist")
     inputs = tmp_path / "docs.jsonl"
     inputs.write_text("".join(json.dumps(d) + "\n" for d in ARTICLE_VARIANTS), encoding="utf-8")
     wh_cluster, wh_local = tmp_path / "wh-cluster", tmp_path / "wh-local"
 
     with FakeOpenAI() as fake:
         sets = [f"llm.base_url={fake.base_url}", *OVERRIDES]
-        cmd = [
-            str(SPARK_HOME / "bin" / "spark-submit"),
-            "--master",
-            master,
-            "--jars",
-            ",".join(str(j) for j in jars),
-            "--py-files",
-            str(wheel),
-            "--driver-memory",
-            "1g",
-            "--executor-memory",
-            "768m",
-            "--conf",
-            "spark.sql.shuffle.partitions=4",
-            "--conf",
-            "spark.databricks.delta.snapshotPartitions=2",
-            # Delta's SQL extension is static: the launcher must pass it. The Delta catalog is not
-            # passed: the job adds it at run time when the launcher did not.
-            "--conf",
-            "spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension",
-            str(REPO / "jobs" / "run_pipeline.py"),
-            "--input",
-            str(inputs),
-            "--warehouse",
-            str(wh_cluster),
-            "--config",
-            "openai",
-        ]
-        for s in sets:
-            cmd += ["--set", s]
-        done = subprocess.run(cmd, cwd=tmp_path, env=cluster_env(), capture_output=True, text=True, timeout=900)
-        (tmp_path / "submit.out").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
-        problems = [ln for ln in done.stderr.splitlines() if " INFO " not in ln and " WARN " not in ln]
-        assert done.returncode == 0, (done.stdout[-2000:], "\n".join(problems)[-4000:])
+        cmd = pipeline_cmd(cluster.master, jars, wheel, [], str(inputs), str(wh_cluster), sets)
+        done = submit(cmd, tmp_path, tmp_path / "submit.out")
         assert "accounted for" in done.stdout
 
         run_pipeline([str(inputs)], wh_local, load_config("openai", sets), spark=spark, log=lambda _: None)
 
     # The application ran on the cluster and its tasks ran in executors on both workers.
-    apps = master_state(webui)["completedapps"] + master_state(webui)["activeapps"]
+    apps = cluster.state()["completedapps"] + cluster.state()["activeapps"]
     assert len(apps) == 1, apps
-    for wd in work_dirs:
-        logs = [p.read_text(errors="replace") for p in wd.glob("app-*/*/stderr")]
-        assert any("Running task" in log for log in logs), f"no task ran on the worker with work dir {wd}"
+    for worker in cluster.workers:
+        assert any("Running task" in log for log in cluster.executor_logs(worker)), f"no task ran on the worker with work dir {worker.work}"
 
     # The embedded model on a cluster: executors on other hosts cannot reach the driver's loopback,
     # so the run refuses at start with one line naming the setting to use instead (issue 16).
@@ -187,11 +154,150 @@ def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, standalo
     # spark-submit's Python runner merges the driver's stderr into its stdout.
     message = [ln for ln in (refused.stdout + refused.stderr).splitlines() if ln.startswith("error: ")]
     assert len(message) == 1, refused.stdout[-3000:]
-    assert "llm.provider=local" in message[0] and f"master {master}" in message[0] and "llm.base_url" in message[0]
+    assert "llm.provider=local" in message[0] and f"master {cluster.master}" in message[0] and "llm.base_url" in message[0]
     assert not (tmp_path / "wh-refused" / "documents").exists()
 
     assert duplicate_keys(spark, wh_cluster) == {}
-    cluster, local = snapshot(spark, wh_cluster), snapshot(spark, wh_local)
-    assert cluster.keys() == local.keys() and len(local["qa"]) == 8
+    on_cluster, local = snapshot(spark, wh_cluster), snapshot(spark, wh_local)
+    assert on_cluster.keys() == local.keys() and len(local["qa"]) == 8
     for table in local:
-        assert cluster[table] == local[table], table
+        assert on_cluster[table] == local[table], table
+
+
+# --- a cluster that shares no disk with the driver ---------------------------------------------
+
+
+# What a process of an isolated worker sees: its identity, and each given driver file's fate.
+SEES = """
+import importlib, json, os, sys
+for m in sys.argv[2].split(","):
+    importlib.import_module(m)
+try:
+    open(sys.argv[1]).read()
+    got = "read"
+except OSError as exc:
+    got = type(exc).__name__
+print(json.dumps({"uid": os.getuid(), "home": os.environ["HOME"], "tmpdir": os.environ["TMPDIR"], "driver_file": got,
+                  "checkout": os.listdir(sys.argv[3]) if os.path.isdir(sys.argv[3]) else None}))
+"""
+
+
+def test_an_isolated_worker_cannot_see_the_drivers_files(tmp_path):
+    """No Spark: a process started the way an isolated worker is (user, namespace, folders,
+    environment) runs this Python with the executors' imports, yet sees none of the driver's files."""
+    problem = ic.isolation_problem()
+    if problem:
+        pytest.skip(f"cannot run workers that share no disk with the driver: {problem}")
+    secret = tmp_path / "driver-only.txt"  # pytest's tmp_path: under /tmp/pytest-of-<user>, mode 0700
+    secret.write_text("driver only", encoding="utf-8")
+    dirs = ic.WorkerDirs(Path(tempfile.mkdtemp(prefix="wsrl-worker-")))
+    try:
+        done = ic.run_isolated([sys.executable, "-c", SEES, str(secret), ",".join(IMPORTS), str(REPO)], dirs)
+    finally:
+        shutil.rmtree(dirs.root, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["uid"] != 0 and seen["uid"] == pwd.getpwnam(ic.WORKER_USER).pw_uid
+    assert seen["home"] == str(dirs.home) and seen["tmpdir"] == str(dirs.tmp)
+    assert seen["driver_file"] in ("FileNotFoundError", "PermissionError"), seen
+    assert not seen["checkout"], seen  # the checkout is an empty folder there
+    assert secret.read_text(encoding="utf-8") == "driver only"  # while the driver reads it
+
+
+@pytest.mark.spark_processes
+def test_executors_on_the_isolated_cluster_cannot_read_the_drivers_files(isolated_cluster, tmp_path):
+    secret = tmp_path / "driver-only.txt"
+    secret.write_text("driver only", encoding="utf-8")
+    probe = REPO / "tests" / "support" / "cluster_probe.py"
+    done = submit(submit_cmd(isolated_cluster.master, [], [], [], probe, str(secret), str(REPO / "Makefile")), tmp_path, tmp_path / "probe.out", 300)
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    seen = json.loads(line.removeprefix("RESULT "))
+    assert seen["driver"]["user"] == os.getuid()
+    (worker,) = isolated_cluster.workers
+    # One executor, on the one worker: another user, its own HOME and TMPDIR, none of the driver's files.
+    assert seen["executors"] == [
+        {
+            "user": ic.WORKER_USER,
+            "uid": pwd.getpwnam(ic.WORKER_USER).pw_uid,
+            "home": str(worker.home),
+            "tmpdir": str(worker.tmp),
+            "files": {str(secret): "FileNotFoundError", str(REPO / "Makefile"): "FileNotFoundError"},
+        }
+    ], seen
+
+
+def s3_snapshot(s3, warehouse: str, log: Path) -> dict:
+    """The S3 warehouse's tables and duplicate keys, read by a local Spark with s3a in a process
+    of its own (the suite's shared session has no hadoop-aws)."""
+    cmd = [sys.executable, "-m", "tests.support.s3_warehouse_snapshot", warehouse]
+    for arg in s3.conf_args:
+        cmd += ["--conf", arg]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    log.write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert done.returncode == 0 and lines, (f"see {log}", done.stderr[-3000:])
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def drop_all_but_the_cache(s3, prefix: str) -> list[str]:
+    """Delete the warehouse's objects except the LLM response cache; returns the keys kept."""
+    keys = s3.keys(prefix + "/")
+    kept = [k for k in keys if k.removeprefix(prefix + "/").split("/")[0] in ("llm_cache", "_llm_cache")]
+    for key in set(keys) - set(kept):
+        s3.client().delete_object(Bucket=s3.bucket, Key=key)
+    return kept
+
+
+@pytest.mark.spark_processes
+def test_s3_warehouse_on_a_cluster_without_shared_disk_equals_a_local_run(spark, isolated_cluster, wheel, s3_server, tmp_path):  # noqa: F811
+    """Issue 15: workers that cannot see the driver's folders, input and warehouse on s3a://."""
+    s3 = s3_server
+    prefix = f"cluster-{tmp_path.name}"
+    inputs, warehouse = s3.uri(prefix, "in", "docs.jsonl"), s3.uri(prefix, "wh")
+    docs = "".join(json.dumps(d) + "\n" for d in ARTICLE_VARIANTS)
+    s3.client().put_object(Bucket=s3.bucket, Key=f"{prefix}/in/docs.jsonl", Body=docs.encode())
+    jars = [*cached_delta_jars(), *resolve_connector_jars([warehouse])]
+    assert len(jars) > 2, f"Delta or hadoop-aws jars are missing from the cache: {jars}"
+    local_inputs = tmp_path / "docs.jsonl"
+    local_inputs.write_text(docs, encoding="utf-8")
+
+    with FakeOpenAI(latency_s=SLOW_REPLY_S) as fake:
+        # One call at a time, so that a stage lasts past the driver's 10 s progress interval.
+        sets = [f"llm.base_url={fake.base_url}", "llm.max_concurrency=1", *OVERRIDES]
+        cmd = pipeline_cmd(isolated_cluster.master, jars, wheel, s3.conf_args, inputs, warehouse, sets)
+        (worker,) = isolated_cluster.workers
+        earlier_apps = set(worker.work.glob("app-*"))
+        first = submit(cmd, tmp_path, tmp_path / "submit-1.out")
+        paid = len(fake.requests)
+        fake.latency_s = 0.0
+        run_pipeline([str(local_inputs)], tmp_path / "wh-local", load_config("openai", sets), spark=spark, log=lambda _: None)
+        local_paid = len(fake.requests) - paid
+
+        out = first.stdout + first.stderr
+        assert "accounted for" in out
+        assert any(PROGRESS.search(ln) for ln in out.splitlines()), f"no LLM progress line (nor one saying it is off) in {tmp_path / 'submit-1.out'}"
+        assert paid == local_paid > 0  # the cluster paid for what a local run pays for, no more
+        # The tasks ran in the isolated worker's executors, and nothing landed on the local disk.
+        (app,) = set(worker.work.glob("app-*")) - earlier_apps
+        assert any("Running task" in p.read_text(errors="replace") for p in app.glob("*/stderr")), f"no task ran in {app}"
+        assert not list(tmp_path.glob("s3a*")) and not (REPO / "s3a:").exists()
+        assert f"{prefix}/wh/qa/_delta_log/00000000000000000000.json" in s3.keys(f"{prefix}/wh/qa/")
+
+        local = snapshot(spark, tmp_path / "wh-local")
+        on_s3 = s3_snapshot(s3, warehouse, tmp_path / "snapshot-1.out")
+        assert on_s3["duplicates"] == {}
+        assert on_s3["snapshot"].keys() == local.keys() and len(local["qa"]) == 8
+        for table in local:
+            assert on_s3["snapshot"][table] == local[table], table
+
+        # The same warehouse again, its tables dropped and its response cache kept: every stage
+        # runs again on the cluster and every reply comes from the cache (no shared disk needed).
+        assert drop_all_but_the_cache(s3, f"{prefix}/wh"), "the warehouse on S3 holds no LLM response cache"
+        again = submit(cmd, tmp_path, tmp_path / "submit-2.out")
+        assert len(fake.requests) == paid + local_paid, f"the re-run made {len(fake.requests) - paid - local_paid} LLM call(s)"
+        assert "accounted for" in again.stdout + again.stderr
+
+    on_s3 = s3_snapshot(s3, warehouse, tmp_path / "snapshot-2.out")
+    assert on_s3["duplicates"] == {}
+    for table in local:
+        assert on_s3["snapshot"][table] == local[table], table
