@@ -37,9 +37,9 @@ from webscale_rl.spark import cached_delta_jars, resolve_connector_jars
 SPARK_HOME = ic.SPARK_HOME
 # ARTICLE_VARIANTS are variants of two articles: near-duplicate dedup (tested in test_dedup) is off so they all go on.
 OVERRIDES = ["llm.backoff_base_s=0.01", "llm.rows_per_partition=2", "quality.enabled=false", "mlflow.enabled=false", "dedup.fuzzy.enabled=false"]
-# The driver prints LLM progress every 10 s; one call at a time at this latency makes a stage last longer.
-SLOW_REPLY_S = 1.5
-PROGRESS = re.compile(r"\[\w+\] \d+/\d+ LLM calls done|progress\b.*\boff\b", re.I)
+# Off the driver's machine live call counts are off (said once) and each committed slice is reported.
+PROGRESS_OFF = "progress: live LLM call counts are off on master spark://"
+SLICE_DONE = re.compile(r"\[(llm_filter|profile|generate|check)\] \d+/\d+ LLM calls done, .*\(slice \d+/\d+ staged\)")
 # What the executors import; the package itself comes with --py-files.
 IMPORTS = ("pyspark", "pandas", "pyarrow", "openai", "jsonschema", "numpy")
 
@@ -261,21 +261,21 @@ def test_s3_warehouse_on_a_cluster_without_shared_disk_equals_a_local_run(spark,
     local_inputs = tmp_path / "docs.jsonl"
     local_inputs.write_text(docs, encoding="utf-8")
 
-    with FakeOpenAI(latency_s=SLOW_REPLY_S) as fake:
-        # One call at a time, so that a stage lasts past the driver's 10 s progress interval.
-        sets = [f"llm.base_url={fake.base_url}", "llm.max_concurrency=1", *OVERRIDES]
+    with FakeOpenAI() as fake:
+        # Two items per slice: each LLM stage commits (and reports) several slices.
+        sets = [f"llm.base_url={fake.base_url}", "llm.max_concurrency=2", "llm.slice_rows=2", *OVERRIDES]
         cmd = pipeline_cmd(isolated_cluster.master, jars, wheel, s3.conf_args, inputs, warehouse, sets)
         (worker,) = isolated_cluster.workers
         earlier_apps = set(worker.work.glob("app-*"))
         first = submit(cmd, tmp_path, tmp_path / "submit-1.out")
         paid = len(fake.requests)
-        fake.latency_s = 0.0
         run_pipeline([str(local_inputs)], tmp_path / "wh-local", load_config("openai", sets), spark=spark, log=lambda _: None)
         local_paid = len(fake.requests) - paid
 
         out = first.stdout + first.stderr
         assert "accounted for" in out
-        assert any(PROGRESS.search(ln) for ln in out.splitlines()), f"no LLM progress line (nor one saying it is off) in {tmp_path / 'submit-1.out'}"
+        assert out.count(PROGRESS_OFF) == 1, f"progress should say once that live counts are off: {tmp_path / 'submit-1.out'}"
+        assert len([ln for ln in out.splitlines() if SLICE_DONE.search(ln)]) >= 4, f"no per-slice progress in {tmp_path / 'submit-1.out'}"
         assert paid == local_paid > 0  # the cluster paid for what a local run pays for, no more
         # The tasks ran in the isolated worker's executors, and nothing landed on the local disk.
         (app,) = set(worker.work.glob("app-*")) - earlier_apps
