@@ -149,11 +149,18 @@ def serve(
 ) -> int:
     """`webscale-rl connect-server`: run the server until Ctrl-C (→ 0) or until it dies (→ 1)."""
     jars = resolve_connector_jars(["s3a://any"]) if s3a else []
+    # The server runs in its own session (Ctrl-C does not reach it): SIGTERM (kill, timeout) must
+    # unwind like Ctrl-C so the server's process group is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         with running_connect_server(extra_jars=jars, conf=conf, port=port, master=master, driver_memory=driver_memory) as server:
             return _serve_until_stopped(server, s3a, log)
     except (RuntimeError, TimeoutError) as exc:  # did not start: the message holds the server log's tail
         raise EnvironmentProblem(f"the Spark Connect server on port {port} did not start: {exc}") from exc
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _serve_until_stopped(server: ConnectServer, s3a: bool, log: Callable[[str], None]) -> int:

@@ -13,8 +13,10 @@ import importlib.metadata
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 from xml.etree import ElementTree
@@ -192,6 +194,7 @@ def connect_session(remote: str, cfg: Config) -> SparkSession:
     """A Spark Connect client session on `remote` (no JVM here, no jars resolved here): the
     server must have Delta; cfg.spark.conf is set as session settings (`connect_conf`)."""
     settings = connect_conf(cfg.spark.conf)
+    check_reachable(remote)
     spark = SparkSession.builder.remote(remote).getOrCreate()
     try:
         extensions = spark.conf.get("spark.sql.extensions", None) or ""
@@ -216,6 +219,28 @@ def connect_session(remote: str, cfg: Config) -> SparkSession:
         if key not in settings and spark.conf.get(key, None) in (None, "", "builtin"):
             spark.conf.set(key, value)
     return spark
+
+
+def connect_address(remote: str) -> tuple[str, int]:
+    """(host, port) of a Spark Connect URL sc://host[:port][/;param=value...]; the port defaults to 15002."""
+    parsed = urllib.parse.urlparse(remote.split(";", 1)[0])
+    if parsed.scheme != "sc" or not parsed.hostname:
+        raise ConfigError(f"SPARK_REMOTE / --remote must look like sc://host:15002, got {remote!r}")
+    try:
+        return parsed.hostname, parsed.port or 15002
+    except ValueError as exc:
+        raise ConfigError(f"SPARK_REMOTE / --remote has a bad port: {remote!r}") from exc
+
+
+def check_reachable(remote: str, timeout_s: float = 10) -> None:
+    """Fail in seconds on a server that is not there: the Connect client itself retries for minutes."""
+    host, port = connect_address(remote)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"no Spark Connect server answers at {host}:{port} (SPARK_REMOTE={remote}): {exc}; start one, e.g. `webscale-rl connect-server`"
+        ) from exc
 
 
 def on_databricks_connect(remote: str) -> bool:

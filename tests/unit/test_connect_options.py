@@ -4,13 +4,15 @@ are refused, and how --remote reaches get_spark (through SPARK_REMOTE)."""
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 import pytest
 
 from webscale_rl import cli
 from webscale_rl.config import ConfigError
 from webscale_rl.connect_server import server_command
-from webscale_rl.spark import connect_conf, on_databricks_connect
+from webscale_rl.spark import EnvironmentProblem, check_reachable, connect_address, connect_conf, on_databricks_connect
 
 
 def test_hadoop_settings_lose_their_prefix_and_sql_settings_pass_as_they_are():
@@ -58,3 +60,21 @@ def test_connect_server_command_line(monkeypatch):
     cmd = server_command(15002, [], {"spark.sql.shuffle.partitions": "4"}, "local[*]", "4g")
     assert cmd[cmd.index("--master") + 1] == "local[*]" and "spark.connect.grpc.binding.address=127.0.0.1" in cmd
     assert "spark.sql.shuffle.partitions=4" in cmd and "spark.sql.shuffle.partitions=2" not in cmd  # the user's setting wins
+
+
+def test_connect_urls_are_parsed_with_spark_connects_default_port():
+    assert connect_address("sc://127.0.0.1:15099") == ("127.0.0.1", 15099)
+    assert connect_address("sc://dbc-1.cloud.databricks.com:443/;token=abc;x-databricks-cluster-id=1") == ("dbc-1.cloud.databricks.com", 443)
+    assert connect_address("sc://localhost") == ("localhost", 15002)
+    with pytest.raises(ConfigError, match="sc://host:15002"):
+        connect_address("http://localhost:15002")
+
+
+def test_a_server_that_is_not_there_is_a_clear_error_in_seconds():
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t0 = time.monotonic()
+    with pytest.raises(EnvironmentProblem, match=rf"no Spark Connect server answers at 127.0.0.1:{port}"):
+        check_reachable(f"sc://127.0.0.1:{port}", timeout_s=5)
+    assert time.monotonic() - t0 < 6
