@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
     export.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. warehouse.catalog=main")
     add_spark_conf_argument(export)
+    add_remote_argument(export)
 
     unlock = sub.add_parser(
         "unlock",
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     unlock.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
     unlock.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     add_spark_conf_argument(unlock)
+    add_remote_argument(unlock)
 
     setup = sub.add_parser(
         "setup",
@@ -72,6 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--docs", type=int, default=8, help="documents in the sample (default 8)")
     demo.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    server = sub.add_parser(
+        "connect-server",
+        help="run a local Spark Connect server with Delta Lake (for trying --remote / SPARK_REMOTE) until Ctrl-C",
+        description="A Spark Connect server on 127.0.0.1 from pyspark's own jars, with the cached Delta jars; "
+        "prints the SPARK_REMOTE to use. It shares this machine's disk, so a local --warehouse works.",
+    )
+    server.add_argument("--port", type=int, default=15002, help="port on 127.0.0.1 (default 15002)")
+    server.add_argument("--s3a", action="store_true", help="also load hadoop-aws and its AWS SDK bundle (for s3a:// paths)")
+    server.add_argument("--master", default="local[*]", help="the server's Spark master (default local[*])")
+    server.add_argument("--driver-memory", default="4g", help="the server JVM's heap (default 4g)")
+    server.add_argument(
+        "--conf", dest="spark_conf", action="append", default=[], metavar="KEY=VALUE", help="a server setting (repeatable), e.g. spark.sql.shuffle.partitions=4"
+    )
 
     sub.add_parser(
         "config-schema",
@@ -118,8 +135,26 @@ def add_spark_conf_argument(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a Spark setting, as spark-submit takes it (repeatable), e.g. spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000",
+        help="a Spark setting, as spark-submit takes it (repeatable), e.g. spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000; "
+        "over Spark Connect a session setting (launch-only ones are refused)",
     )
+    add_remote_argument(run)
+
+
+def add_remote_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--remote",
+        metavar="sc://HOST:PORT",
+        help="run over Spark Connect on this server (sets SPARK_REMOTE; default: SPARK_REMOTE if set, else a local session)",
+    )
+
+
+def use_remote(args) -> None:
+    """--remote wins over SPARK_REMOTE; pyspark and webscale_rl.spark.get_spark both read the variable."""
+    if getattr(args, "remote", None):
+        if not args.remote.startswith("sc://"):
+            raise ConfigError(f"--remote expects a Spark Connect URL like sc://127.0.0.1:15002, got {args.remote!r}")
+        os.environ["SPARK_REMOTE"] = args.remote
 
 
 def entry() -> None:
@@ -141,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_setup(args)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "connect-server":
+            return cmd_connect_server(args)
         if args.command == "config-schema":
             print(json.dumps(config_json_schema(), indent=2))
             return 0
@@ -191,6 +228,7 @@ def cmd_run(args) -> int:
     from .spark import apply_spark_conf
 
     apply_spark_conf(cfg, args.spark_conf)
+    use_remote(args)
 
     summary = run_pipeline(args.input, args.warehouse, cfg, until=args.until, start=args.start, limit=args.limit)
     print_report(summary)
@@ -244,6 +282,7 @@ def cmd_unlock(args) -> int:
     from .warehouse import Warehouse
 
     cfg = apply_spark_conf(load_config(args.config, args.overrides), args.spark_conf)
+    use_remote(args)
     spark = get_spark(cfg, storage_uris=[args.warehouse])
     removed = release(Warehouse.open(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema))
     print(f"cleared the hold of {removed.describe()}" if removed else f"warehouse {args.warehouse} was not held")
@@ -259,6 +298,7 @@ def cmd_export(args) -> int:
     from .warehouse import Warehouse
 
     cfg = apply_spark_conf(load_config(args.config, args.overrides), args.spark_conf)
+    use_remote(args)
     spark = get_spark(cfg, storage_uris=[args.warehouse])
     qa = Warehouse.open(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema).read("qa")
     # Incremental runs add to one table, each pair once: the data set is the whole table.
@@ -303,6 +343,14 @@ def cmd_setup(args) -> int:
         for name, path in paths.items():
             print(f"{name}: {path}")
     return 0
+
+
+def cmd_connect_server(args) -> int:
+    from .connect_server import serve
+    from .spark import parse_spark_conf
+
+    conf = parse_spark_conf(args.spark_conf)
+    return serve(args.port, args.s3a, conf, args.master, args.driver_memory, log=lambda line: print(line, flush=True))
 
 
 def cmd_demo(args) -> int:

@@ -1,7 +1,8 @@
 """The one place a SparkSession is obtained.
 
 Order: a live session (Databricks, spark-submit, a notebook) is used as it is; else a Spark
-Connect server if SPARK_REMOTE is set; else a local session with Delta Lake, whose jars are
+Connect client session if SPARK_REMOTE is set (`webscale-rl run --remote` sets it; --conf values
+become session settings, see `connect_conf`); else a local session with Delta Lake, whose jars are
 resolved from Maven Central once and then loaded from the user cache (offline afterwards).
 Jobs use only the DataFrame/SQL API, so the same code runs under Spark Connect.
 """
@@ -12,8 +13,10 @@ import importlib.metadata
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 from xml.etree import ElementTree
@@ -96,7 +99,7 @@ def get_spark(cfg: Config | None = None, storage_uris: Iterable[str] = ()) -> Sp
         return submitted_session(cfg or Config())
     remote = os.environ.get("SPARK_REMOTE")
     if remote:
-        return SparkSession.builder.remote(remote).getOrCreate()
+        return connect_session(remote, cfg or Config())
     return build_local_session(cfg or Config(), storage_uris)
 
 
@@ -165,6 +168,84 @@ def submitted_session(cfg: Config) -> SparkSession:
         if spark.conf.get(key, None) in (None, "", "builtin"):
             spark.conf.set(key, value)
     return spark
+
+
+# Settings that shape the server's JVM or its launch: a Connect client cannot set them at run time
+# (the server refuses most with CANNOT_MODIFY_CONFIG; spark.master it would take and ignore).
+CONNECT_LAUNCH_ONLY = ("spark.master", "spark.remote", "spark.submit.", "spark.driver.", "spark.executor.", "spark.jars", "spark.files", "spark.archives")
+# Hosts of Databricks workspaces: Databricks Connect serves Delta without Delta's SQL extension.
+DATABRICKS_HOSTS = (".cloud.databricks.com", ".azuredatabricks.net", ".gcp.databricks.com")
+
+
+def connect_conf(conf: dict[str, str]) -> dict[str, str]:
+    """cfg.spark.conf as session settings of a Connect client: `spark.hadoop.K` becomes `K` (a
+    session setting reaches the Hadoop configuration of the session's reads and writes without the
+    prefix, which only SparkConf strips at launch); launch-only settings are a ConfigError naming them."""
+    refused = sorted(k for k in conf if k.startswith(CONNECT_LAUNCH_ONLY) or k == "spark.sql.extensions")
+    if refused:
+        raise ConfigError(
+            f"--conf {', '.join(refused)}: cannot be set from a Spark Connect client (they are fixed when "
+            "the server starts); set them on the server, e.g. `webscale-rl connect-server --conf KEY=VALUE`"
+        )
+    return {k.removeprefix("spark.hadoop."): v for k, v in conf.items()}
+
+
+def connect_session(remote: str, cfg: Config) -> SparkSession:
+    """A Spark Connect client session on `remote` (no JVM here, no jars resolved here): the
+    server must have Delta; cfg.spark.conf is set as session settings (`connect_conf`)."""
+    settings = connect_conf(cfg.spark.conf)
+    check_reachable(remote)
+    spark = SparkSession.builder.remote(remote).getOrCreate()
+    try:
+        extensions = spark.conf.get("spark.sql.extensions", None) or ""
+    except Exception as exc:  # the first call reaches the server
+        raise EnvironmentProblem(f"could not reach the Spark Connect server SPARK_REMOTE={remote}: {str(exc).splitlines()[0][:300]}") from exc
+    if DELTA_CONF["spark.sql.extensions"] not in extensions and not on_databricks_connect(remote):
+        raise EnvironmentProblem(
+            f"the Spark Connect server at {remote} has no Delta Lake SQL extension; start it with the Delta jars and "
+            + " ".join(f"--conf {k}={v}" for k, v in DELTA_CONF.items())
+            + " (`webscale-rl connect-server` does)"
+        )
+    for key, value in settings.items():
+        try:
+            spark.conf.set(key, value)
+        except Exception as exc:  # a static setting the list above does not know
+            original = key if key in cfg.spark.conf else f"spark.hadoop.{key}"
+            raise ConfigError(
+                f"--conf {original}: the Spark Connect server refused it ({str(exc).splitlines()[0][:200]}); set it where the server starts"
+            ) from exc
+    runtime_defaults = {} if on_databricks_connect(remote) else {"spark.sql.catalog.spark_catalog": DELTA_CONF["spark.sql.catalog.spark_catalog"]}
+    for key, value in {**runtime_defaults, **ARROW_CONF}.items():
+        if key not in settings and spark.conf.get(key, None) in (None, "", "builtin"):
+            spark.conf.set(key, value)
+    return spark
+
+
+def connect_address(remote: str) -> tuple[str, int]:
+    """(host, port) of a Spark Connect URL sc://host[:port][/;param=value...]; the port defaults to 15002."""
+    parsed = urllib.parse.urlparse(remote.split(";", 1)[0])
+    if parsed.scheme != "sc" or not parsed.hostname:
+        raise ConfigError(f"SPARK_REMOTE / --remote must look like sc://host:15002, got {remote!r}")
+    try:
+        return parsed.hostname, parsed.port or 15002
+    except ValueError as exc:
+        raise ConfigError(f"SPARK_REMOTE / --remote has a bad port: {remote!r}") from exc
+
+
+def check_reachable(remote: str, timeout_s: float = 10) -> None:
+    """Fail in seconds on a server that is not there: the Connect client itself retries for minutes."""
+    host, port = connect_address(remote)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise EnvironmentProblem(
+            f"no Spark Connect server answers at {host}:{port} (SPARK_REMOTE={remote}): {exc}; start one, e.g. `webscale-rl connect-server`"
+        ) from exc
+
+
+def on_databricks_connect(remote: str) -> bool:
+    host = re.sub(r"^sc://", "", remote).split("/")[0].split(":")[0].lower()
+    return host.endswith(DATABRICKS_HOSTS)
 
 
 def bundled_hadoop_version() -> str:
