@@ -126,6 +126,7 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
         "and go on (default), or stop the run naming file and line; sets limits.on_bad_record",
     )
     add_spark_conf_argument(run)
+    add_remote_argument(run)
 
 
 def add_spark_conf_argument(parser: argparse.ArgumentParser) -> None:
@@ -138,7 +139,6 @@ def add_spark_conf_argument(parser: argparse.ArgumentParser) -> None:
         help="a Spark setting, as spark-submit takes it (repeatable), e.g. spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:9000; "
         "over Spark Connect a session setting (launch-only ones are refused)",
     )
-    add_remote_argument(run)
 
 
 def add_remote_argument(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,10 @@ def _nlp():
     try:
         import spacy
     except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise ImportError("filter.preset 'datatrove' splits words as DataTrove does, with spaCy's blank English tokenizer: pip install 'webscale-rl[datatrove-preset]' (spacy)") from exc
+        raise ImportError(
+            "filter.preset 'datatrove' splits words as DataTrove does, with spaCy's blank English tokenizer: "
+            "pip install 'webscale-rl[datatrove-preset]' (spacy)"
+        ) from exc
     nlp = spacy.blank("en")
     # Lexical attributes (like_num, shape, ...) are computed for every new word and no split
     # depends on them: without them the tokenizer runs twice as fast and splits the same.
