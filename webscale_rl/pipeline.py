@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from .quality.suites import check_severity_overrides
 from .readers import read_documents
 from .run_hold import holding
 from .runner import run_stage
-from .spark import get_spark
+from .spark import connect_address, get_spark, is_connect_session
 from .stages import decontaminate
 from .stages.base import Stage, StageContext
 from .stages.order import LLM_STAGES, PIPELINE, STAGES
@@ -63,16 +64,24 @@ def check_config(cfg: Config) -> None:
 
 def check_llm_reachable(cfg: Config, spark: SparkSession, stages: tuple[Stage, ...]) -> None:
     """provider local serves the embedded model on this driver's loopback address, which executors
-    on other hosts cannot reach: refuse at start, naming what to use instead."""
+    on other hosts (a cluster, a Spark Connect server elsewhere) cannot reach: refuse at start,
+    naming what to use instead."""
     if cfg.llm.provider != "local" or not any(s.uses_llm for s in stages):
         return
-    master = spark.conf.get("spark.master", "local") or "local"
-    if master.startswith("local"):
-        return
+    if is_connect_session(spark):
+        host, _ = connect_address(os.environ.get("SPARK_REMOTE", ""))
+        if host in ("localhost", "127.0.0.1", "::1"):
+            return
+        where = f"the Spark Connect server {host}"
+    else:
+        master = spark.conf.get("spark.master", "local") or "local"
+        if master.startswith("local"):
+            return
+        where = f"executors of master {master} on other hosts"
     raise ConfigError(
-        f"llm.provider=local serves the embedded model on this driver's {cfg.local_llm.host}, which executors of master "
-        f"{master} on other hosts cannot reach: serve a model every executor can reach (llama-server, vLLM, a hosted "
-        "endpoint) and run with --config openai --set llm.base_url=http://HOST:PORT/v1"
+        f"llm.provider=local serves the embedded model on this driver's {cfg.local_llm.host}, which {where} cannot reach: "
+        "serve a model every executor can reach (llama-server, vLLM, a hosted endpoint) and run with "
+        "--config openai --set llm.base_url=http://HOST:PORT/v1"
     )
 
 
