@@ -14,6 +14,7 @@ import webscale_rl
 from webscale_rl.config import Config, ConfigError
 from webscale_rl.pipeline import check_config
 from webscale_rl.quality.suites import batch_suite, reason_pattern, table_suites
+from webscale_rl.rules import datatrove as filter_datatrove
 from webscale_rl.stages import filter as filter_stage
 from webscale_rl.stages.base import ContractError
 from webscale_rl.stages.order import LLM_STAGES, PIPELINE, STAGES, stage_named
@@ -54,7 +55,9 @@ def test_suites_follow_the_stage_declarations():
     q = Config().quality
     suites = table_suites(q)
     assert all(s.table in suites for s in PIPELINE)
-    assert reason_pattern("filter").split("|") == [*filter_stage.NAMED_CHECKS, *(r.name for r in filter_stage.RULES)]
+    assert reason_pattern("filter").split("|") == list(filter_stage.REJECTION_REASONS)
+    named = [*filter_stage.NAMED_CHECKS, *(r.name for r in filter_stage.RULES), *(r[0] for r in filter_datatrove.RULES)]
+    assert set(filter_stage.REJECTION_REASONS) == set(named)  # every rule of both presets, each once
     assert reason_pattern("decontaminate") == "contaminated:.+"
     relations = {s: {e.kind for e in batch_suite(s, q)} for s in STAGES}
     assert {s for s, kinds in relations.items() if "rows_at_most_input" in kinds} == {"ingest", "filter", "dedup", "llm_filter", "profile"}
