@@ -78,17 +78,23 @@ def test_the_whole_pipeline_over_spark_connect_gives_the_tables_of_a_classic_run
 
 
 def test_an_s3a_run_through_spark_remote_with_the_s3a_settings_as_conf(s3_server: S3Server, tmp_path):  # noqa: F811
-    """The issue's command against the moto S3 server, over Connect: the server has hadoop-aws but no
-    s3a settings, so the run reaches the bucket only through its --conf values (session settings).
-    The warehouse is local: Warehouse takes no s3a:// root yet (it made a folder named `s3a:`)."""
+    """The issue's command against the moto S3 server, over Connect, input and warehouse on s3a://,
+    every stage: the server has hadoop-aws but no s3a settings, so the run reaches the bucket only
+    through its --conf values (session settings); the LLM cache's replies reach the bucket too."""
     s3_server.client().put_object(Bucket=s3_server.bucket, Key="connect-run/in/input.jsonl", Body=(GOLDEN / "input.jsonl").read_bytes())
-    with running_connect_server(extra_jars=resolve_connector_jars([s3_server.uri()])) as server:
-        args = ["--input", s3_server.uri("connect-run", "in") + "/", "--warehouse", str(tmp_path / "wh"), "--until", "filter"]
+    warehouse = s3_server.uri("connect-run", "wh")
+    with FakeOpenAI() as fake, running_connect_server(extra_jars=resolve_connector_jars([s3_server.uri()])) as server:
+        args = ["--input", s3_server.uri("connect-run", "in") + "/", "--warehouse", warehouse, "--config", "openai"]
         args += [a for c in s3_server.conf_args for a in ("--conf", c)]
-        done = cli_run([*args, "--set", "mlflow.enabled=false"], client_env(SPARK_REMOTE=server.url))
+        args += [a for s in [f"llm.base_url={fake.base_url}", *OVERRIDES, "mlflow.enabled=false"] for a in ("--set", s)]
+        done = cli_run(args, client_env(SPARK_REMOTE=server.url, OPENAI_API_KEY="sk-connect"))
+        assert len(fake.requests) > 0
     assert re.search(r"^\s+ingest\s+in\s+12\s+kept\s+10\b", done.stdout, re.M), done.stdout
-    for table in ("documents", "filtered", "rejections"):
-        assert (tmp_path / "wh" / table / "_delta_log" / "00000000000000000000.json").is_file(), table
+    assert "accounted for" in done.stdout and "live LLM call counts are off on Spark Connect" in done.stdout
+    keys = s3_server.keys("connect-run/wh/")
+    for table in ("documents", "filtered", "qa", "rejections", "llm_cache"):
+        assert f"connect-run/wh/{table}/_delta_log/00000000000000000000.json" in keys, table
+    assert not (tmp_path / "s3a:").exists() and not (REPO / "s3a:").exists()
 
 
 def test_a_launch_only_conf_over_spark_connect_is_refused_by_name(tmp_path):
