@@ -438,6 +438,9 @@ def _math_verify():
 
             for name in ("math_verify.parser", "math_verify.grader"):
                 logging.getLogger(name).addFilter(_DropTimeoutDisabledWarning())
+            # One comparison outside any budget: the first one loads the LaTeX grammar and SymPy's
+            # caches, which on a busy machine alone can exceed MATH_BUDGET_S and score a right answer 0.
+            verify(_mv_parse(parse, "(x+1)^2"), _mv_parse(parse, "x^2+2x+1"))
             _mv = (parse, verify)
         except Exception:  # pragma: no cover - math-verify is a declared dependency
             logger.warning("math-verify is not importable; math answers are compared as numbers/text")
