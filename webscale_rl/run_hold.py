@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .config import ConfigError
-from .warehouse import Warehouse
+from .warehouse import Warehouse, sql_string
 
 RUNS = "_runs"
 _KEY = "warehouse"  # one row at most: the holder of the whole warehouse
@@ -75,8 +75,8 @@ def _claim(wh: Warehouse, me_: Holder, stale: Holder | None) -> None:
     location = wh.path(RUNS)
     wh.spark.sql(f"CREATE TABLE IF NOT EXISTS delta.`{location}` ({_SCHEMA}) USING delta")
     values = (
-        f"SELECT '{_KEY}' AS lock_key, '{_sql(me_.run_id)}' AS run_id, '{_sql(me_.host)}' AS host, "
-        f"{int(me_.pid)} AS pid, '{_sql(me_.user)}' AS user, '{_sql(me_.started)}' AS started"
+        f"SELECT '{_KEY}' AS lock_key, '{sql_string(me_.run_id)}' AS run_id, '{sql_string(me_.host)}' AS host, "
+        f"{int(me_.pid)} AS pid, '{sql_string(me_.user)}' AS user, '{sql_string(me_.started)}' AS started"
     )
     takeover = f"WHEN MATCHED AND t.run_id = '{stale.run_id}' THEN UPDATE SET *" if stale else ""
     wh.spark.sql(f"MERGE INTO delta.`{location}` AS t USING ({values}) AS s ON t.lock_key = s.lock_key {takeover} WHEN NOT MATCHED THEN INSERT *")
@@ -110,9 +110,5 @@ def release(wh: Warehouse, run_id: str | None = None) -> Holder | None:
     current = holder(wh)
     if current is None or (run_id is not None and current.run_id != run_id):
         return None
-    wh.spark.sql(f"DELETE FROM delta.`{wh.path(RUNS)}` WHERE lock_key = '{_KEY}' AND run_id = '{_sql(current.run_id)}'")
+    wh.spark.sql(f"DELETE FROM delta.`{wh.path(RUNS)}` WHERE lock_key = '{_KEY}' AND run_id = '{sql_string(current.run_id)}'")
     return current
-
-
-def _sql(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")

@@ -208,7 +208,7 @@ class Warehouse:
         """Drop a landed batch (its partition: a metadata-only Delta commit)."""
         location = self._staging(stage)
         if self.exists_at(location):
-            self.spark.sql(f"DELETE FROM delta.`{location}` WHERE `{BATCH_COL}` = '{_sql_str(run_id)}'")
+            self.spark.sql(f"DELETE FROM delta.`{location}` WHERE `{BATCH_COL}` = '{sql_string(run_id)}'")
 
     # --- the LLM response cache (a folder table in both modes) ------------------------------
 
@@ -235,7 +235,8 @@ def _is_absent(exc: AnalysisException) -> bool:
     return "is not a Delta table" in text or "Path does not exist" in text or "doesn't exist" in text
 
 
-def _sql_str(value: str) -> str:
+def sql_string(value: str) -> str:
+    """`value` as the body of a single-quoted Spark SQL string literal."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
