@@ -2,12 +2,12 @@
 own launcher (spark-class); the package is built as a wheel and shipped with --py-files, the jars
 with --jars; the pipeline runs against the fake LLM endpoint in this process.
 
-- A cluster whose workers share the driver's disk: the tables equal a local[*] run, tasks ran on
-  both workers, and the embedded model is refused on a cluster.
-- A cluster whose worker shares no disk with the driver (tests/support/isolated_cluster.py: another
-  Unix user, a mount namespace without the driver's /tmp, HOME and checkout): the worker really sees
-  none of the driver's files; a run with input and warehouse on s3a:// (a moto server) gives the
-  tables of a local run, shows LLM progress, and a re-run answers every call from the response cache.
+A cluster whose worker shares no disk with the driver (tests/support/isolated_cluster.py: another
+Unix user, a mount namespace without the driver's /tmp, HOME and checkout): the worker really sees
+none of the driver's files; a run with input and warehouse on s3a:// (a moto server) gives the
+tables of a local run, shows LLM progress, a re-run answers every call from the response cache, and
+the embedded model is refused on a cluster. (A cluster sharing the driver's disk is the easier case
+of the same run; it is not run separately.)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tests.support.docs import ARTICLE_VARIANTS
 from tests.support.fake_server import FakeOpenAI
 from tests.support.paths import REPO
 from tests.support.s3_server import FAKE_CREDENTIALS, s3_server  # noqa: F401  (fixture)
-from tests.support.warehouse_compare import duplicate_keys, snapshot
+from tests.support.warehouse_compare import snapshot
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 from webscale_rl.spark import cached_delta_jars, resolve_connector_jars
@@ -69,14 +69,6 @@ def build_wheel(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     return build_wheel(tmp_path_factory.mktemp("dist"))
-
-
-@pytest.fixture
-def shared_disk_cluster(tmp_path):
-    """A master and two workers (one core each) running as this user, seeing its disk."""
-    cluster = ic.start_cluster(tmp_path, n_workers=2, isolated=False, cores=1, memory="1g")
-    yield cluster
-    cluster.stop()
 
 
 @pytest.fixture(scope="module")
@@ -122,48 +114,6 @@ def submit(cmd: list[str], cwd: Path, log: Path, timeout: float = 900) -> subpro
     return done
 
 
-@pytest.mark.spark_processes
-def test_spark_submit_on_a_standalone_cluster_equals_a_local_run(spark, shared_disk_cluster, wheel, tmp_path):
-    cluster = shared_disk_cluster
-    jars = cached_delta_jars()
-    assert jars, "Delta jars are not in the cache (run `webscale-rl setup`)"
-    inputs = tmp_path / "docs.jsonl"
-    inputs.write_text("".join(json.dumps(d) + "\n" for d in ARTICLE_VARIANTS), encoding="utf-8")
-    wh_cluster, wh_local = tmp_path / "wh-cluster", tmp_path / "wh-local"
-
-    with FakeOpenAI() as fake:
-        sets = [f"llm.base_url={fake.base_url}", *OVERRIDES]
-        cmd = pipeline_cmd(cluster.master, jars, wheel, [], str(inputs), str(wh_cluster), sets)
-        done = submit(cmd, tmp_path, tmp_path / "submit.out")
-        assert "accounted for" in done.stdout
-
-        run_pipeline([str(inputs)], wh_local, load_config("openai", sets), spark=spark, log=lambda _: None)
-
-    # The application ran on the cluster and its tasks ran in executors on both workers.
-    apps = cluster.state()["completedapps"] + cluster.state()["activeapps"]
-    assert len(apps) == 1, apps
-    for worker in cluster.workers:
-        assert any("Running task" in log for log in cluster.executor_logs(worker)), f"no task ran on the worker with work dir {worker.work}"
-
-    # The embedded model on a cluster: executors on other hosts cannot reach the driver's loopback,
-    # so the run refuses at start with one line naming the setting to use instead (issue 16).
-    local_llm = [str(tmp_path / "wh-refused") if a == str(wh_cluster) else a for a in cmd] + ["--set", "llm.provider=local"]
-    refused = subprocess.run(local_llm, cwd=tmp_path, env=cluster_env(), capture_output=True, text=True, timeout=600)
-    assert refused.returncode == 2, refused.stderr[-2000:]
-    (tmp_path / "refused.out").write_text(refused.stdout + "\n--- stderr ---\n" + refused.stderr)
-    # spark-submit's Python runner merges the driver's stderr into its stdout.
-    message = [ln for ln in (refused.stdout + refused.stderr).splitlines() if ln.startswith("error: ")]
-    assert len(message) == 1, refused.stdout[-3000:]
-    assert "llm.provider=local" in message[0] and f"master {cluster.master}" in message[0] and "llm.base_url" in message[0]
-    assert not (tmp_path / "wh-refused" / "documents").exists()
-
-    assert duplicate_keys(spark, wh_cluster) == {}
-    on_cluster, local = snapshot(spark, wh_cluster), snapshot(spark, wh_local)
-    assert on_cluster.keys() == local.keys() and len(local["qa"]) == 4  # one fact per document (duplicate_fact)
-    for table in local:
-        assert on_cluster[table] == local[table], table
-
-
 # --- a cluster that shares no disk with the driver ---------------------------------------------
 
 
@@ -200,7 +150,11 @@ def test_an_isolated_worker_cannot_see_the_drivers_files(tmp_path):
     assert seen["uid"] != 0 and seen["uid"] == pwd.getpwnam(ic.WORKER_USER).pw_uid
     assert seen["home"] == str(dirs.home) and seen["tmpdir"] == str(dirs.tmp)
     assert seen["driver_file"] in ("FileNotFoundError", "PermissionError"), seen
-    assert not seen["checkout"], seen  # the checkout is an empty folder there
+    # The checkout is an empty tmpfs there, but for this interpreter's venv mounted back (when it
+    # lives in the checkout): no source, no Makefile, no tests.
+    venv = Path(sys.prefix)
+    mounted_back = [venv.relative_to(REPO).parts[0]] if venv.is_relative_to(REPO) else []
+    assert seen["checkout"] == mounted_back, seen
     assert secret.read_text(encoding="utf-8") == "driver only"  # while the driver reads it
 
 
@@ -301,3 +255,16 @@ def test_s3_warehouse_on_a_cluster_without_shared_disk_equals_a_local_run(spark,
     assert on_s3["duplicates"] == {}
     for table in local:
         assert on_s3["snapshot"][table] == local[table], table
+
+    # The embedded model on a cluster: executors on other hosts cannot reach the driver's loopback,
+    # so the run refuses at start with one line naming the setting to use instead (issue 16).
+    refused_wh = s3.uri(prefix, "wh-refused")
+    local_llm = [refused_wh if a == warehouse else a for a in cmd] + ["--set", "llm.provider=local"]
+    refused = subprocess.run(local_llm, cwd=tmp_path, env=cluster_env(), capture_output=True, text=True, timeout=600)
+    (tmp_path / "refused.out").write_text(refused.stdout + "\n--- stderr ---\n" + refused.stderr)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    # spark-submit's Python runner merges the driver's stderr into its stdout.
+    message = [ln for ln in (refused.stdout + refused.stderr).splitlines() if ln.startswith("error: ")]
+    assert len(message) == 1, refused.stdout[-3000:]
+    assert "llm.provider=local" in message[0] and f"master {isolated_cluster.master}" in message[0] and "llm.base_url" in message[0]
+    assert not s3.keys(f"{prefix}/wh-refused/"), "the refused run wrote to its warehouse"

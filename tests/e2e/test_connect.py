@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from webscale_rl.config import load_config
 from webscale_rl.connect_server import running_connect_server
 from webscale_rl.pipeline import run_pipeline
 from webscale_rl.spark import resolve_connector_jars
+from webscale_rl.warehouse import Warehouse
 
 pytestmark = pytest.mark.spark_processes
 
@@ -55,45 +57,43 @@ def cli_run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
     return done
 
 
-def test_the_whole_pipeline_over_spark_connect_gives_the_tables_of_a_classic_run(spark, tmp_path):
-    """Every stage (the LLM stages, the GX gates, MLflow included) through `run --remote`, on the golden
-    input with an eval set; its tables equal a classic local run's, row for row (run ids aside)."""
-    inputs, eval_set = str(GOLDEN / "input.jsonl"), str(GOLDEN / "mini_bench.jsonl")
-    classic, remote = tmp_path / "classic", tmp_path / "connect"
+def test_the_whole_pipeline_over_spark_connect_on_s3_gives_the_tables_of_a_classic_run(spark, s3_server: S3Server, tmp_path):  # noqa: F811
+    """The issue's command over Connect (`SPARK_REMOTE`), input and warehouse on s3a://, every stage (the
+    LLM stages, the GX gates, MLflow, decontamination with an eval set): the server has hadoop-aws but no
+    s3a settings, so the run reaches the bucket only through its --conf values (session settings). Its
+    tables, read back from the bucket, equal a classic local run's row for row (run ids aside); the LLM
+    cache's replies reach the bucket; MLflow and the GX results of a remote warehouse live in a local
+    folder of their own."""
+    inputs, eval_set = GOLDEN / "input.jsonl", str(GOLDEN / "mini_bench.jsonl")
+    s3_server.client().put_object(Bucket=s3_server.bucket, Key="connect-run/in/input.jsonl", Body=inputs.read_bytes())
+    warehouse, classic = s3_server.uri("connect-run", "wh"), tmp_path / "classic"
+    local_files = Path(Warehouse(spark, warehouse).local_dir())
+    shutil.rmtree(local_files, ignore_errors=True)  # left by an earlier test session: this run must make its own
     with FakeOpenAI() as fake:
         settings = [f"llm.base_url={fake.base_url}", *OVERRIDES]
         cfg = load_config("openai", [*settings, "mlflow.enabled=false", f"decontam.eval_sets=[{eval_set}]"])
-        run_pipeline([inputs], classic, cfg, spark=spark, log=lambda _: None)
-        with running_connect_server() as server:
-            args = ["--remote", server.url, "--input", inputs, "--warehouse", str(remote), "--config", "openai", "--eval-set", eval_set]
-            done = cli_run([*args, *(a for s in settings for a in ("--set", s))], client_env(OPENAI_API_KEY="sk-connect"))
+        run_pipeline([str(inputs)], classic, cfg, spark=spark, log=lambda _: None)
+        paid = len(fake.requests)
+        with running_connect_server(extra_jars=resolve_connector_jars([s3_server.uri()])) as server:
+            args = ["--input", s3_server.uri("connect-run", "in") + "/", "--warehouse", warehouse, "--config", "openai", "--eval-set", eval_set]
+            args += [a for c in s3_server.conf_args for a in ("--conf", c)]
+            args += [a for s in settings for a in ("--set", s)]
+            done = cli_run(args, client_env(SPARK_REMOTE=server.url, OPENAI_API_KEY="sk-connect"))
+        assert len(fake.requests) == 2 * paid  # the Connect run paid what the classic run paid, no more
+    assert re.search(r"^\s+ingest\s+in\s+12\s+kept\s+10\b", done.stdout, re.M), done.stdout
     assert "decontaminate in" in done.stdout and "=== QA quality report ===" in done.stdout
+    assert "accounted for" in done.stdout and "live LLM call counts are off on Spark Connect" in done.stdout
+    keys = s3_server.keys("connect-run/wh/")
+    for table in ("documents", "filtered", "qa", "rejections", "llm_cache"):
+        assert f"connect-run/wh/{table}/_delta_log/00000000000000000000.json" in keys, table
+    remote = s3_server.download("connect-run/wh/", tmp_path / "wh-from-s3")
     expected = snapshot(spark, classic)
     rejected_at = {json.loads(r)["stage"] for r in expected["rejections"]}
     assert expected["qa"] and {"ingest", "filter", "dedup", "llm_filter"} <= rejected_at  # not an empty comparison
     assert snapshot(spark, remote) == expected
     assert duplicate_keys(spark, remote) == {}
-    assert list((remote / "_quality").glob("qa_validation_*.json")), "the GX validation of 'qa' left no result"
-    assert (remote / "_mlflow" / "mlflow.db").is_file(), "the MLflow run was not recorded"
-
-
-def test_an_s3a_run_through_spark_remote_with_the_s3a_settings_as_conf(s3_server: S3Server, tmp_path):  # noqa: F811
-    """The issue's command against the moto S3 server, over Connect, input and warehouse on s3a://,
-    every stage: the server has hadoop-aws but no s3a settings, so the run reaches the bucket only
-    through its --conf values (session settings); the LLM cache's replies reach the bucket too."""
-    s3_server.client().put_object(Bucket=s3_server.bucket, Key="connect-run/in/input.jsonl", Body=(GOLDEN / "input.jsonl").read_bytes())
-    warehouse = s3_server.uri("connect-run", "wh")
-    with FakeOpenAI() as fake, running_connect_server(extra_jars=resolve_connector_jars([s3_server.uri()])) as server:
-        args = ["--input", s3_server.uri("connect-run", "in") + "/", "--warehouse", warehouse, "--config", "openai"]
-        args += [a for c in s3_server.conf_args for a in ("--conf", c)]
-        args += [a for s in [f"llm.base_url={fake.base_url}", *OVERRIDES, "mlflow.enabled=false"] for a in ("--set", s)]
-        done = cli_run(args, client_env(SPARK_REMOTE=server.url, OPENAI_API_KEY="sk-connect"))
-        assert len(fake.requests) > 0
-    assert re.search(r"^\s+ingest\s+in\s+12\s+kept\s+10\b", done.stdout, re.M), done.stdout
-    assert "accounted for" in done.stdout and "live LLM call counts are off on Spark Connect" in done.stdout
-    keys = s3_server.keys("connect-run/wh/")
-    for table in ("documents", "filtered", "qa", "rejections", "llm_cache"):
-        assert f"connect-run/wh/{table}/_delta_log/00000000000000000000.json" in keys, table
+    assert list((local_files / "_quality").glob("qa_validation_*.json")), "the GX validation of 'qa' left no result"
+    assert (local_files / "_mlflow" / "mlflow.db").is_file(), "the MLflow run was not recorded"
     assert not (tmp_path / "s3a:").exists() and not (REPO / "s3a:").exists()
 
 

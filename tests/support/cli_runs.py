@@ -29,21 +29,33 @@ def run_cli(args: list[str], *, kill_on_line: str | None = None, delay_s: float 
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     killer = None
+    # The deadline holds while the output is read: a run that hangs (or a child that keeps the pipe
+    # open) is killed and reported, instead of blocking the suite.
+    timed_out = threading.Event()
+    watchdog = threading.Timer(timeout_s, lambda: (timed_out.set(), _kill_group(proc.pid)))
+    watchdog.start()
     try:
         for line in proc.stdout:
             lines.append(line)
             if kill_on_line and killer is None and re.search(kill_on_line, line):
-                killer = threading.Timer(delay_s, os.killpg, (proc.pid, signal.SIGKILL))
+                killer = threading.Timer(delay_s, _kill_group, (proc.pid,))
                 killer.start()
-        code = proc.wait(timeout=timeout_s)
+        code = proc.wait(timeout=30)
     finally:
+        watchdog.cancel()
         if killer:
             killer.join()
-        try:  # whatever survived the driver (the JVM, Python workers) goes too
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_group(proc.pid)  # whatever survived the driver (the JVM, Python workers) goes too
+    if timed_out.is_set():  # not the kill a test asked for: fail, with what the run printed last
+        raise TimeoutError(f"`webscale-rl {' '.join(args[:1])}` still ran after {timeout_s:.0f} s and was killed; its last output:\n" + "".join(lines[-40:]))
     return code, "".join(lines)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def set_args(overrides: list[str]) -> list[str]:
