@@ -48,8 +48,13 @@ EXPECTED_REJECTED = {
 
 def upstream(spark, docs: dict[str, str]):
     """Rows as the filter stage lands them (dedup's contract: it writes these columns)."""
-    rows = [Row(doc_id=d, url=f"https://x/{d}", text=t, source="test", source_format="jsonl", n_chars=len(t), n_words=len(t.split()), text_hash=None) for d, t in docs.items()]
-    return spark.createDataFrame(rows, "doc_id string, url string, text string, source string, source_format string, n_chars int, n_words int, text_hash string")
+    rows = [
+        Row(doc_id=d, url=f"https://x/{d}", text=t, source="test", source_format="jsonl", n_chars=len(t), n_words=len(t.split()), text_hash=None)
+        for d, t in docs.items()
+    ]
+    return spark.createDataFrame(
+        rows, "doc_id string, url string, text string, source string, source_format string, n_chars int, n_words int, text_hash string"
+    )
 
 
 class Hashed:

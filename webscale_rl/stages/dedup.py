@@ -18,6 +18,10 @@ A cluster is an exact group together with the near-duplicate component of its su
 rejected row names the survivor of its whole cluster: when B is an exact copy of A and A a near copy
 of C, both A and B name C (the near step's answer for A is joined onto A's exact group).
 
+Incremental: the fingerprints of kept documents are stored (`dedup_signatures`, see
+`signatures.py`); a run hashes only its new documents and adds the stored fingerprints that share a
+text hash or an LSH bucket with one of them, flagged as kept before, so they win their clusters.
+
 Groups (hash groups, buckets) are windows: one shuffle each, and a huge group is one long task whose
 buffer spills to disk, not one task's memory. Either way the survivor is named in `duplicate_of`
 (and the detail), and it does not depend on the run or on partitioning. No text reaches the driver;
@@ -72,8 +76,8 @@ def normalized_texts(texts: pa.Array, cfg: DedupConfig) -> pa.Array:
     return pc.utf8_trim(pc.replace_substring_regex(out, separators, " "), " ")
 
 
-# Set by the pipeline on incremental runs: rows an earlier run already kept. They enter the stage
-# only to be judged against, and they win, so a new copy of a kept document is the duplicate.
+# Rows an earlier run already kept (stored fingerprints, or rows given with their text, as tests do).
+# They enter the stage only to be judged against, and they win: a new copy of a kept one is the duplicate.
 PRIOR = "_prior"
 
 
@@ -236,9 +240,11 @@ def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
         earlier = signatures.relevant(narrow, stored, cfg)
         columns = [c for c in narrow.columns if c != PRIOR]
         doc_id_type = narrow.schema["doc_id"].dataType
-        judged = narrow.select(*columns, (F.col(PRIOR) if with_prior else F.lit(False)).alias(PRIOR)).unionByName(
-            earlier.select(F.col("doc_id").cast(doc_id_type).alias("doc_id"), *columns[1:], F.lit(True).alias(PRIOR))
-        ).localCheckpoint()
+        judged = (
+            narrow.select(*columns, (F.col(PRIOR) if with_prior else F.lit(False)).alias(PRIOR))
+            .unionByName(earlier.select(F.col("doc_id").cast(doc_id_type).alias("doc_id"), *columns[1:], F.lit(True).alias(PRIOR)))
+            .localCheckpoint()
+        )
         with_prior = True
 
     # The exact step carries the bands along, so the fuzzy step needs no join to find the survivors.
@@ -294,8 +300,7 @@ def catch_up_signatures(warehouse: Warehouse, ctx: StageContext) -> None:
         return
     why = "no table yet" if have is None and not warehouse.exists(signatures.SIGNATURES) else "settings changed or rows missing"
     ctx.log(
-        f"  [dedup] {signatures.SIGNATURES}: hashing {n_missing} document(s) of '{table}' that have no stored fingerprint ({why}); "
-        "once: later runs read them"
+        f"  [dedup] {signatures.SIGNATURES}: hashing {n_missing} document(s) of '{table}' that have no stored fingerprint ({why}); once: later runs read them"
     )
     rows = signatures.table_rows(fingerprints(missing, cfg), cfg, ctx.run_id)
     warehouse.append_once(rows, signatures.SIGNATURES, f"webscale-rl/{signatures.SIGNATURES}/catch-up/{ctx.run_id}")

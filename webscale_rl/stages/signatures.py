@@ -77,7 +77,9 @@ def table_rows(fingerprints: DataFrame, cfg: DedupConfig, run_id: str) -> DataFr
     """SIGNATURES rows of a fingerprint frame (the catch-up's)."""
     present = fingerprint_columns(cfg)
     columns = [F.col(c) if c in present else F.lit(None).cast(STORED_TYPES[c]).alias(c) for c in STORED]
-    return fingerprints.select(F.col("doc_id").cast("string").alias("doc_id"), "text_hash", *columns, F.lit(params(cfg)).alias("params"), F.lit(run_id).alias("run_id"))
+    return fingerprints.select(
+        F.col("doc_id").cast("string").alias("doc_id"), "text_hash", *columns, F.lit(params(cfg)).alias("params"), F.lit(run_id).alias("run_id")
+    )
 
 
 def stored(table: DataFrame, cfg: DedupConfig) -> DataFrame:
