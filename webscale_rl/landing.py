@@ -26,7 +26,8 @@ from .warehouse import REJECTIONS, Warehouse
 def crash_point(name: str) -> None:
     """Fault injection for the crash-safety tests: WEBSCALE_RL_KILL_AT=<name> SIGKILLs this process
     here (no cleanup, no finally: like a lost machine). Names: staged:<stage> (batch committed,
-    nothing landed), kept:<stage> (kept rows landed, rejections not), landed:<stage> (batch not yet dropped)."""
+    nothing landed), kept:<stage> (kept rows landed, rejections not), beside:<stage> (the beside
+    table's rows landed too), landed:<stage> (batch not yet dropped)."""
     if os.environ.get("WEBSCALE_RL_KILL_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -75,6 +76,10 @@ def land_batch(
     if n_kept or not warehouse.exists(stage.table):  # an empty batch still creates the table once
         landed.table_version = warehouse.append_once(kept_df, stage.table, txn)
     crash_point(f"kept:{stage.name}")
+    beside = stage.beside
+    if beside is not None and (n_kept or not warehouse.exists(beside.name)):  # after the kept rows: never ahead of them
+        warehouse.append_once(beside.rows(marked.filter(F.col(REASON).isNull()), run_id), beside.name, txn)
+    crash_point(f"beside:{stage.name}")
     if n_rejected:
         landed.rejections_version = warehouse.append_once(rejected_df, REJECTIONS, txn)
     crash_point(f"landed:{stage.name}")

@@ -27,6 +27,8 @@ def run_stage(warehouse: Warehouse, stage: Stage, upstream: DataFrame, ctx: Stag
     quarantined = land_interrupted_batches(warehouse, stage, ctx)
     if quarantined is not None:
         return replace(quarantined, elapsed_s=time.monotonic() - t0)
+    if stage.beside is not None:  # after the interrupted batches landed: they may hold some of its rows
+        stage.beside.catch_up(warehouse, ctx)
     stage.check_reads(upstream)
     items = stage.work_items(upstream, ctx) if stage.work_items else upstream
     work, rows_in = (items, None) if first else _new_rows(warehouse, stage, items)

@@ -45,7 +45,9 @@ def test_names_and_llm_stages_come_from_the_stage_objects():
     assert STAGES == tuple(s.name for s in PIPELINE) == webscale_rl.STAGES
     assert STAGES == ("ingest", "filter", "dedup", "llm_filter", "profile", "generate", "check", "decontaminate")
     assert LLM_STAGES == ("llm_filter", "profile", "generate", "check")
-    assert [s.name for s in PIPELINE if s.needs_landed_rows] == ["dedup", "check"]
+    assert [s.name for s in PIPELINE if s.needs_landed_rows] == ["check"]
+    # dedup judges new documents against the stored fingerprints of kept ones, not their text.
+    assert {s.name: s.beside.name for s in PIPELINE if s.beside} == {"dedup": "dedup_signatures"}
     assert [s.name for s in PIPELINE if s.work_items] == ["generate"]
     # generate's items are personas, keyed by qa_id: a failed persona is retried alone (issue 19).
     assert {s.name: s.input_key for s in PIPELINE if s.input_key != ("doc_id",)} == {"generate": ("qa_id",), "check": ("qa_id",), "decontaminate": ("qa_id",)}

@@ -15,6 +15,7 @@ KEYS = {
     "documents": ("doc_id",),
     "filtered": ("doc_id",),
     "deduped": ("doc_id",),
+    "dedup_signatures": ("doc_id", "params"),
     "judged": ("doc_id",),
     "profiles": ("doc_id",),
     "qa_candidates": ("qa_id",),

@@ -75,6 +75,23 @@ class StageResult:
         )
 
 
+@dataclass(frozen=True)
+class BesideTable:
+    """Rows a stage derives from each row it keeps and keeps in a table of their own, so a later
+    run reads them instead of recomputing them (dedup: the MinHash signatures of kept documents).
+
+    `rows(kept, run_id)` selects them from a landed batch's kept rows (the marked frame, internal
+    columns included); the landing appends them right after the kept rows, with the same
+    idempotent batch id, so a run killed between the two commits leaves the batch staged and the
+    next run lands the rest. `catch_up(warehouse, ctx)` runs before the stage: it makes the rows
+    the table lacks for rows the stage's table has (a warehouse older than the table, changed
+    settings) and drops rows of documents the stage's table does not hold."""
+
+    name: str
+    rows: Callable[[DataFrame, str], DataFrame]
+    catch_up: Callable[[Warehouse, StageContext], None]
+
+
 class ContractError(PipelineError):
     """A stage got or made a frame without the columns its contract declares."""
 
@@ -90,8 +107,9 @@ class Stage:
     upstream rows into the stage's items before the runner drops the items some run handled
     (generate: one item per persona, keyed by its qa_id, so a persona whose call failed transiently
     is retried while the document's other pairs stay); every item gives one output row.
-    rejection_reasons: regex alternatives of the reasons it gives. The expectation suite of its
-    kept rows is `quality.suites.table_suites(q)[stage.table]`."""
+    rejection_reasons: regex alternatives of the reasons it gives. beside: a table of rows derived
+    from its kept rows, landed with them (`BesideTable`). The expectation suite of its kept rows is
+    `quality.suites.table_suites(q)[stage.table]`."""
 
     name: str
     reads: tuple[str, ...]
@@ -103,6 +121,7 @@ class Stage:
     needs_landed_rows: bool = False
     work_items: Callable[[DataFrame, StageContext], DataFrame] | None = None
     rejection_reasons: tuple[str, ...] = ()
+    beside: BesideTable | None = None
 
     @property
     def reason_pattern(self) -> str:

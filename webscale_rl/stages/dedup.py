@@ -18,6 +18,10 @@ A cluster is an exact group together with the near-duplicate component of its su
 rejected row names the survivor of its whole cluster: when B is an exact copy of A and A a near copy
 of C, both A and B name C (the near step's answer for A is joined onto A's exact group).
 
+Incremental: the fingerprints of kept documents are stored (`dedup_signatures`, see
+`signatures.py`); a run hashes only its new documents and adds the stored fingerprints that share a
+text hash or an LSH bucket with one of them, flagged as kept before, so they win their clusters.
+
 Groups (hash groups, buckets) are windows: one shuffle each, and a huge group is one long task whose
 buffer spills to disk, not one task's memory. Either way the survivor is named in `duplicate_of`
 (and the detail), and it does not depend on the run or on partitioning. No text reaches the driver;
@@ -36,8 +40,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ..config import DedupConfig, FuzzyDedupConfig
-from . import arrow_text, minhash
-from .base import DETAIL, DUPLICATE_OF, REASON, Stage, StageContext, StageResult, assert_columns
+from ..warehouse import Warehouse, sql_string
+from . import arrow_text, minhash, signatures
+from .base import DETAIL, DUPLICATE_OF, REASON, BesideTable, Stage, StageContext, StageResult, assert_columns
 
 READS = ("doc_id", "text")
 WRITES = ("doc_id", "url", "text", "source", "source_format", "n_chars", "n_words", "text_hash")
@@ -71,8 +76,8 @@ def normalized_texts(texts: pa.Array, cfg: DedupConfig) -> pa.Array:
     return pc.utf8_trim(pc.replace_substring_regex(out, separators, " "), " ")
 
 
-# Set by the pipeline on incremental runs: rows an earlier run already kept. They enter the stage
-# only to be judged against, and they win, so a new copy of a kept document is the duplicate.
+# Rows an earlier run already kept (stored fingerprints, or rows given with their text, as tests do).
+# They enter the stage only to be judged against, and they win: a new copy of a kept one is the duplicate.
 PRIOR = "_prior"
 
 
@@ -204,24 +209,53 @@ def with_cluster_survivors(decisions: DataFrame, near: DataFrame | None) -> Data
     return decisions.withColumn("_cluster_survivor", survivor)
 
 
+def fingerprints(docs: DataFrame, cfg: DedupConfig) -> DataFrame:
+    """The one pass over the text: (doc_id, text_hash[, _prior][, bands, shingles | signature])."""
+    with_prior = PRIOR in docs.columns
+    schema = fingerprint_schema(docs.schema["doc_id"].dataType, cfg, with_prior)
+    return docs.select("doc_id", "text", *([PRIOR] if with_prior else [])).mapInArrow(partial(fingerprint_batches, cfg=cfg), schema)
+
+
+def stored_fingerprints(ctx: StageContext) -> DataFrame | None:
+    """The fingerprints of documents earlier runs kept (`dedup_signatures`, current settings), or
+    None without a warehouse or table."""
+    wh = ctx.warehouse
+    if wh is None or not wh.exists(signatures.SIGNATURES):
+        return None
+    return signatures.stored(wh.read(signatures.SIGNATURES), ctx.cfg.dedup)
+
+
 def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
+    """Judges `docs` (new documents; rows flagged _prior are ones kept before, hashed here) against
+    each other and against the stored fingerprints of the documents earlier runs kept: those are
+    read, never hashed again, and only the ones sharing a text hash or an LSH bucket with a new
+    document take part."""
     assert_columns(docs, READS, "dedup")
     cfg = ctx.cfg.dedup
-    with_prior = PRIOR in docs.columns
     # The one pass over the text: a narrow frame (hash, bands, shingles) that every later step reads.
-    inputs = docs.select("doc_id", "text", *([PRIOR] if with_prior else []))
-    schema = fingerprint_schema(docs.schema["doc_id"].dataType, cfg, with_prior)
-    narrow = inputs.mapInArrow(partial(fingerprint_batches, cfg=cfg), schema).localCheckpoint()
+    narrow = fingerprints(docs, cfg).localCheckpoint()
+    judged, with_prior = narrow, PRIOR in docs.columns
+    stored = stored_fingerprints(ctx)
+    if stored is not None:
+        earlier = signatures.relevant(narrow, stored, cfg)
+        columns = [c for c in narrow.columns if c != PRIOR]
+        doc_id_type = narrow.schema["doc_id"].dataType
+        judged = (
+            narrow.select(*columns, (F.col(PRIOR) if with_prior else F.lit(False)).alias(PRIOR))
+            .unionByName(earlier.select(F.col("doc_id").cast(doc_id_type).alias("doc_id"), *columns[1:], F.lit(True).alias(PRIOR)))
+            .localCheckpoint()
+        )
+        with_prior = True
 
     # The exact step carries the bands along, so the fuzzy step needs no join to find the survivors.
-    keyed = narrow.select("doc_id", "text_hash", survivor_order(narrow).alias("_order"), *(["bands"] if cfg.fuzzy.enabled else []))
+    keyed = judged.select("doc_id", "text_hash", survivor_order(judged).alias("_order"), *(["bands"] if cfg.fuzzy.enabled else []))
     decisions = exact_survivors(keyed).localCheckpoint()  # read by the fuzzy step and the final join
     near = None
     if cfg.fuzzy.enabled:
         # Near duplicates among the exact survivors only.
         signed = decisions.filter(F.col("_survivor") == F.col("doc_id")).select("doc_id", "bands")
         orders = decisions.select("doc_id", "_order") if with_prior else None
-        near = near_duplicate_survivors(signed, narrow, orders, cfg.fuzzy, ctx.log)
+        near = near_duplicate_survivors(signed, judged, orders, cfg.fuzzy, ctx.log)
     decisions = with_cluster_survivors(decisions, near)
     exact = F.col("_survivor").isNotNull() & (F.col("_survivor") != F.col("doc_id"))
     survivor = F.when(F.col("_cluster_survivor") != F.col("doc_id"), F.col("_cluster_survivor"))
@@ -233,9 +267,48 @@ def dedup_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
         survivor.alias(DUPLICATE_OF),
         F.when(survivor.isNotNull(), F.concat(F.lit("duplicate_of="), survivor)).alias(DETAIL),
     )
-    # The only step that moves the text: one join with the narrow decisions.
+    # A kept document's fingerprint rides along to the landing, which stores it (narrow frames only).
+    decisions = signatures.with_signature_columns(decisions, narrow, F.col(REASON).isNull(), cfg)
+    # The only step that moves the text: one join with the narrow decisions (stored documents,
+    # which are not in `docs`, drop out here).
     marked = docs.drop("text_hash").join(decisions, "doc_id", "left")
     return StageResult(marked)
 
 
-STAGE = Stage("dedup", READS, WRITES, "deduped", dedup_documents, needs_landed_rows=True, rejection_reasons=("exact_duplicate", "near_duplicate"))
+def catch_up_signatures(warehouse: Warehouse, ctx: StageContext) -> None:
+    """Before dedup runs: every document of `deduped` has a stored fingerprint of the current
+    settings, and no other document has one. Steady state costs two counts; a warehouse older than
+    `dedup_signatures` (or changed settings) has its kept documents hashed here, once."""
+    table, cfg = STAGE.table, ctx.cfg.dedup
+    if not warehouse.exists(table):
+        return
+    kept = warehouse.read(table)
+    have = signatures.stored(warehouse.read(signatures.SIGNATURES), cfg) if warehouse.exists(signatures.SIGNATURES) else None
+    n_kept, n_have = kept.count(), (have.count() if have is not None else 0)
+    if n_kept == n_have:  # the landing never lets the table get ahead of `deduped`: equal counts, same documents
+        return
+    if have is not None:
+        stale = have.select("doc_id").join(kept.select(F.col("doc_id").cast("string").alias("doc_id")), "doc_id", "left_anti").localCheckpoint()
+        n_stale = stale.count()
+        if n_stale:
+            ctx.log(f"  [dedup] {signatures.SIGNATURES}: dropping the fingerprints of {n_stale} document(s) that are not in '{table}'")
+            warehouse.delete_matching(stale, signatures.SIGNATURES, ("doc_id",), f"t.params = '{sql_string(signatures.params(cfg))}'")
+        kept = kept.join(have.select(F.col("doc_id").cast(kept.schema["doc_id"].dataType).alias("doc_id")), "doc_id", "left_anti")
+    missing = kept.select("doc_id", "text").localCheckpoint()
+    n_missing = missing.count()
+    if not n_missing:
+        return
+    why = "no table yet" if have is None and not warehouse.exists(signatures.SIGNATURES) else "settings changed or rows missing"
+    ctx.log(
+        f"  [dedup] {signatures.SIGNATURES}: hashing {n_missing} document(s) of '{table}' that have no stored fingerprint ({why}); once: later runs read them"
+    )
+    rows = signatures.table_rows(fingerprints(missing, cfg), cfg, ctx.run_id)
+    warehouse.append_once(rows, signatures.SIGNATURES, f"webscale-rl/{signatures.SIGNATURES}/catch-up/{ctx.run_id}")
+
+
+# needs_landed_rows is off: the documents earlier runs kept take part through their stored
+# fingerprints (dedup_signatures, the beside table), not their text.
+STAGE = Stage(
+    "dedup", READS, WRITES, "deduped", dedup_documents, rejection_reasons=("exact_duplicate", "near_duplicate"),
+    beside=BesideTable(signatures.SIGNATURES, signatures.landed_rows, catch_up_signatures),
+)  # fmt: skip
