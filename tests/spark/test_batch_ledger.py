@@ -8,7 +8,6 @@ from __future__ import annotations
 import tempfile
 
 import pytest
-from pyspark.sql import functions as F
 
 from tests.support.fake_server import FakeOpenAI
 from webscale_rl.llm.batch import BatchSettings, run_batches
@@ -93,7 +92,7 @@ def test_a_lost_driver_batch_is_resumed_not_paid_again(spark, tmp_path):
         again, resume = run(fake, wh, "runC", ["k1"], lambda _: None)
         assert [b.batch_id for b in resume] == ["batch_1"] and fake.uploads == 2 and again["k1"].ok
         mark_collected(wh, "llm_filter", "runC")
-        assert rows(wh)["batch_1"][2] == "collected" and rows(wh)["batch_2"][2] == "completed"
+        assert {b: r[2] for b, r in rows(wh).items()} == {"batch_1": "collected", "batch_2": "completed"}
         needed = spark.createDataFrame([("k1",), ("k4",)], "key string")
         ledger = BatchLedger(
             wh, stage="llm_filter", model="openai:m", endpoint=endpoint_id(fake.base_url), run_id="runD", schema_name=SCHEMA_NAME, prompt_version=None
@@ -104,16 +103,10 @@ def test_a_lost_driver_batch_is_resumed_not_paid_again(spark, tmp_path):
             wh, stage="llm_filter", model="openai:other", endpoint=endpoint_id(fake.base_url), run_id="runD", schema_name=SCHEMA_NAME, prompt_version=None
         )
         assert other.open_batches(needed, "key") == []
+        # A batch that ended in failure is never resumed: its keys go into a new batch.
+        wh.update_llm_batches({"status": "expired"}, batch_id="batch_2")
+        assert ledger.open_batches(needed, "key") == []
 
 
-def test_failed_batches_are_not_resumed_and_endpoint_ids_hold_no_secret(spark, tmp_path):
-    wh = Warehouse(spark, str(tmp_path / "wh"))
-    with FakeOpenAI() as fake:
-        killed_while_polling(fake, wh)
-        wh.update_llm_batches({"status": "expired"}, batch_id="batch_1")
-        lines: list[str] = []
-        results, resume = run(fake, wh, "runB", ["k1", "k2"], lines.append)
-        assert resume == [] and not any("resuming" in ln for ln in lines)
-        assert fake.uploads == 2 and sorted(k for k, r in results.items() if r.ok) == ["k1", "k2"]
-        assert wh.read_llm_batches().filter(F.col("batch_id") == "batch_2").select("keys").first()[0] == ["k1", "k2"]
+def test_endpoint_ids_hold_no_secret():
     assert endpoint_id("https://user:sk-secret@api.example.com:8443/v1/?api-key=sk-secret#x") == "https://api.example.com:8443/v1"
