@@ -83,34 +83,29 @@ def batch_overrides(fake: FakeOpenAI) -> list[str]:
     ]
 
 
-def uploads_of(fake: FakeOpenAI, schema_name: str) -> list[str]:
-    """Input files the fake received whose requests ask for `schema_name` (one LLM stage's)."""
-    return [f for b in fake.batches.values() if (f := b["input_file_id"]) and f'"name": "{schema_name}"' in fake.files[f].decode()]
-
-
 @pytest.mark.spark_processes
 def test_a_driver_killed_while_its_batch_runs_resumes_it_and_pays_once(spark, tmp_path):
     inputs = tmp_path / "docs.jsonl"
     inputs.write_text("".join(json.dumps(d) + "\n" for d in ARTICLE_VARIANTS), encoding="utf-8")
     wh, clean = tmp_path / "wh", tmp_path / "wh-clean"
     with FakeOpenAI(batch_polls=10**6) as fake:  # every batch stays in_progress until the test says
-        args = ["run", "--input", str(inputs), "--warehouse", str(wh), "--config", "openai", *set_args(batch_overrides(fake))]
+        args = ["run", "--input", str(inputs), "--warehouse", str(wh), "--config", "openai", "--until", "llm_filter", *set_args(batch_overrides(fake))]
         code, log = run_cli(args, kill_on_line=r"\[llm_filter\] round 0: 0/1 batch\(es\) finished", timeout_s=300)
         assert code == -signal.SIGKILL, log[-3000:]
         killed_run = log.split("webscale-rl run ", 1)[1].split(":", 1)[0]
-        assert len(uploads_of(fake, "document_judgement")) == 1 and len(fake.batches) == 1
+        assert fake.uploads == 1 and list(fake.batches) == ["batch_1"]
         fake.batch_polls = 1  # the provider finishes the batch while no driver waits for it
         lines: list[str] = []
-        resumed = run_pipeline([str(inputs)], wh, load_config("openai", batch_overrides(fake)), spark=spark, log=lines.append)
+        cfg = load_config("openai", batch_overrides(fake))
+        resumed = run_pipeline([str(inputs)], wh, cfg, until="llm_filter", spark=spark, log=lines.append)
         # Over both runs the judge's requests went up once, in the batch the killed run paid for.
-        assert uploads_of(fake, "document_judgement") == ["file-1"]
+        assert (fake.uploads, list(fake.batches)) == (1, ["batch_1"])
         assert f"  [llm_filter] resuming batch batch_1 submitted by run {killed_run} (5 requests)" in lines, lines
-        judged = next(s for s in resumed.stages if s.stage == "llm_filter")
-        assert (judged.rows_in, judged.llm["calls"]) == (5, 5)
-        run_pipeline([str(inputs)], clean, load_config("openai", batch_overrides(fake)), spark=spark, log=lambda _: None)
-    ledger = {r["batch_id"]: (r["stage"], r["run_id"], r["used_by"], r["status"]) for r in Warehouse(spark, wh).read_llm_batches().collect()}
-    assert ledger["batch_1"] == ("llm_filter", killed_run, resumed.run_id, "collected")
-    assert {v[0] for v in ledger.values()} == {"llm_filter", "profile", "generate", "check"}
-    assert {v[3] for v in ledger.values()} == {"collected"}
+        judged = resumed.stages[-1]
+        assert (judged.stage, judged.rows_in, judged.llm["calls"]) == ("llm_filter", 5, 5)
+        run_pipeline([str(inputs)], clean, cfg, until="llm_filter", spark=spark, log=lambda _: None)
+        assert fake.uploads == 2  # the never-killed run's one batch
+    ledger = [(r["batch_id"], r["stage"], r["run_id"], r["used_by"], r["status"]) for r in Warehouse(spark, wh).read_llm_batches().collect()]
+    assert ledger == [("batch_1", "llm_filter", killed_run, resumed.run_id, "collected")]
     got, want = snapshot(spark, wh), snapshot(spark, clean)
-    assert got == want and len(want["qa"]) == 4  # the same tables as a run never killed, qa included
+    assert got == want and len(want["judged"]) == 4  # the same tables as a run never killed

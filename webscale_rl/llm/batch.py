@@ -52,21 +52,19 @@ class OpenBatch:
 class Ledger(Protocol):
     """Where batches are recorded so that a killed driver does not lose them."""
 
-    def submitted(self, batch_id: str, keys: list[str], round_no: int) -> None: ...
+    def submitted(self, batch_id: str, keys: list[str], round_no: int) -> None:
+        """`batch_id` was created with `keys`: record it before anything waits for it."""
 
-    def resuming(self, batch_id: str) -> None: ...
-
-    def ended(self, batch_id: str, status: str) -> None: ...
+    def ended(self, statuses: dict[str, str]) -> None:
+        """The batches of a round (new and resumed) ended: batch id → final status. Until this is
+        recorded they stay resumable, which costs a later run one poll, never a payment."""
 
 
 class _NoLedger:
     def submitted(self, batch_id: str, keys: list[str], round_no: int) -> None:
         pass
 
-    def resuming(self, batch_id: str) -> None:
-        pass
-
-    def ended(self, batch_id: str, status: str) -> None:
+    def ended(self, statuses: dict[str, str]) -> None:
         pass
 
 
@@ -207,7 +205,6 @@ class _Round:
         batches: dict[str, set[str]] = {}  # batch id → the keys this round takes from it
         for batch_id, (batch, wanted_here) in carried.items():
             self.log(f"  [{self.label}] resuming batch {batch_id} submitted by run {batch.run_id} ({batch.n_requests} requests)")
-            self.ledger.resuming(batch_id)
             batches[batch_id] = wanted_here
         resumed = {k for ks in batches.values() for k in ks}
         for path, file_keys in _write_round_files(all_requests, set(keys) - resumed, self.workdir, self.settings.max_requests, self.round_no):
@@ -223,6 +220,7 @@ class _Round:
         for key in keys:
             attempts[key] = attempts.get(key, 0) + 1
         done = self._wait(list(batches), len(keys))
+        self.ledger.ended({batch_id: batch.status for batch_id, batch in done.items()})
         retry: set[str] = set()
         for batch_id, batch in done.items():
             retry |= self._collect(batch, batches[batch_id], results)
@@ -243,7 +241,6 @@ class _Round:
                     batch = SimpleNamespace(id=batch_id, status="missing", output_file_id=None, error_file_id=None, request_counts=None)
                 if batch.status in TERMINAL or batch.status == "missing":
                     done[batch_id] = batch
-                    self.ledger.ended(batch_id, batch.status)
             counts = [getattr(b, "request_counts", None) for b in done.values()]
             finished = sum((c.completed + c.failed) for c in counts if c)
             self.log(f"  [{self.label}] round {self.round_no}: {len(done)}/{len(batch_ids)} batch(es) finished, {finished}/{n_requests} request(s)")

@@ -4,7 +4,9 @@ and the run now using it, and the keys it carries (custom_ids = response-cache k
 driver killed during the completion window costs a wait, not a second payment.
 
 A row is appended (idempotently, keyed by the batch id) right after the batch is created, before the
-driver starts waiting. Its `status` then goes:
+driver starts waiting. When a round's batches have all ended, one MERGE records their statuses (and
+this run as their user); a driver killed before that leaves them `submitted`, which costs the next
+run one poll of each. `status` goes:
 
   submitted → completed | failed | expired | cancelled | missing   (the batch ended; `missing`: the
               endpoint no longer knows it)
@@ -108,11 +110,13 @@ class BatchLedger:
         )  # fmt: skip
         self.warehouse.add_llm_batch(self.warehouse.spark.createDataFrame([row], ROW_SCHEMA), batch_id)
 
-    def resuming(self, batch_id: str) -> None:
-        self.warehouse.update_llm_batches({"used_by": self.run_id, "updated_at": _now()}, batch_id=batch_id)
-
-    def ended(self, batch_id: str, status: str) -> None:
-        self.warehouse.update_llm_batches({"status": status, "updated_at": _now()}, batch_id=batch_id)
+    def ended(self, statuses: dict[str, str]) -> None:
+        """One MERGE for a round's batches: their final status, and this run as their user (so
+        `mark_collected` finds the resumed ones too)."""
+        now = _now()
+        rows = [(batch_id, status, self.run_id, now) for batch_id, status in statuses.items()]
+        schema = "batch_id string, status string, used_by string, updated_at string"
+        self.warehouse.update_llm_batches_from(self.warehouse.spark.createDataFrame(rows, schema))
 
 
 def mark_collected(warehouse: Warehouse, stage: str, run_id: str) -> None:
