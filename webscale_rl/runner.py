@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from .landing import land_batch
+from .llm.batch_ledger import mark_collected
 from .progress import LLMProgress, fmt_seconds
 from .stages.base import Stage, StageContext
 from .summary import StageSummary
@@ -73,6 +74,8 @@ def stage_llm_slices(warehouse: Warehouse, stage: Stage, work: DataFrame, n_item
             done += sizes.get(i, 0)
             if n_slices > 1:
                 progress.slice_done(done, i + 1, n_slices)
+    if ctx.cfg.llm.mode == "batch":  # every slice is staged: the batches it used are never resumed again
+        mark_collected(warehouse, stage.name, ctx.run_id)
 
 
 def _new_rows(warehouse: Warehouse, stage: Stage, upstream: DataFrame) -> tuple[DataFrame, int]:

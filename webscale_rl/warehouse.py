@@ -32,6 +32,7 @@ from .store_check import check_store
 
 REJECTIONS = "rejections"
 LLM_CACHE = "llm_cache"
+LLM_BATCHES = "_llm_batches"
 
 REJECTION_SCHEMA = T.StructType(
     [
@@ -224,6 +225,29 @@ class Warehouse:
             return
         with _temp_view(rows) as view:
             self.spark.sql(f"MERGE INTO delta.`{path}` AS t USING {view} AS s ON t.`{key}` = s.`{key}` WHEN NOT MATCHED THEN INSERT *")
+
+    # --- Batch API batches of runs (llm/batch_ledger.py owns the rows; a folder table) --------
+
+    def read_llm_batches(self) -> DataFrame | None:
+        path = self.path(LLM_BATCHES)
+        return self.spark.read.format("delta").load(path) if self.exists_at(path) else None
+
+    def add_llm_batch(self, row: DataFrame, batch_id: str) -> None:
+        """Append one batch's row, once (a replay of the same batch id adds nothing)."""
+        self._append(row, self.path(LLM_BATCHES), f"webscale-rl/llm_batches/{batch_id}", 1)
+
+    def update_llm_batches_from(self, rows: DataFrame) -> None:
+        """Set the columns of `rows` on the batch rows with the same `batch_id` (one MERGE commit)."""
+        assignments = ", ".join(f"t.`{c}` = s.`{c}`" for c in rows.columns if c != "batch_id")
+        target = f"delta.`{self.path(LLM_BATCHES)}`"
+        with _temp_view(rows) as view:
+            self.spark.sql(f"MERGE INTO {target} AS t USING {view} AS s ON t.batch_id = s.batch_id WHEN MATCHED THEN UPDATE SET {assignments}")
+
+    def update_llm_batches(self, values: dict[str, str], **match: str) -> None:
+        """Set `values` on the batch rows whose columns equal `match` (one UPDATE commit)."""
+        assignments = ", ".join(f"`{k}` = '{sql_string(v)}'" for k, v in values.items())
+        where = " AND ".join(f"`{k}` = '{sql_string(v)}'" for k, v in match.items())
+        self.spark.sql(f"UPDATE delta.`{self.path(LLM_BATCHES)}` SET {assignments} WHERE {where}")
 
 
 def _is_absent(exc: AnalysisException) -> bool:

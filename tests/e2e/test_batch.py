@@ -1,15 +1,20 @@
 """Batch API mode against the fake server's /v1/files and /v1/batches: requests go up as JSONL,
 results come back by custom_id, transient failures get a new batch, the rest end with a reason,
-and cache hits are never submitted."""
+and cache hits are never submitted. A driver SIGKILLed while its batch is in progress costs a wait,
+not a second payment: the next run resumes the same batch."""
 
 from __future__ import annotations
 
 import json
+import signal
 
+import pytest
 from pyspark.sql import functions as F
 
-from tests.support.docs import ARTICLE
+from tests.support.cli_runs import run_cli, set_args
+from tests.support.docs import ARTICLE, ARTICLE_VARIANTS
 from tests.support.fake_server import FakeOpenAI
+from tests.support.warehouse_compare import snapshot
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 from webscale_rl.warehouse import Warehouse
@@ -63,3 +68,44 @@ def test_batch_mode_maps_results_back_retries_and_loses_nothing(spark, tmp_path,
     # The re-run tries again only what an endpoint failure rejected (a refusal is the model's
     # answer): expires twice (it expires again, then one more round); the failing batch runs none.
     assert resubmitted == 2
+
+
+def batch_overrides(fake: FakeOpenAI) -> list[str]:
+    return [
+        f"llm.base_url={fake.base_url}",
+        "llm.mode=batch",
+        "llm.batch_poll_s=0.05",
+        "quality.enabled=false",
+        "mlflow.enabled=false",
+        "spark.master=local[2]",
+        "spark.shuffle_partitions=2",
+        "dedup.fuzzy.enabled=false",  # ARTICLE_VARIANTS are variants of two articles
+    ]
+
+
+@pytest.mark.spark_processes
+def test_a_driver_killed_while_its_batch_runs_resumes_it_and_pays_once(spark, tmp_path):
+    inputs = tmp_path / "docs.jsonl"
+    inputs.write_text("".join(json.dumps(d) + "\n" for d in ARTICLE_VARIANTS), encoding="utf-8")
+    wh, clean = tmp_path / "wh", tmp_path / "wh-clean"
+    with FakeOpenAI(batch_polls=10**6) as fake:  # every batch stays in_progress until the test says
+        args = ["run", "--input", str(inputs), "--warehouse", str(wh), "--config", "openai", "--until", "llm_filter", *set_args(batch_overrides(fake))]
+        code, log = run_cli(args, kill_on_line=r"\[llm_filter\] round 0: 0/1 batch\(es\) finished", timeout_s=300)
+        assert code == -signal.SIGKILL, log[-3000:]
+        killed_run = log.split("webscale-rl run ", 1)[1].split(":", 1)[0]
+        assert fake.uploads == 1 and list(fake.batches) == ["batch_1"]
+        fake.batch_polls = 1  # the provider finishes the batch while no driver waits for it
+        lines: list[str] = []
+        cfg = load_config("openai", batch_overrides(fake))
+        resumed = run_pipeline([str(inputs)], wh, cfg, until="llm_filter", spark=spark, log=lines.append)
+        # Over both runs the judge's requests went up once, in the batch the killed run paid for.
+        assert (fake.uploads, list(fake.batches)) == (1, ["batch_1"])
+        assert f"  [llm_filter] resuming batch batch_1 submitted by run {killed_run} (5 requests)" in lines, lines
+        judged = resumed.stages[-1]
+        assert (judged.stage, judged.rows_in, judged.llm["calls"]) == ("llm_filter", 5, 5)
+        run_pipeline([str(inputs)], clean, cfg, until="llm_filter", spark=spark, log=lambda _: None)
+        assert fake.uploads == 2  # the never-killed run's one batch
+    ledger = [(r["batch_id"], r["stage"], r["run_id"], r["used_by"], r["status"]) for r in Warehouse(spark, wh).read_llm_batches().collect()]
+    assert ledger == [("batch_1", "llm_filter", killed_run, resumed.run_id, "collected")]
+    got, want = snapshot(spark, wh), snapshot(spark, clean)
+    assert got == want and len(want["judged"]) == 4  # the same tables as a run never killed

@@ -73,6 +73,7 @@ class FakeOpenAI:
         fault_rate: float = 0.0,
         seed: int = 0,
         rate_limit_headers: dict[str, str] | None = None,
+        batch_polls: int = 2,
     ):
         self.hang_s = hang_s
         self.require_key = require_key
@@ -89,9 +90,13 @@ class FakeOpenAI:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._rng = random.Random(seed)
-        # Batch API state: uploaded files and batches; a batch completes on its second poll.
+        # Batch API state: uploaded files and batches. A batch is `in_progress` from its first poll
+        # and completes on poll number `batch_polls` (a test may raise it to hold batches open, then
+        # lower it again); `uploads` counts input files, each one a batch paid for.
+        self.batch_polls = batch_polls
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
+        self.uploads = 0
         self.batch_lines = 0
         self._lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -213,6 +218,7 @@ class FakeOpenAI:
         with self._lock:
             file_id = f"file-{len(self.files) + 1}"
             self.files[file_id] = data
+            self.uploads += 1
         return {
             "id": file_id,
             "object": "file",
@@ -247,7 +253,7 @@ class FakeOpenAI:
         batch["_polls"] += 1
         if batch["status"] == "validating":
             batch["status"] = "in_progress"
-        elif batch["status"] == "in_progress":
+        if batch["status"] == "in_progress" and batch["_polls"] >= self.batch_polls:
             self._run_batch(batch)
         return self._public(batch_id)
 

@@ -4,7 +4,12 @@ batches, poll with progress, download the output and error files and map each li
 custom_id (the cache key). Lines that failed for a transient reason (expired, 429, 5xx, a malformed
 or truncated reply, a failed batch) go into a new batch, at most `llm.batch_max_rounds` times; then
 they end as a reason (`llm_error:batch_expired`, `llm_error:batch_failed`, `llm_error:server_error`...).
-Nothing is dropped: every key submitted gets a CallResult."""
+Nothing is dropped: every key submitted gets a CallResult.
+
+Batches outlive the driver: a `Ledger` (llm/batch_ledger.py, a Delta table in the warehouse) gets
+each batch's id and keys right after it is created, before any waiting, and its end state. A later
+run passes the batches it found open for keys it still needs as `resume`: they are polled again
+(their keys are not submitted a second time) and their output is mapped back like a new batch's."""
 
 from __future__ import annotations
 
@@ -12,8 +17,9 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 import openai
 
@@ -30,6 +36,36 @@ class BatchSettings:
     max_requests: int = 50_000
     max_rounds: int = 2
     completion_window: str = "24h"
+
+
+@dataclass
+class OpenBatch:
+    """A batch an earlier run submitted and nobody has collected: its id, the run that submitted it,
+    how many requests it holds, and those of its keys this run still needs."""
+
+    batch_id: str
+    run_id: str
+    n_requests: int
+    keys: list[str] = field(default_factory=list)
+
+
+class Ledger(Protocol):
+    """Where batches are recorded so that a killed driver does not lose them."""
+
+    def submitted(self, batch_id: str, keys: list[str], round_no: int) -> None:
+        """`batch_id` was created with `keys`: record it before anything waits for it."""
+
+    def ended(self, statuses: dict[str, str]) -> None:
+        """The batches of a round (new and resumed) ended: batch id → final status. Until this is
+        recorded they stay resumable, which costs a later run one poll, never a payment."""
+
+
+class _NoLedger:
+    def submitted(self, batch_id: str, keys: list[str], round_no: int) -> None:
+        pass
+
+    def ended(self, statuses: dict[str, str]) -> None:
+        pass
 
 
 def make_sync_client(spec: EndpointSpec) -> openai.OpenAI:
@@ -91,8 +127,12 @@ def run_batches(
     log: Callable[[str], None] = print,
     on_result: Callable[[str, CallResult], None] | None = None,
     label: str = "batch",
+    ledger: Ledger | None = None,
+    resume: list[OpenBatch] | None = None,
 ) -> dict[str, CallResult]:
-    """(key, messages) pairs → key → CallResult. Requests are streamed to disk, not held in memory."""
+    """(key, messages) pairs → key → CallResult. Requests are streamed to disk, not held in memory.
+    Keys carried by a batch of `resume` (oldest first; a key in two is the newest one's) are not
+    submitted again: round 0 polls those batches beside its new ones."""
     os.makedirs(workdir, exist_ok=True)
     all_requests = os.path.join(workdir, "requests.jsonl")
     pending: list[str] = []
@@ -109,10 +149,13 @@ def run_batches(
     attempts: dict[str, int] = {}
     if not pending:
         return results
+    ledger = ledger or _NoLedger()
+    carried = _carried(resume or [], seen)
     client = make_sync_client(spec)
     try:
         for round_no in range(settings.max_rounds + 1):
-            retry = _run_round(client, spec, all_requests, pending, schema, workdir, settings, round_no, log, label, results, attempts)
+            rnd = _Round(client, spec, schema, workdir, settings, round_no, log, label, ledger)
+            retry = rnd.run(all_requests, pending, results, attempts, carried if round_no == 0 else {})
             for key in pending:
                 results[key].attempts = attempts[key]
                 if key not in retry and on_result:
@@ -129,39 +172,130 @@ def run_batches(
     return results
 
 
-def _run_round(client, spec, all_requests, keys, schema, workdir, settings, round_no, log, label, results, attempts) -> list[str]:
-    """One round: submit `keys` as batches, wait for them, store every key's result; → the keys worth
-    another round, in their order."""
-    wanted = set(keys)
-    files = _write_round_files(all_requests, wanted, workdir, settings.max_requests, round_no)
-    batch_ids = [_submit_batch(client, spec, path, settings.completion_window) for path in files]
-    log(f"  [{label}] round {round_no}: {len(wanted)} request(s) in {len(batch_ids)} batch(es): {', '.join(batch_ids)}")
-    for key in keys:
-        attempts[key] = attempts.get(key, 0) + 1
-    done = _wait_for_batches(client, batch_ids, settings.poll_s, len(wanted), round_no, log, label)
-    retry, seen = _collect_results(client, done, wanted, schema, spec, results, log, label)
-    retry |= _mark_missing(wanted - seen, done, results)
-    return [k for k in keys if k in retry]
+def _carried(resume: list[OpenBatch], needed: set[str]) -> dict[str, tuple[OpenBatch, set[str]]]:
+    """batch id → (the open batch, the needed keys it answers). A key carried by several batches (a
+    retry round's batch and the one it retried) belongs to the newest; a batch left with none is
+    not polled."""
+    owner: dict[str, OpenBatch] = {}
+    for batch in resume:
+        for key in batch.keys:
+            if key in needed:
+                owner[key] = batch
+    out: dict[str, tuple[OpenBatch, set[str]]] = {}
+    for key, batch in owner.items():
+        out.setdefault(batch.batch_id, (batch, set()))[1].add(key)
+    return out
 
 
-def _write_round_files(all_requests: str, wanted: set[str], workdir: str, max_requests: int, round_no: int) -> list[str]:
+@dataclass
+class _Round:
+    client: Any
+    spec: EndpointSpec
+    schema: dict[str, Any]
+    workdir: str
+    settings: BatchSettings
+    round_no: int
+    log: Callable[[str], None]
+    label: str
+    ledger: Ledger
+
+    def run(self, all_requests: str, keys: list[str], results: dict[str, CallResult], attempts: dict[str, int], carried) -> list[str]:
+        """Poll the `carried` open batches and submit the rest of `keys` as new batches, wait for all
+        of them, store every key's result; → the keys worth another round, in their order."""
+        batches: dict[str, set[str]] = {}  # batch id → the keys this round takes from it
+        for batch_id, (batch, wanted_here) in carried.items():
+            self.log(f"  [{self.label}] resuming batch {batch_id} submitted by run {batch.run_id} ({batch.n_requests} requests)")
+            batches[batch_id] = wanted_here
+        resumed = {k for ks in batches.values() for k in ks}
+        for path, file_keys in _write_round_files(all_requests, set(keys) - resumed, self.workdir, self.settings.max_requests, self.round_no):
+            batch_id = _submit_batch(self.client, self.spec, path, self.settings.completion_window)
+            self.ledger.submitted(batch_id, file_keys, self.round_no)  # durable before any waiting
+            batches[batch_id] = set(file_keys)
+        n_new = len(batches) - len(carried)
+        self.log(
+            f"  [{self.label}] round {self.round_no}: {len(keys)} request(s) in {len(batches)} batch(es)"
+            + (f" ({len(carried)} resumed, {n_new} new)" if carried else "")
+            + f": {', '.join(batches)}"
+        )
+        for key in keys:
+            attempts[key] = attempts.get(key, 0) + 1
+        done = self._wait(list(batches), len(keys))
+        self.ledger.ended({batch_id: batch.status for batch_id, batch in done.items()})
+        retry: set[str] = set()
+        for batch_id, batch in done.items():
+            retry |= self._collect(batch, batches[batch_id], results)
+        return [k for k in keys if k in retry]
+
+    def _wait(self, batch_ids: list[str], n_requests: int) -> dict[str, Any]:
+        """Poll until every batch has ended (in any terminal status), logging progress each pass;
+        → batch id → its final batch object. A batch the endpoint no longer knows (404) ends as
+        'missing': its keys go into a new batch."""
+        done: dict[str, Any] = {}
+        while len(done) < len(batch_ids):
+            for batch_id in batch_ids:
+                if batch_id in done:
+                    continue
+                try:
+                    batch = self.client.batches.retrieve(batch_id)
+                except openai.NotFoundError:
+                    batch = SimpleNamespace(id=batch_id, status="missing", output_file_id=None, error_file_id=None, request_counts=None)
+                if batch.status in TERMINAL or batch.status == "missing":
+                    done[batch_id] = batch
+            counts = [getattr(b, "request_counts", None) for b in done.values()]
+            finished = sum((c.completed + c.failed) for c in counts if c)
+            self.log(f"  [{self.label}] round {self.round_no}: {len(done)}/{len(batch_ids)} batch(es) finished, {finished}/{n_requests} request(s)")
+            if len(done) < len(batch_ids):
+                time.sleep(self.settings.poll_s)
+        return done
+
+    def _collect(self, batch: Any, wanted: set[str], results: dict[str, CallResult]) -> set[str]:
+        """Read an ended batch's output and error files into `results` for the keys this round takes
+        from it (other lines are ignored); a wanted key with no line gets a retryable reason named
+        after the batch's status. → the keys to retry."""
+        retry: set[str] = set()
+        seen: set[str] = set()
+        for file_id in (getattr(batch, "output_file_id", None), getattr(batch, "error_file_id", None)):
+            if not file_id:
+                continue
+            text = self.client.files.content(file_id).text
+            for raw in text.splitlines():
+                if not raw.strip():
+                    continue
+                record = json.loads(raw)
+                key = record.get("custom_id")
+                if key not in wanted:
+                    continue
+                seen.add(key)
+                res, kind = _line_result(record, self.schema, self.spec)
+                results[key] = res
+                if kind in BATCH_RETRYABLE:
+                    retry.add(key)
+        if batch.status != "completed":
+            self.log(f"  [{self.label}] batch {batch.id} ended '{batch.status}'")
+        kind = f"batch_{batch.status}" if batch.status != "completed" else "batch_missing"
+        for key in wanted - seen:
+            results[key] = CallResult(reason=f"llm_error:{kind}", detail=f"no result line for this request (batch status {batch.status})")
+            retry.add(key)
+        return retry
+
+
+def _write_round_files(all_requests: str, wanted: set[str], workdir: str, max_requests: int, round_no: int) -> list[tuple[str, list[str]]]:
     """Copy this round's request lines into batch input files of at most `max_requests` lines each
-    (streamed, so a large run is never held in memory); → their paths."""
-    files: list[str] = []
+    (streamed, so a large run is never held in memory); → (path, its keys) per file."""
+    files: list[tuple[str, list[str]]] = []
     fh = None
-    count = 0
     with open(all_requests, encoding="utf-8") as src:
         for line in src:
-            if json.loads(line)["custom_id"] not in wanted:
+            key = json.loads(line)["custom_id"]
+            if key not in wanted:
                 continue
-            if fh is None or count >= max_requests:
+            if fh is None or len(files[-1][1]) >= max_requests:
                 if fh:
                     fh.close()
-                files.append(os.path.join(workdir, f"round{round_no}-part{len(files)}.jsonl"))
-                fh = open(files[-1], "w", encoding="utf-8")
-                count = 0
+                files.append((os.path.join(workdir, f"round{round_no}-part{len(files)}.jsonl"), []))
+                fh = open(files[-1][0], "w", encoding="utf-8")
             fh.write(line)
-            count += 1
+            files[-1][1].append(key)
     if fh:
         fh.close()
     return files
@@ -177,58 +311,3 @@ def _submit_batch(client, spec: EndpointSpec, path: str, completion_window: str)
     except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
         raise FatalLLMError(f"the batch endpoint refused the request (HTTP {exc.status_code}): {scrub(exc.message, spec.api_key)}") from None
     return batch.id
-
-
-def _wait_for_batches(client, batch_ids: list[str], poll_s: float, n_requests: int, round_no: int, log, label: str) -> dict[str, Any]:
-    """Poll until every batch has ended (in any terminal status), logging progress each pass;
-    → batch id → its final batch object, in the order they ended."""
-    done: dict[str, Any] = {}
-    while len(done) < len(batch_ids):
-        for batch_id in batch_ids:
-            if batch_id not in done:
-                batch = client.batches.retrieve(batch_id)
-                if batch.status in TERMINAL:
-                    done[batch_id] = batch
-        counts = [getattr(b, "request_counts", None) for b in done.values()]
-        finished = sum((c.completed + c.failed) for c in counts if c)
-        log(f"  [{label}] round {round_no}: {len(done)}/{len(batch_ids)} batch(es) finished, {finished}/{n_requests} request(s)")
-        if len(done) < len(batch_ids):
-            time.sleep(poll_s)
-    return done
-
-
-def _collect_results(client, done: dict[str, Any], wanted: set[str], schema, spec: EndpointSpec, results, log, label: str) -> tuple[set[str], set[str]]:
-    """Read the output and error files of the ended batches into `results`; → (keys to retry, keys
-    that had a line). Lines for keys not asked in this round are ignored."""
-    retry: set[str] = set()
-    seen: set[str] = set()
-    for batch in done.values():
-        for file_id in (getattr(batch, "output_file_id", None), getattr(batch, "error_file_id", None)):
-            if not file_id:
-                continue
-            text = client.files.content(file_id).text
-            for raw in text.splitlines():
-                if not raw.strip():
-                    continue
-                record = json.loads(raw)
-                key = record.get("custom_id")
-                if key not in wanted:
-                    continue
-                seen.add(key)
-                res, kind = _line_result(record, schema, spec)
-                results[key] = res
-                if kind in BATCH_RETRYABLE:
-                    retry.add(key)
-        if batch.status != "completed":
-            log(f"  [{label}] batch {batch.id} ended '{batch.status}'")
-    return retry, seen
-
-
-def _mark_missing(missing: set[str], done: dict[str, Any], results) -> set[str]:
-    """Keys with no result line at all (the batch failed, expired or lost them) get a retryable
-    reason named after the first batch that did not complete; → those keys."""
-    for key in missing:
-        status = next((b.status for b in done.values() if b.status != "completed"), None)
-        kind = f"batch_{status}" if status else "batch_missing"
-        results[key] = CallResult(reason=f"llm_error:{kind}", detail=f"no result line for this request (batch status {status or 'completed'})")
-    return missing

@@ -216,7 +216,9 @@ BATCH_FIELDS = [
 def _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schema, build_messages) -> DataFrame:
     """Batch mode: the driver streams the cache misses (toLocalIterator), runs them through the
     Batch API (its request files live in a driver-local temp folder) and joins one result row per
-    key back; the results go to Spark as a DataFrame, never as a file executors would have to see."""
+    key back; the results go to Spark as a DataFrame, never as a file executors would have to see.
+    With a warehouse, every batch is recorded in its `_llm_batches` table before the driver waits,
+    and batches a killed run left open for keys still missing are resumed, not paid again."""
     import tempfile
 
     from ..llm.batch import BatchSettings, run_batches
@@ -224,6 +226,8 @@ def _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schem
     llm = ctx.cfg.llm
     workdir = tempfile.mkdtemp(prefix=f"webscale-rl-batch-{stage}-")
     misses = rows_df.filter(F.col(CACHED_COL).isNull())
+    ledger = _batch_ledger(ctx, stage, spec, mid, schema_name)
+    resume = ledger.open_batches(misses, KEY_COL) if ledger else []
     items = ((r[KEY_COL], build_messages(r.asDict())) for r in misses.toLocalIterator())
     results: list[tuple] = []
 
@@ -232,9 +236,26 @@ def _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schem
         results.append((key, reply, res.reason, res.detail, res.attempts, res.prompt_tokens, res.completion_tokens))
 
     settings = BatchSettings(llm.batch_poll_s, llm.batch_max_requests, llm.batch_max_rounds, llm.batch_completion_window)
-    run_batches(spec, items, schema_name, reply_schema, workdir, settings, ctx.log, on_result=record, label=stage)
+    run_batches(spec, items, schema_name, reply_schema, workdir, settings, ctx.log, on_result=record, label=stage, ledger=ledger, resume=resume)
     joined = rows_df.sparkSession.createDataFrame(results, T.StructType(BATCH_FIELDS))
     return rows_df.join(joined, KEY_COL, "left")
+
+
+def _batch_ledger(ctx: StageContext, stage: str, spec: EndpointSpec, mid: str, schema_name: str):
+    """The warehouse's record of this stage's batches (llm/batch_ledger.py), or None without a warehouse."""
+    if ctx.warehouse is None:
+        return None
+    from ..llm.batch_ledger import BatchLedger, endpoint_id
+    from ..prompts import load_prompt
+
+    try:
+        prompt_version: str | None = load_prompt(stage).version
+    except (FileNotFoundError, ValueError):
+        prompt_version = None
+    base = spec.azure_endpoint if spec.flavour == "azure" else spec.base_url
+    return BatchLedger(
+        ctx.warehouse, stage=stage, model=mid, endpoint=endpoint_id(base), run_id=ctx.run_id, schema_name=schema_name, prompt_version=prompt_version
+    )
 
 
 def _from_batch(row: dict[str, Any]) -> CallResult:
