@@ -1,7 +1,6 @@
 """Crash safety: the CLI run is SIGKILLed (its whole process group: driver, JVM, Python workers)
 at several points — while ingesting, between the two commits of dedup's landing, with profile's
-batch staged but not landed, in the middle of the LLM generate stage, right after check landed —
-each time resumed by the next run, which is killed at a later point. The final run completes, and
+batch staged but not landed, in the middle of the LLM generate stage — each time resumed by the next run, which is killed at a later point. The final run completes, and
 the warehouse equals one clean uninterrupted run: same rows, no duplicate key, nothing missing.
 
 The input and the warehouse are in object storage (a local moto S3 server), where a kill between
@@ -53,7 +52,6 @@ KILLS = [
     (None, 0.0, "kept:dedup"),  # dedup's kept rows committed, its rejection (the copy) not
     (None, 0.0, "staged:profile"),  # profile's LLM results committed to staging, nothing landed
     (r"\[generate\] \d+ LLM call", 1.5, None),  # in the middle of the generate stage's LLM calls
-    (r"^\[check\] done", 0.0, None),  # right after check landed
 ]
 
 
