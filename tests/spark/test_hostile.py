@@ -30,11 +30,14 @@ def _ctx(overrides: list[str] | None = None) -> StageContext:
 
 
 def _outcomes(result) -> dict[str, tuple[str | None, str | None]]:
-    """doc key → (reason, detail); JSONL rows by id, file rows by file name (+ url for WARC)."""
+    """doc key → (reason, detail); JSONL rows by id, file rows by file name (+ url for WARC, + "|skipped"
+    for a WARC record that is not a document)."""
     out = {}
     for r in result.marked.select("doc_id", "url", "source", REASON, DETAIL).collect():
         name = Path(r["source"]).name
         key = r["doc_id"] if name.endswith(".jsonl") else f"{name}{'|' + r['url'] if r['url'] else ''}"
+        if r[REASON] == "warc_skipped":  # (a metadata record shares its page's url)
+            key += "|skipped"
         if key in out:  # duplicate ids: keep both outcomes
             key = key + "#2"
         out[key] = (r[REASON], r[DETAIL])
@@ -89,8 +92,17 @@ def test_hostile_corpus_outcomes_at_ingest(spark, tmp_path):
     assert re.fullmatch(r"record at byte offset \d+ ends \d+ byte\(s\) early \(http://example.org/cut\)", outcomes[cut[0]][1])
     gz = [v for k, v in outcomes.items() if k.startswith("truncated.warc.gz")]
     # (its café page is the same text as in truncated.warc, and no doc_id is given: one content hash)
-    assert sorted(r for r, _ in gz) == ["duplicate_id", "warc_truncated"]
-    assert not [k for k in outcomes if "missing" in k or "logo.png" in k]
+    assert sorted(r for r, _ in gz if r != "warc_skipped") == ["duplicate_id", "warc_truncated"]
+    # the 404, the image, the request, the metadata and the warcinfo record: rejections naming them
+    for name in ("truncated.warc", "truncated.warc.gz"):
+        skipped = sorted(v[1].split(" is not a document: ")[1] for k, v in outcomes.items() if k.split("|")[0] == name and v[0] == "warc_skipped")
+        assert skipped == [
+            "metadata record (http://example.org/cafe)",
+            "request record (http://example.org/a)",
+            "response 200 image/png (http://example.org/logo.png)",
+            "response 404 text/html (http://example.org/missing)",
+            "warcinfo record",
+        ], name
 
     texts = {r["doc_id"]: r["text"] for r in result.kept.select("doc_id", "text").collect()}
     kept_by_source = {Path(r["source"]).name + (r["url"] or ""): r["text"] for r in result.kept.select("source", "url", "text").collect()}

@@ -145,20 +145,30 @@ def write_warc(path: Path, truncate_last: bool = False) -> None:
 def test_warc_html_responses_only(spark, tmp_path):
     path = tmp_path / "crawl.warc.gz"
     write_warc(path)
-    rows = read_documents(spark, [str(path)]).orderBy("url").collect()
-    assert [(r.id, r.url, r.source, r.source_format) for r in rows] == [
+    rows = read_documents(spark, [str(path)]).orderBy("url", "id").collect()
+    docs = [r for r in rows if r[READ_ERROR] is None]
+    assert [(r.id, r.url, r.source, r.source_format) for r in docs] == [
         (None, "https://example.org/a", str(path), "warc"),
         (None, "https://example.org/b", str(path), "warc"),
     ]
-    assert "Fresnel lens" in rows[0].text
-    assert "Second page \ufffd with a bad byte." in rows[1].text
+    assert "Fresnel lens" in docs[0].text
+    assert "Second page \ufffd with a bad byte." in docs[1].text
+    # every other record is a rejection row naming its kind and byte offset
+    skipped = [(r.url, r[READ_ERROR].split(" is not a document: ")[1]) for r in rows if r[READ_ERROR] is not None]
+    assert skipped == [
+        (None, "warcinfo record"),
+        ("https://example.org/a", "request record (https://example.org/a)"),
+        ("https://example.org/logo.png", "response 200 image/png (https://example.org/logo.png)"),
+        ("https://example.org/old", "response 301 text/html (https://example.org/old)"),
+    ]
+    assert all(r.id == f"{path}@{r[READ_ERROR].split('byte offset ')[1].split(' ')[0]}" for r in rows if r[READ_ERROR])
 
 
 @pytest.mark.parametrize("name", ["cut.warc", "cut.warc.gz"])
 def test_truncated_warc_keeps_records_before_the_damage(tmp_path, name):
     path = tmp_path / name
     write_warc(path, truncate_last=True)
-    urls = [r["url"] for r in parse_file_bytes(str(path), path.read_bytes())]
+    urls = [r["url"] for r in parse_file_bytes(str(path), path.read_bytes()) if r[READ_ERROR] is None]
     assert urls[0] == "https://example.org/a"  # the damaged last record may or may not be recovered
 
 

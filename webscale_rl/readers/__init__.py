@@ -1,9 +1,9 @@
-"""Read input documents (JSONL, Parquet, Delta, WARC, HTML, plain text, e-mail) into one DataFrame.
+"""Read input documents (JSONL, Parquet, Delta, WARC, WET, HTML, plain text, e-mail) into one DataFrame.
 
 Every format ends up in the same five string columns, `DOCUMENT_COLUMNS` (plus `READ_ERROR` for an
 input found but not readable as a document). A bad record inside a file (a JSONL line that is not
-a JSON object with a string `text`, or one too large to parse; a truncated WARC record) is such a
-row, which ingest rejects naming the file and the line or byte offset, so one record never stops a
+a JSON object with a string `text`, or one too large to parse; a truncated WARC record; a WARC
+record that is not a document, e.g. a request) is such a row, which ingest rejects naming the file and the line or byte offset, so one record never stops a
 run; with `on_bad_record="fail"` a bad JSONL line raises `InputError` instead. A file that is
 unusable as a whole (missing, empty, corrupt gzip, a Parquet file without a string `text`) is
 found before any work starts and raised as `InputError`, whose message names the file.
@@ -18,8 +18,9 @@ One module per concern:
 - `discovery`  finding the files and Delta tables under the given paths
 - `precheck`   cheap header checks of local files before any Spark work
 - `jsonl`, `jsonl_lines` (the Python twin that numbers bad lines), `parquet` (Parquet files and
-  Delta tables), `files` (HTML/TXT/WARC/e-mail bytes
-  parsed on the executors), `warc`, `html_text`, `email_text`
+  Delta tables), `files` (HTML/TXT/e-mail bytes parsed on the executors), `records` (WARC/WET
+  files streamed by a Python data source, one task per file), `warc` (their records → rows),
+  `html_text`, `email_text`
 - `charset`    text of untrusted bytes (BOM, declared charset, UTF-8)
 - `paths`, `columns`  file names, formats and paths; the output columns and `InputError`
 """
@@ -36,7 +37,8 @@ from .html_text import html_to_text, strip_tags
 from .jsonl import OnBadRecord
 from .jsonl_lines import jsonl_line_problem
 from .paths import FORMAT_BY_SUFFIX, SUPPORTED_SUFFIXES, format_of, is_local_path
-from .warc import iter_warc_html
+from .records import read_record_files
+from .warc import MAX_RECORD_BYTES, record_rows
 
 __all__ = [
     "DOCUMENT_COLUMNS",
@@ -47,6 +49,7 @@ __all__ = [
     "READ_ERROR",
     "SUPPORTED_SUFFIXES",
     "InputError",
+    "MAX_RECORD_BYTES",
     "OnBadRecord",
     "charset_of",
     "decode_bytes",
@@ -54,10 +57,11 @@ __all__ = [
     "format_of",
     "html_to_text",
     "is_local_path",
-    "iter_warc_html",
     "jsonl_line_problem",
     "list_with_spark",
     "parse_file_bytes",
     "read_documents",
+    "read_record_files",
+    "record_rows",
     "strip_tags",
 ]

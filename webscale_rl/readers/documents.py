@@ -10,8 +10,9 @@ from .discovery import discover
 from .files import empty_file_documents, is_empty_local_file, read_binary_documents
 from .jsonl import OnBadRecord, read_jsonl
 from .parquet import read_delta_table, read_parquet_files
-from .paths import BINARY_FORMATS, SINGLE_DOCUMENT_FORMATS
+from .paths import BINARY_FORMATS, RECORD_FORMATS, SINGLE_DOCUMENT_FORMATS
 from .precheck import precheck_local_files
+from .records import read_record_files, streamable
 
 
 def read_documents(spark: SparkSession, paths: list[str], limit: int | None = None, on_bad_record: OnBadRecord = "reject") -> DataFrame:
@@ -45,7 +46,12 @@ def _frames_per_format(spark: SparkSession, files_by_format: dict[str, list[str]
     empty = [f for fmt in SINGLE_DOCUMENT_FORMATS for f in files_by_format[fmt] if is_empty_local_file(f)]
     if empty:
         frames.append(empty_file_documents(spark, empty))
-    binary_files = [f for fmt in BINARY_FORMATS for f in files_by_format[fmt] if f not in empty]
+    record_files = [f for fmt in RECORD_FORMATS for f in files_by_format[fmt]]
+    streamed = [f for f in record_files if streamable(f)]
+    if streamed:
+        frames.append(read_record_files(spark, streamed, on_bad_record))
+    # (a WARC on a store the executors cannot open themselves is read whole, as one binaryFile row)
+    binary_files = [f for fmt in BINARY_FORMATS for f in files_by_format[fmt] if f not in empty] + [f for f in record_files if f not in streamed]
     if binary_files:
         frames.append(read_binary_documents(spark, binary_files, on_bad_record))
     return frames

@@ -1,5 +1,7 @@
-"""HTML, TXT, WARC and e-mail files: read with Spark's `binaryFile` source and parsed from bytes on
-the executors (`mapInPandas`), so documents never pass through the driver."""
+"""HTML, TXT and e-mail files (and WARC/WET files on a store `records.py` cannot stream from): read
+with Spark's `binaryFile` source and parsed from bytes on the executors (`mapInPandas`), so
+documents never pass through the driver. A whole file is one row here: for big WARC files see
+`records.py`."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from .columns import BOM, READER_COLUMNS, READER_SCHEMA, document, first_line
 from .email_text import email_to_text
 from .html_text import html_to_text, quiet_trafilatura
 from .jsonl import OnBadRecord
-from .paths import escape_glob, format_of, is_local_path, local_path
+from .paths import RECORD_FORMATS, escape_glob, format_of, is_local_path, local_path
 from .warc import warc_documents
 
 # Rows per pandas batch yielded by the executor-side parsers: bounds memory for big WARC files.
@@ -69,13 +71,13 @@ def file_documents(path: str, content: bytes, on_bad_record: OnBadRecord) -> Ite
 
 
 def parse_file_bytes(path: str, content: bytes) -> Iterator[dict]:
-    """Documents in one HTML/TXT/WARC/e-mail file (plain Python, so it is testable without Spark)."""
+    """Documents in one HTML/TXT/WARC/WET/e-mail file (plain Python, so it is testable without Spark)."""
     fmt = format_of(path)
     if fmt == "txt":
         yield document(None, None, decode_bytes(content).lstrip(BOM), path, "txt")
     elif fmt == "html":
         yield document(None, None, html_to_text(decode_bytes(content, html=True)), path, "html")
-    elif fmt == "warc":
-        yield from warc_documents(path, content)
+    elif fmt in RECORD_FORMATS:
+        yield from warc_documents(path, content, fmt)
     elif fmt == "eml":
         yield document(None, None, email_to_text(content), path, "eml")

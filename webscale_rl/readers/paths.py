@@ -14,11 +14,15 @@ FORMAT_BY_SUFFIX: dict[str, str] = {
     ".jsonl.gz": "jsonl",
     ".json.gz": "jsonl",
     ".ndjson.gz": "jsonl",
+    ".warc.wet.gz": "wet",
+    ".wet.gz": "wet",
     ".warc.gz": "warc",
     ".jsonl": "jsonl",
     ".json": "jsonl",
     ".ndjson": "jsonl",
     ".parquet": "parquet",
+    ".warc.wet": "wet",
+    ".wet": "wet",
     ".warc": "warc",
     ".html": "html",
     ".htm": "html",
@@ -28,7 +32,9 @@ FORMAT_BY_SUFFIX: dict[str, str] = {
     ".eml": "eml",
 }
 SUPPORTED_SUFFIXES = ", ".join(FORMAT_BY_SUFFIX)
-BINARY_FORMATS = ("warc", "html", "txt", "eml")
+BINARY_FORMATS = ("html", "txt", "eml")
+# Files of WARC records (web crawls; WET: Common Crawl's extracted text), streamed record by record.
+RECORD_FORMATS = ("warc", "wet")
 # One file = one document: an empty file is an empty document (`empty_text`), not a broken input.
 SINGLE_DOCUMENT_FORMATS = ("html", "txt", "eml")  # parsed from bytes on the executors
 # Spark ignores files whose name starts with these, even when a file is named explicitly.

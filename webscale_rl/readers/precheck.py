@@ -6,7 +6,7 @@ from __future__ import annotations
 from warcio.archiveiterator import ArchiveIterator
 
 from .columns import InputError, first_line
-from .paths import SINGLE_DOCUMENT_FORMATS, is_local_path
+from .paths import RECORD_FORMATS, SINGLE_DOCUMENT_FORMATS, is_local_path
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
@@ -33,7 +33,7 @@ def precheck_local_file(path: str, fmt: str) -> None:
         raise InputError(path, "file name ends in .gz but the file is not gzip-compressed")
     if fmt == "parquet" and head != PARQUET_MAGIC:
         raise InputError(path, "not a Parquet file (no PAR1 header)")
-    if fmt == "warc":
+    if fmt in RECORD_FORMATS:
         _check_warc_start(path)
 
 

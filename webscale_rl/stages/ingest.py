@@ -1,7 +1,9 @@
 """ingest: raw reader rows → the `documents` table.
 
 Gives every document a `doc_id` (the input's id, else a stable hash of its content) and rejects
-what no later stage can use: records a reader could not decode (`warc_truncated`; a JSONL line
+what no later stage can use: records a reader could not decode (`warc_truncated`; a WARC/WET
+record that is not a document, `warc_skipped`, or whose body is over the reader's cap, `too_large`,
+their doc_id `<file>@<byte offset>`; a JSONL line
 that is not a JSON object with a string "text" is `bad_record`, one too large to parse `too_large`,
 their detail naming file and line and their doc_id `<file>:<line>`, so a rerun skips them), empty texts,
 documents over `limits.max_doc_chars` (`too_large`, unless `limits.on_too_large: truncate`),
@@ -159,5 +161,5 @@ STAGE = Stage(
     WRITES,
     "documents",
     ingest_documents,
-    rejection_reasons=("empty_text", "binary_text", "duplicate_id", "too_large", "warc_truncated"),
+    rejection_reasons=("empty_text", "binary_text", "duplicate_id", "too_large", "warc_truncated", "warc_skipped", "bad_record"),
 )
