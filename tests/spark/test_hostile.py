@@ -296,7 +296,7 @@ def test_filter_rule_rejects_exactly_what_the_injection_patterns_find(spark):
         passage = find_injection(r["text"])
         if passage:
             flagged += 1
-            assert (r[REASON], r[DETAIL]) == ("prompt_injection", f"text addressed to an LLM: {passage[:120]}"), r["doc_id"]
+            assert (r[REASON], r[DETAIL]) == ("prompt_injection", f"preset=default; text addressed to an LLM: {passage[:120]}"), r["doc_id"]
         else:
             assert r[REASON] != "prompt_injection", (r["doc_id"], r[DETAIL])
     # Both sides are exercised: every overt kind is flagged, subtle and ordinary texts are not.
