@@ -51,6 +51,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_spark_conf_argument(export)
     add_remote_argument(export)
 
+    decontam = sub.add_parser(
+        "decontaminate",
+        help="check the pairs already in `qa` against eval sets they have not been checked against",
+        description="Only the decontaminate stage's catch-up: every pair in `qa` not yet checked against a given eval set "
+        "(by name and content hash: a changed file is a new set) is checked; contaminated pairs move to `rejections` "
+        "(contaminated:<set>), clean ones record the set in their decontam_checked column. A second call changes nothing.",
+    )
+    decontam.add_argument("--warehouse", required=True, help="warehouse of a previous run")
+    decontam.add_argument(
+        "--eval-set",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="evaluation set (JSONL/Parquet/CSV with a question column; name=PATH to name it; repeatable)",
+    )
+    decontam.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
+    decontam.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. decontam.ngram=8")
+    add_spark_conf_argument(decontam)
+    add_remote_argument(decontam)
+
     unlock = sub.add_parser(
         "unlock",
         help="clear the hold of a run that was killed elsewhere (one run per warehouse)",
@@ -170,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "decontaminate":
+            return cmd_decontaminate(args)
         if args.command == "unlock":
             return cmd_unlock(args)
         if args.command == "setup":
@@ -274,6 +296,18 @@ def print_report(summary, n_examples: int = 3) -> None:
     if report is not None and getattr(report, "run_id", None):
         print(f"  MLflow run   : {report.run_id} in {report.tracking_uri}")
         print(f"                 {report.ui_hint}")
+
+
+def cmd_decontaminate(args) -> int:
+    cfg = load_config(args.config, args.overrides)
+    cfg.decontam.eval_sets = [*cfg.decontam.eval_sets, *args.eval_set]
+    from .pipeline import decontaminate_warehouse
+    from .spark import apply_spark_conf
+
+    apply_spark_conf(cfg, args.spark_conf)
+    use_remote(args)
+    decontaminate_warehouse(args.warehouse, cfg)  # prints what it checked and moved
+    return 0
 
 
 def cmd_unlock(args) -> int:

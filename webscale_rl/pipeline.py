@@ -105,7 +105,8 @@ def run_pipeline(
         raise PipelineError("the ingest stage needs --input (later stages read the warehouse)")
     run_id = new_run_id()
     log(f"webscale-rl run {run_id}: stages {stages[0].name}..{stages[-1].name}, {len(inputs)} input path(s) → warehouse {normalize_root(str(warehouse))}")
-    spark = spark or get_spark(cfg, storage_uris=[*inputs, str(warehouse)])  # s3a:// needs its connector jars
+    eval_paths = decontaminate.eval_set_paths(cfg.decontam.eval_sets)
+    spark = spark or get_spark(cfg, storage_uris=[*inputs, str(warehouse), *eval_paths])  # s3a:// needs its connector jars
     check_llm_reachable(cfg, spark, stages)
     cfg = with_call_limits(cfg, LLM_STAGES)  # llm.max_doc_chars fitted to the model's context (limits.*)
     wh = Warehouse.open(spark, warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)
@@ -176,6 +177,8 @@ def run_stages(
         )
         for stage in stages:
             run_observed_stage(wh, stage, raw, ctx, summary, observers)
+        if decontaminate.STAGE in stages and cfg.decontam.eval_sets:  # pairs of earlier runs, against sets they have not seen
+            decontaminate.catch_up(wh, list(cfg.decontam.eval_sets), cfg.decontam, summary.run_id, log)
         vanished = unaccounted_documents(wh, PIPELINE[0], summary.final_table)
         if vanished:
             raise PipelineError(f"{len(vanished)} document(s) are neither in '{summary.final_table}' nor in rejections, e.g. {vanished[:5]}")
@@ -197,6 +200,23 @@ def run_observed_stage(wh: Warehouse, stage: Stage, raw: DataFrame | None, ctx: 
                 f"stage '{stage.name}': batch failed critical expectation(s) and was quarantined in "
                 f"{wh.where('quarantine')} (not merged into '{stage.table}'): " + "; ".join(stage_summary.gate.failed_expectations)
             )
+
+
+def decontaminate_warehouse(
+    warehouse: str | Path, cfg: Config, *, spark: SparkSession | None = None, log: Callable[[str], None] = print
+) -> decontaminate.CatchUp:
+    """`webscale-rl decontaminate`: only the catch-up of the decontaminate stage, holding the
+    warehouse: every pair in `qa` checked against each configured eval set it has not seen."""
+    if not cfg.decontam.eval_sets:
+        raise ConfigError("decontaminate needs at least one --eval-set (or decontam.eval_sets)")
+    run_id = new_run_id()
+    log(f"webscale-rl decontaminate {run_id}: {len(cfg.decontam.eval_sets)} eval set(s) → warehouse {normalize_root(str(warehouse))}")
+    spark = spark or get_spark(cfg, storage_uris=[str(warehouse), *decontaminate.eval_set_paths(cfg.decontam.eval_sets)])
+    wh = Warehouse.open(spark, warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)
+    if not wh.exists(decontaminate.STAGE.table):
+        raise PipelineError(f"no '{decontaminate.STAGE.table}' table in {wh.where(decontaminate.STAGE.table)}: run the pipeline first")
+    with holding(wh, run_id, log):
+        return decontaminate.catch_up(wh, list(cfg.decontam.eval_sets), cfg.decontam, run_id, log)
 
 
 def read_upstream(wh: Warehouse, stage: Stage) -> DataFrame:

@@ -181,6 +181,41 @@ class Warehouse:
         with _temp_view(keys.select(*key).distinct()) as view:
             self.spark.sql(f"MERGE INTO {self._sql_ref(name)} AS t USING {view} AS k ON {match} AND ({condition}) WHEN MATCHED THEN DELETE")
 
+    def insert_missing(self, rows: DataFrame, name: str, key: tuple[str, ...]) -> None:
+        """Insert the rows whose `key` columns table `name` lacks (one MERGE: a replay adds nothing);
+        the first call creates the table."""
+        if not self.exists(name):
+            qualified = self.table_name(name)
+            self._append(rows, qualified or self.path(name), f"webscale-rl/insert/{name}", 1, metastore=bool(qualified))
+            return
+        self._insert_missing(self._sql_ref(name), rows, key)
+
+    def add_columns(self, name: str, columns: dict[str, str]) -> None:
+        """Add the columns (name → SQL type) table `name` lacks; old rows read them as null."""
+        present = set(self.read(name).columns)
+        missing = ", ".join(f"`{c}` {t}" for c, t in columns.items() if c not in present)
+        if missing:
+            self.spark.sql(f"ALTER TABLE {self._sql_ref(name)} ADD COLUMNS ({missing})")
+
+    def delete_or_update(self, source: DataFrame, name: str, key: tuple[str, ...], delete_when: str, updates: dict[str, str]) -> None:
+        """One MERGE (a single atomic commit): each row of table `name` matching a `source` row on
+        `key` is deleted when the SQL `delete_when` holds, else its columns are set to the SQL
+        expressions of `updates`. Both may refer to the target as `t` and the source as `s`."""
+        match = " AND ".join(f"t.`{c}` = s.`{c}`" for c in key)
+        assignments = ", ".join(f"t.`{c}` = {expr}" for c, expr in updates.items())
+        with _temp_view(source) as view:
+            self.spark.sql(
+                f"MERGE INTO {self._sql_ref(name)} AS t USING {view} AS s ON {match} "
+                f"WHEN MATCHED AND ({delete_when}) THEN DELETE WHEN MATCHED THEN UPDATE SET {assignments}"
+            )
+
+    def _insert_missing(self, ref: str, rows: DataFrame, key: tuple[str, ...]) -> None:
+        match = " AND ".join(f"t.`{c}` = s.`{c}`" for c in key)
+        columns = ", ".join(f"`{c}`" for c in rows.columns)
+        values = ", ".join(f"s.`{c}`" for c in rows.columns)
+        with _temp_view(rows) as view:
+            self.spark.sql(f"MERGE INTO {ref} AS t USING {view} AS s ON {match} WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})")
+
     # --- staged batches: a stage's output is materialised once, then landed -----------------
     # One Delta table per stage; a run's batch is its `_batch` partition, appended a slice at a
     # time. A slice exists once its commit does: a slice killed mid-write left nothing.
@@ -223,8 +258,7 @@ class Warehouse:
         if not self.exists_at(path):
             self._append(rows, path, "webscale-rl/llm_cache/create", 1)
             return
-        with _temp_view(rows) as view:
-            self.spark.sql(f"MERGE INTO delta.`{path}` AS t USING {view} AS s ON t.`{key}` = s.`{key}` WHEN NOT MATCHED THEN INSERT *")
+        self._insert_missing(f"delta.`{path}`", rows, (key,))
 
     # --- Batch API batches of runs (llm/batch_ledger.py owns the rows; a folder table) --------
 

@@ -7,7 +7,8 @@ dumping every row of `qa` and `rejections` without `run_id` (the only column tha
 A change that alters a table on purpose re-records the file in the same commit and says why. Since
 recorded: generate's rows_in counts personas, not documents (its work items are personas, issue 19);
 check keeps one pair per fact of a document (issue 17): the fake generator gives every persona of a
-document the same answer, so all but one pair per document are rejected `duplicate_fact`."""
+document the same answer, so all but one pair per document are rejected `duplicate_fact`; every `qa`
+row records the eval set it was checked against in `decontam_checked` (issue 21)."""
 
 from __future__ import annotations
 

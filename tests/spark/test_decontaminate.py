@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import pandas as pd
 import pytest
 from pyspark.sql import Row
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from webscale_rl.cli import main
+from webscale_rl.config import load_config
+from webscale_rl.pipeline import PIPELINE, run_pipeline
 from webscale_rl.readers import InputError
 from webscale_rl.stages.base import DETAIL, REASON
 from webscale_rl.stages.decontaminate import (
+    CATCH_UP,
+    CHECKED,
     DecontamConfig,
+    catch_up,
     decontaminate,
     decontaminate_qa,
     eval_ngrams,
     load_eval_sets,
 )
+from webscale_rl.warehouse import REJECTIONS, Warehouse
+from webscale_rl.work import unaccounted_documents
 
 # 18 tokens; any 13 consecutive of them form a 13-gram of the eval question.
 EVAL_Q = "Which river flows through Vienna, Budapest and Belgrade before it reaches the Black Sea near the Romanian coast?"
@@ -247,3 +257,115 @@ def test_bad_eval_paths(spark, tmp_path):
         load_eval_sets(spark, [str(tmp_path / "a" / "test.jsonl"), str(tmp_path / "b" / "test.jsonl")], DecontamConfig())
     named = load_eval_sets(spark, [f"first={tmp_path / 'a' / 'test.jsonl'}", f"second={tmp_path / 'b' / 'test.jsonl'}"], DecontamConfig())
     assert sorted(r["eval_set"] for r in named.collect()) == ["first", "second"]
+
+
+# --------------------------------------------------------------------------------------------
+# Catching up: an eval set added after the pairs landed in `qa`
+
+PAIRS = [  # (qa_id, doc_id, question, answer)
+    ("p_danube", "d1", EVAL_Q, "The Danube"),
+    ("p_boil", "d2", OTHER_Q, "100"),
+    ("p_ships", "d3", "Which ships carry grain on European rivers?", "barges"),
+]
+
+
+def landed_checked_pairs(spark, root) -> Warehouse:
+    """A warehouse whose `documents` and `checked` tables hold PAIRS, as the stages before decontaminate land them."""
+    wh = Warehouse(spark, str(root))
+    docs = spark.createDataFrame([(d, DOC) for _, d, _, _ in PAIRS], "doc_id string, text string")
+    wh.append_once(docs.withColumn("run_id", F.lit("r0")), "documents", "test/documents")
+    checked = spark.createDataFrame(
+        [(i, d, DOC, q, a, "Travel & Lifestyle", "a student", "entity") for i, d, q, a in PAIRS],
+        QA_SCHEMA + ", domain string, persona string, answer_type string",
+    ).withColumn("run_id", F.lit("r0"))
+    wh.append_once(checked, "checked", "test/checked")
+    return wh
+
+
+def decontam_cfg(*eval_sets):
+    cfg = load_config(None, ["mlflow.enabled=false", "quality.enabled=false"])
+    cfg.decontam.eval_sets = [str(p) for p in eval_sets]
+    return cfg
+
+
+def qa_checked(wh) -> dict[str, list[str]]:
+    return {r["qa_id"]: r[CHECKED] for r in wh.read("qa").collect()}
+
+
+def contaminated(wh) -> list[tuple]:
+    rows = wh.read(REJECTIONS).filter("stage = 'decontaminate'").collect()
+    return sorted((r["qa_id"], r["doc_id"], r["reason"], r["detail"]) for r in rows)
+
+
+def test_an_eval_set_added_later_moves_old_pairs_out_of_qa_once(spark, tmp_path, capsys):
+    wh = landed_checked_pairs(spark, tmp_path / "wh")
+    run_pipeline([], wh.root, decontam_cfg(), start="decontaminate", spark=spark, log=lambda _: None)
+    assert qa_checked(wh) == {"p_danube": [], "p_boil": [], "p_ships": []}  # checked against nothing
+
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"question": EVAL_Q, "answer": "The Danube"}) + "\n")
+    lines: list[str] = []
+    run_pipeline([], wh.root, decontam_cfg(bench), start="decontaminate", spark=spark, log=lines.append)
+    tag = qa_checked(wh)["p_boil"][0]
+    assert re.fullmatch(r"bench@[0-9a-f]{12}", tag)
+    assert qa_checked(wh) == {"p_boil": [tag], "p_ships": [tag]}
+    gram = " ".join(EVAL_WORDS[:13])
+    assert contaminated(wh) == [("p_danube", "d1", "contaminated:bench", f"13-gram overlap in question: '{gram}' (6 overlapping n-grams)")]
+    moved = "1 contaminated pair(s) moved to 'rejections' (contaminated:bench=1)"
+    assert f"  [decontaminate] checked 3 pair(s) against {tag}: {moved}, 2 recorded as clean" in lines
+
+    # The command, again with the same file: nothing to check, no commit.
+    versions = (wh.latest_version("qa"), wh.latest_version(REJECTIONS))
+    assert main(["decontaminate", "--warehouse", wh.root, "--eval-set", str(bench), "--set", "mlflow.enabled=false"]) == 0
+    assert f"every pair in 'qa' was already checked against {tag}" in capsys.readouterr().out
+    assert (wh.latest_version("qa"), wh.latest_version(REJECTIONS)) == versions
+
+    # A changed file is a new set: the pairs are checked against it, p_boil is now contaminated.
+    bench.write_text(bench.read_text() + json.dumps({"question": OTHER_Q, "answer": "100"}) + "\n")
+    assert main(["decontaminate", "--warehouse", wh.root, "--eval-set", str(bench), "--set", "mlflow.enabled=false"]) == 0
+    new_tag = next(t for t in qa_checked(wh)["p_ships"] if t != tag)
+    assert re.fullmatch(r"bench@[0-9a-f]{12}", new_tag)
+    assert qa_checked(wh) == {"p_ships": sorted([tag, new_tag])}
+    assert [r[0] for r in contaminated(wh)] == ["p_boil", "p_danube"]
+    assert contaminated(wh)[0][2] == "contaminated:bench"
+    assert unaccounted_documents(wh, PIPELINE[0], "qa") == []
+
+    # A missing eval file: one line naming it, exit 2, nothing changed.
+    versions = (wh.latest_version("qa"), wh.latest_version(REJECTIONS))
+    missing = tmp_path / "nope.jsonl"
+    capsys.readouterr()
+    assert main(["decontaminate", "--warehouse", wh.root, "--eval-set", str(missing)]) == 2
+    assert capsys.readouterr().err == f"error: {missing}: no such file or folder\n"
+    assert (wh.latest_version("qa"), wh.latest_version(REJECTIONS)) == versions
+
+
+def test_a_catch_up_killed_between_its_commits_is_finished_by_the_next(spark, tmp_path, monkeypatch):
+    """An older `qa` table without the column (checked against nothing); the run dies after the
+    rejections landed and before `qa` changed; the next run adds no second rejection."""
+    wh = Warehouse(spark, str(tmp_path / "wh"))
+    wh.append_once(qa_rows(spark, [(i, DOC, q, a) for i, _, q, a in PAIRS]).withColumn("doc_id", F.lit("d")), "qa", "test/qa")
+    bench = tmp_path / "bench.csv"
+    pd.DataFrame({"question": [EVAL_Q]}).to_csv(bench, index=False)
+    cfg = DecontamConfig(eval_sets=[str(bench)])
+
+    class Killed(Exception):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(Warehouse, "delete_or_update", killed)
+        with pytest.raises(Killed):
+            catch_up(wh, cfg.eval_sets, cfg, "run-killed", log=lambda _: None)
+    assert [r[0] for r in contaminated(wh)] == ["p_danube"]
+    assert qa_checked(wh) == {"p_danube": None, "p_boil": None, "p_ships": None}  # qa: only the (null) column added
+    assert wh.staged_batches(CATCH_UP) == ["run-killed"]
+
+    done = catch_up(wh, cfg.eval_sets, cfg, "run-next", log=lambda _: None)
+    assert (done.checked, done.contaminated) == (3, {"contaminated:bench": 1})
+    tag = done.tags[0]
+    assert qa_checked(wh) == {"p_boil": [tag], "p_ships": [tag]}
+    assert [(r[0], r[2]) for r in contaminated(wh)] == [("p_danube", "contaminated:bench")]  # once
+    assert wh.staged_batches(CATCH_UP) == []
+    assert catch_up(wh, cfg.eval_sets, cfg, "run-again", log=lambda _: None).checked == 0

@@ -298,6 +298,24 @@ def test_every_wheel_task_runs_the_cli_with_a_valid_config(target):
             assert args.input == [variables["input_path"]], f"{job_name}/{task['task_key']} ingests but has no --input"
 
 
+def test_the_eval_sets_reach_every_task_that_decontaminates():
+    """The variable's default is no set; a task whose stages include decontaminate gets the job
+    parameter as decontam.eval_sets (a YAML list), the others do not."""
+    bundle = load_bundle()
+    assert target_variables(bundle, "dev")["eval_sets"] == "[]"
+    passing = []
+    for job_name, task in wheel_tasks(bundle):
+        args = build_parser().parse_args(run_parameters(jobs_of(bundle)[job_name], task, bundle, "dev"))
+        assert load_config(args.config, args.overrides).decontam.eval_sets == [], job_name
+        if "decontam.eval_sets={{job.parameters.eval_sets}}" in task["python_wheel_task"]["parameters"]:
+            passing.append(f"{job_name}/{task['task_key']}")
+        else:
+            assert args.until not in (None, "decontaminate"), f"{job_name}/{task['task_key']} decontaminates without the eval sets"
+    assert sorted(passing) == sorted([f"{WHOLE_RUN_JOB}/run_pipeline", f"{STAGE_JOB}/decontaminate"])
+    listed = load_config(None, ["decontam.eval_sets=[mmlu=/Volumes/main/evals/raw/mmlu.jsonl, /Volumes/main/evals/raw/gsm8k.csv]"])
+    assert listed.decontam.eval_sets == ["mmlu=/Volumes/main/evals/raw/mmlu.jsonl", "/Volumes/main/evals/raw/gsm8k.csv"]
+
+
 # --- `databricks bundle validate`, against a stub workspace on 127.0.0.1 ---------------------------
 
 SERVICE_PRINCIPAL = "00000000-0000-0000-0000-000000000001"

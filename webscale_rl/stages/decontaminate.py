@@ -31,9 +31,14 @@ the detail is rebuilt only for the rows that hit.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -42,6 +47,7 @@ from pyspark.sql import types as T
 
 from ..config import DecontamConfig
 from ..readers import InputError, is_local_path
+from ..warehouse import REJECTIONS, Warehouse, sql_string
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 
 log = logging.getLogger("webscale_rl.decontaminate")
@@ -64,6 +70,12 @@ EVAL_FORMAT_BY_SUFFIX: dict[str, str] = {
 EVAL_SUFFIXES = ", ".join(EVAL_FORMAT_BY_SUFFIX)
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.+-]+$")
 GRAM_TYPE = "array<struct<f:int,k:int,pos:int,h:bigint>>"
+# The `qa` column of the eval sets a pair was checked against, as "name@<hash>" tags
+# (eval_set_tags); null in rows landed before the column existed: checked against none.
+CHECKED = "decontam_checked"
+TAG_HASH_CHARS = 12
+# The staged verdicts of a catch-up (Warehouse staging, like a stage's batch).
+CATCH_UP = "decontaminate_catch_up"
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,11 +108,34 @@ def _grams(toks: Column, k: int, field_index: int) -> Column:
 # Eval sets
 
 
+@dataclass(frozen=True)
+class EvalSets:
+    """The eval sets of a run: their texts and, per set name, the tag a checked pair records."""
+
+    texts: DataFrame  # (eval_set, text)
+    tags: dict[str, str]  # name → "name@<sha256 prefix>"
+
+
 def load_eval_sets(spark: SparkSession, paths: list[str], cfg: DecontamConfig) -> DataFrame:
     """(eval_set, text): one row per question and per answer text of the given eval-set files.
 
     Each path is a JSONL (.gz), Parquet or CSV file (or a Spark output folder with such a suffix);
     the set is named after the file stem, or explicitly with `name=path`."""
+    return _load(spark, paths, cfg)[0]
+
+
+def read_eval_sets(spark: SparkSession, paths: list[str], cfg: DecontamConfig) -> EvalSets:
+    """The eval sets' texts and their tags (one small aggregate over the texts)."""
+    texts, names = _load(spark, paths, cfg)
+    return EvalSets(texts, eval_set_tags(texts, names, cfg))
+
+
+def eval_set_paths(specs: list[str]) -> list[str]:
+    """The paths of eval-set specs (`path` or `name=path`): for choosing storage connectors."""
+    return [_split_spec(str(spec))[1] for spec in specs]
+
+
+def _load(spark: SparkSession, paths: list[str], cfg: DecontamConfig) -> tuple[DataFrame, list[str]]:
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     if not paths:
@@ -111,12 +146,22 @@ def load_eval_sets(spark: SparkSession, paths: list[str], cfg: DecontamConfig) -
         name, path, explicit = _split_spec(str(spec))
         if name in names and not explicit:
             raise InputError(path, f"eval-set name '{name}' is already used by {names[name]}; name it with NAME=PATH")
-        names.setdefault(name, path)
+        names.setdefault(name, path)  # files named alike explicitly make one set
         frames.append(_read_eval_set(spark, name, path, cfg))
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)
-    return out
+    return out, list(names)
+
+
+def eval_set_tags(texts: DataFrame, names: list[str], cfg: DecontamConfig) -> dict[str, str]:
+    """name → "name@<first 12 hex digits of a SHA-256>" over the set's texts (sorted, so row order
+    and file format do not matter) and the matching settings (`ngram`, `min_tokens`, `fields`): a
+    changed file, or a check made differently, is a new tag and pairs are checked again."""
+    digest = F.sha2(F.array_join(F.array_sort(F.collect_list(F.sha2(F.col("text"), 256))), "\n"), 256)
+    digests = {r["eval_set"]: r["digest"] for r in texts.groupBy("eval_set").agg(digest.alias("digest")).collect()}
+    settings = json.dumps({"ngram": cfg.ngram, "min_tokens": cfg.min_tokens, "fields": list(cfg.fields)}, sort_keys=True)
+    return {n: f"{n}@{hashlib.sha256((digests.get(n, '') + settings).encode()).hexdigest()[:TAG_HASH_CHARS]}" for n in names}
 
 
 def _split_spec(spec: str) -> tuple[str, str, bool]:
@@ -285,14 +330,98 @@ def decontaminate(spark: SparkSession, qa: DataFrame, eval_paths: list[str], cfg
     return decontaminate_qa(qa, grams, cfg)
 
 
+def checked_against(tags) -> Column:
+    """The CHECKED value of a pair checked against these tags (sorted; empty for none)."""
+    return F.array(*[F.lit(t) for t in sorted(tags)]).cast("array<string>")
+
+
 def decontaminate_stage(qa: DataFrame, ctx: StageContext) -> StageResult:
-    """The pipeline stage: with no eval set configured every pair passes (and says so)."""
+    """The pipeline stage: new pairs checked against every configured set, which their CHECKED
+    column records; with no eval set configured every pair passes (and says so), having been
+    checked against nothing."""
     cfg = ctx.cfg.decontam
     if not cfg.eval_sets:
         ctx.log("  [decontaminate] no --eval-set given: nothing to check against")
-        return StageResult(qa.withColumn(REASON, F.lit(None).cast("string")).withColumn(DETAIL, F.lit(None).cast("string")))
-    return decontaminate(qa.sparkSession, qa, list(cfg.eval_sets), cfg)
+        marked = qa.withColumn(REASON, F.lit(None).cast("string")).withColumn(DETAIL, F.lit(None).cast("string"))
+        return StageResult(marked.withColumn(CHECKED, checked_against([])))
+    sets = read_eval_sets(qa.sparkSession, list(cfg.eval_sets), cfg)
+    marked = decontaminate_qa(qa, eval_ngrams(sets.texts, cfg), cfg).marked
+    return StageResult(marked.withColumn(CHECKED, checked_against(sets.tags.values())))
+
+
+# --------------------------------------------------------------------------------------------
+# Catching up: pairs already in `qa` against eval sets they have not been checked against
+
+
+@dataclass
+class CatchUp:
+    """What one catch-up did: the tags now recorded, the pairs checked, those moved out of `qa`."""
+
+    tags: list[str]
+    checked: int = 0
+    contaminated: dict[str, int] = field(default_factory=dict)  # reason → pairs
+
+    @property
+    def moved(self) -> int:
+        return sum(self.contaminated.values())
+
+    def describe(self) -> str:
+        if not self.checked:
+            return f"every pair in 'qa' was already checked against {', '.join(self.tags)}"
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.contaminated.items()))
+        moved = f"{self.moved} contaminated pair(s) moved to 'rejections' ({reasons})" if self.moved else "none contaminated"
+        return f"checked {self.checked} pair(s) against {', '.join(self.tags)}: {moved}, {self.checked - self.moved} recorded as clean"
+
+
+def catch_up(wh: Warehouse, eval_paths: list[str], cfg: DecontamConfig, run_id: str, log: Callable[[str], None] = print) -> CatchUp:
+    """Check the pairs in `qa` against the configured eval sets each has not been checked against
+    (a tag missing from its CHECKED column; a table without the column has checked none), with
+    `decontaminate_qa`, as the stage does for new pairs.
+
+    The verdicts are staged once, then landed in an order that loses nothing if killed between:
+    contaminated pairs are added to `rejections` (`contaminated:<set>`; a MERGE keyed by stage and
+    qa_id, so a replay adds nothing), then one MERGE on `qa` deletes them and records the tags on
+    the clean ones. A run killed before that MERGE left the pairs in `qa` without the tags: the next
+    run checks them again, finds the same verdict, and finishes the job."""
+    sets = read_eval_sets(wh.spark, list(eval_paths), cfg)
+    result = CatchUp(sorted(sets.tags.values()))
+    if not wh.exists(STAGE.table):
+        log(f"  [decontaminate] no '{STAGE.table}' table yet: no pair to check")
+        return result
+    for stale in wh.staged_batches(CATCH_UP):  # verdicts of a killed catch-up: made again below
+        wh.discard_batch(CATCH_UP, stale)
+    qa = wh.read(STAGE.table, wh.latest_version(STAGE.table))  # one version throughout
+    seen = F.coalesce(F.col(CHECKED), checked_against([])) if CHECKED in qa.columns else checked_against([])
+    missing = {name: ~F.array_contains(seen, tag) for name, tag in sets.tags.items()}
+    pending_if = reduce(lambda a, b: a | b, missing.values())
+    counts = qa.agg(F.sum(pending_if.cast("int")).alias("_n"), *[F.max(m.cast("int")).alias(f"_m{i}") for i, m in enumerate(missing.values())]).first()
+    result.checked = int(counts["_n"] or 0)
+    if not result.checked:
+        log(f"  [decontaminate] {result.describe()}")
+        return result
+    needed = [name for i, name in enumerate(missing) if counts[f"_m{i}"]]
+    log(f"  [decontaminate] {result.checked} pair(s) in '{STAGE.table}' not yet checked against {', '.join(sets.tags[n] for n in needed)}: checking")
+    texts = sets.texts.filter(F.col("eval_set").isin(needed))
+    marked = decontaminate_qa(qa.filter(pending_if), eval_ngrams(texts, cfg), cfg).marked
+    wh.stage_slice(marked.select("qa_id", "doc_id", REASON, DETAIL), CATCH_UP, run_id)
+    verdicts = wh.read_batch(CATCH_UP, run_id)
+    reasons = {r[REASON]: int(r["count"]) for r in verdicts.groupBy(REASON).count().collect()}
+    result.contaminated = {k: v for k, v in reasons.items() if k is not None}
+    if result.moved:
+        wh.insert_missing(StageResult(verdicts).rejected(STAGE.name, run_id), REJECTIONS, ("stage", "qa_id"))
+    wh.add_columns(STAGE.table, {CHECKED: "array<string>"})  # a qa table older than the column
+    tags = ", ".join(f"'{sql_string(t)}'" for t in result.tags)
+    wh.delete_or_update(
+        verdicts.select("qa_id", F.col(REASON).isNotNull().alias("contaminated")),
+        STAGE.table,
+        ("qa_id",),
+        delete_when="s.contaminated",
+        updates={CHECKED: f"array_sort(array_distinct(concat(coalesce(t.`{CHECKED}`, cast(array() as array<string>)), array({tags}))))"},
+    )
+    wh.discard_batch(CATCH_UP, run_id)
+    log(f"  [decontaminate] {result.describe()}")
+    return result
 
 
 READS = ("qa_id", "doc_id", "pretrain_text", "question", "answer")
-STAGE = Stage("decontaminate", READS, READS, "qa", decontaminate_stage, input_key=("qa_id",), rejection_reasons=("contaminated:.+",))
+STAGE = Stage("decontaminate", READS, (*READS, CHECKED), "qa", decontaminate_stage, input_key=("qa_id",), rejection_reasons=("contaminated:.+",))
