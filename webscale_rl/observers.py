@@ -55,12 +55,12 @@ class RunObserver:
 
 class MlflowObserver(RunObserver):
     """One MLflow run per pipeline run, a nested one per stage (FAILED if the stage raises or its
-    batch is quarantined): config and lineage as params, counts, tokens and cost as metrics."""
+    batch is quarantined): config and lineage as params, the Delta tables each stage read and wrote
+    as MLflow dataset inputs with their versions, counts, tokens and cost as metrics."""
 
     def __init__(self, report: RunReport, cfg: Config, warehouse: Warehouse):
         self.report, self.cfg, self.warehouse = report, cfg, warehouse
         self.inputs: list[str] = []
-        self.read_versions: dict[str, int | None] = {}  # lineage: the table version the next stage reads
         self.stage_report: RunReport | None = None
         self.t0 = time.monotonic()
 
@@ -88,8 +88,7 @@ class MlflowObserver(RunObserver):
             self.report.log_metrics({f"{stage.name}.{k}": v for k, v in s.counts.items()})
         if s.llm:
             self.report.log_metrics({f"{stage.name}.llm.{k}": v for k, v in s.llm.items()})
-        log_stage_run(self.stage_report, stage, s, self.cfg, self.inputs, self.read_versions)
-        self.read_versions = {stage.table: s.table_version}
+        log_stage_run(self.stage_report, stage, s, self.cfg, self.inputs, self.warehouse)
 
     def on_run_end(self, summary: RunSummary) -> None:
         log_run_artifacts(self.report, self.warehouse, summary.run_id, summary, self.cfg)
