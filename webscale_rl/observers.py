@@ -16,7 +16,7 @@ from .llm.pricing import cost_summary
 from .progress import fmt_seconds
 from .quality.expectations import ValidationOutcome, validate_qa
 from .quality.qa_report import qa_report, report_metrics
-from .quality.report import RunReport
+from .quality.report import DatasetRef, RunReport
 from .quality.run_artifacts import log_data_docs, log_run_artifacts, log_stage_run
 from .stages.base import Stage
 from .summary import RunSummary, StageSummary
@@ -72,6 +72,7 @@ class MlflowObserver(RunObserver):
         self.inputs = run.inputs
         params = {"run.inputs": ",".join(run.inputs), "run.from": run.stages[0].name, "run.until": run.until, "run.limit": run.limit}
         self.report.log_params({**self.cfg.flat(), **params, "run.id": run.run_id})
+        self.report.log_datasets(DatasetRef(uri, "input", spark_path=uri) for uri in dict.fromkeys(run.inputs))
 
     def on_endpoint(self, description: str) -> None:
         self.report.log_params({"llm.endpoint": description})

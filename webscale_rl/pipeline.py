@@ -16,8 +16,8 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
-from .config import Config, ConfigError
 from . import lineage
+from .config import Config, ConfigError
 from .limits import with_call_limits
 from .llm.endpoint import llm_endpoint
 from .observers import RunObserver, RunStart, run_observers

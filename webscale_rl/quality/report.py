@@ -338,8 +338,10 @@ class RunReport:
         inputs = []
         for ref in datasets:
             location = self._scrub("", ref.location)
-            if ref.delta_path or ref.delta_table:
-                source = DeltaDatasetSource(path=location if ref.delta_path else None, delta_table_name=location if ref.delta_table else None, delta_table_version=ref.version)
+            if ref.delta_path:
+                source = DeltaDatasetSource(path=location, delta_table_version=ref.version)
+            elif ref.delta_table:
+                source = DeltaDatasetSource(delta_table_name=location, delta_table_version=ref.version)
             else:
                 source = SparkDatasetSource(path=location)
             digest = hashlib.sha256(f"{location}@{ref.version}".encode()).hexdigest()[:8]

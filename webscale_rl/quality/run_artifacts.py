@@ -72,8 +72,9 @@ def stage_datasets(warehouse: Warehouse, summary: StageSummary) -> list[DatasetR
     tables its batch landed in at the versions it made."""
 
     def table(name: str, version: int, context: str) -> DatasetRef:
-        metastore = warehouse.table_name(name)
-        return DatasetRef(name, context, version, delta_table=metastore.replace("`", "") if metastore else None, delta_path=None if metastore else warehouse.path(name))
+        if warehouse.table_name(name):
+            return DatasetRef(name, context, version, delta_table=warehouse.where(name))
+        return DatasetRef(name, context, version, delta_path=warehouse.path(name))
 
     refs = [table(t, v, "read") if v is not None else DatasetRef(t, "input", spark_path=t) for t, v in summary.read.items()]
     if summary.table_version is not None:
