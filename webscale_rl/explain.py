@@ -20,13 +20,14 @@ from . import lineage
 from .config import ConfigError
 from .stages.base import Stage
 from .stages.order import PIPELINE
-from .warehouse import REJECTIONS, Warehouse
+from .warehouse import REJECTION_SCHEMA, REJECTIONS, Warehouse
 
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 KEPT, REJECTED, NOT_RUN = "kept", "rejected", "not run yet"
-# Columns of a kept row worth showing (never the text); the LLM stages' prompt version columns.
-SHOWN = ("source", "language", "domain", "personas", "persona", "question", "answer", "answer_type")
-PROMPT_COLUMNS = ("llm_filter_version", "profile_version", "prompt_version", "check_version")
+# What a stage adds that is worth showing (never the text), and the column of its rows that holds its
+# prompt version (the `_lineage` row of the run has it too, also for rejected items).
+STAGE_FIELDS = {"ingest": ("source",), "filter": ("language",), "profile": ("domain", "personas"), "generate": ("persona", "question", "answer", "answer_type")}
+PROMPT_COLUMN = {"llm_filter": "llm_filter_version", "profile": "profile_version", "generate": "prompt_version", "check": "check_version"}
 
 
 class NotFound(ConfigError):
@@ -74,6 +75,8 @@ class Explanation:
         doc = _outcome(self.steps, "")
         if doc:
             return doc
+        if self.qa_id is not None and self.pairs:
+            return self.pairs[0].outcome
         if not self.pairs:
             return "no QA pair yet"
         in_qa = sum(1 for p in self.pairs if p.steps[-1].stage == PIPELINE[-1].name and p.steps[-1].verdict == KEPT)
@@ -93,32 +96,32 @@ def _outcome(steps: list[Step], kept_to_the_end: str) -> str:
 
 
 def explain(wh: Warehouse, doc_id: str | None = None, qa_id: str | None = None) -> Explanation:
-    """The path of document `doc_id`, or of pair `qa_id` (with its document's path)."""
+    """The path of document `doc_id`, or of pair `qa_id` (with its document's path). A stage's
+    table is read only when the path reaches it."""
     if (doc_id is None) == (qa_id is None):
         raise ConfigError("explain needs exactly one of --doc-id and --qa-id")
     if not wh.exists(PIPELINE[0].table):
         raise NotFound(f"warehouse {wh.root} has no table '{PIPELINE[0].table}': no run has ingested anything there")
     if qa_id is not None:
         doc_id = _document_of(wh, qa_id)
-    kept = {s.name: _kept_rows(wh, s, doc_id) for s in PIPELINE}
-    rejected = _rejections(wh, doc_id)
-    if not kept[PIPELINE[0].name] and not any(r["stage"] == PIPELINE[0].name for r in rejected):
+    rows = _Rows(wh, doc_id)
+    if not rows.kept(PIPELINE[0]) and not rows.rejected(PIPELINE[0]):
         raise NotFound(f"no document with doc_id {doc_id!r} in warehouse {wh.root}: it is neither in '{PIPELINE[0].table}' nor rejected at {PIPELINE[0].name}")
-    runs = sorted({r["run_id"] for rows in kept.values() for r in rows} | {r["run_id"] for r in rejected})
-    provenance = _provenance(lineage.records(wh, runs))
-
     doc_stages = [s for s in PIPELINE if s.input_key == ("doc_id",)]
     pair_stages = [s for s in PIPELINE if s.input_key == ("qa_id",)]
-    steps = _path(doc_stages, kept, rejected, provenance, lambda row: True)
+    steps = _path(doc_stages, rows, lambda row: True)
     pairs: list[PairPath] = []
     if steps[-1].verdict == KEPT and pair_stages:
-        qa_ids = {r["qa_id"] for s in pair_stages for r in kept[s.name]} | {r["qa_id"] for r in rejected if r["qa_id"] is not None}
-        if qa_id is not None:
-            qa_ids &= {qa_id}
-        for q in sorted(qa_ids):
-            pairs.append(PairPath(q, _path(pair_stages, kept, rejected, provenance, lambda row, q=q: row.get("qa_id") == q)))
+        first = pair_stages[0]  # every pair starts there: kept or rejected
+        qa_ids = {r["qa_id"] for r in rows.kept(first) + rows.rejected(first) if r["qa_id"] is not None}
+        for q in sorted(qa_ids & {qa_id} if qa_id is not None else qa_ids):
+            pairs.append(PairPath(q, _path(pair_stages, rows, lambda row, q=q: row.get("qa_id") == q)))
         if not qa_ids:
-            steps.append(Step(pair_stages[0].name, NOT_RUN))
+            steps.append(Step(first.name, NOT_RUN))
+    every = steps + [s for p in pairs for s in p.steps]
+    provenance = _provenance(lineage.records(wh, sorted({s.run_id for s in every if s.run_id})))
+    for step in every:
+        _add_provenance(step, provenance)
     return Explanation(wh.root, doc_id, steps, pairs, qa_id)
 
 
@@ -131,18 +134,30 @@ def _document_of(wh: Warehouse, qa_id: str) -> str:
     raise NotFound(f"no QA pair with qa_id {qa_id!r} in warehouse {wh.root}: it is in no pair table nor in rejections")
 
 
-def _kept_rows(wh: Warehouse, stage: Stage, doc_id: str) -> list[dict]:
-    if not wh.exists(stage.table):
-        return []
-    df = wh.read(stage.table)
-    cols = [c for c in ("doc_id", "qa_id", "run_id", *SHOWN, *PROMPT_COLUMNS) if c in df.columns]
-    return [r.asDict() for r in df.filter(F.col("doc_id") == doc_id).select(*cols).collect()]
+class _Rows:
+    """The rows of one document, each table read once and only when asked for."""
 
+    def __init__(self, wh: Warehouse, doc_id: str):
+        self.wh, self.doc_id = wh, doc_id
+        self._kept: dict[str, list[dict]] = {}
+        self._rejected: list[dict] | None = None
 
-def _rejections(wh: Warehouse, doc_id: str) -> list[dict]:
-    if not wh.exists(REJECTIONS):
-        return []
-    return [r.asDict() for r in wh.read(REJECTIONS).filter(F.col("doc_id") == doc_id).collect()]
+    def kept(self, stage: Stage) -> list[dict]:
+        if stage.name not in self._kept:
+            self._kept[stage.name] = self._read(stage.table, ("doc_id", "qa_id", "run_id", *STAGE_FIELDS.get(stage.name, ()), *PROMPT_COLUMN.values()))
+        return self._kept[stage.name]
+
+    def rejected(self, stage: Stage) -> list[dict]:
+        if self._rejected is None:
+            self._rejected = self._read(REJECTIONS, tuple(f.name for f in REJECTION_SCHEMA))
+        return [r for r in self._rejected if r["stage"] == stage.name]
+
+    def _read(self, table: str, columns: tuple[str, ...]) -> list[dict]:
+        if not self.wh.exists(table):
+            return []
+        df = self.wh.read(table)
+        cols = [c for c in dict.fromkeys(columns) if c in df.columns]
+        return [r.asDict() for r in df.filter(F.col("doc_id") == self.doc_id).select(*cols).collect()]
 
 
 def _provenance(rows: list[dict]) -> dict[tuple[str, str], dict]:
@@ -156,12 +171,12 @@ def _provenance(rows: list[dict]) -> dict[tuple[str, str], dict]:
     return out
 
 
-def _path(stages: list[Stage], kept: dict[str, list[dict]], rejected: list[dict], provenance: dict, mine) -> list[Step]:
+def _path(stages: list[Stage], rows: _Rows, mine) -> list[Step]:
     """The steps of one item through `stages`, until it is rejected or reaches a stage not run yet."""
     steps: list[Step] = []
     for stage in stages:
-        here = [_kept_step(stage, row, provenance) for row in kept[stage.name] if mine(row)]
-        here += [_rejected_step(stage, row, provenance) for row in rejected if row["stage"] == stage.name and mine(row)]
+        here = [_kept_step(stage, row) for row in rows.kept(stage) if mine(row)]
+        here += [_rejected_step(stage, row) for row in rows.rejected(stage) if mine(row)]
         if not here:
             steps.append(Step(stage.name, NOT_RUN))
             break
@@ -171,25 +186,23 @@ def _path(stages: list[Stage], kept: dict[str, list[dict]], rejected: list[dict]
     return steps
 
 
-def _kept_step(stage: Stage, row: dict, provenance: dict) -> Step:
-    fields = {c: row[c] for c in SHOWN if row.get(c) is not None}
-    prompt = next((row[c] for c in PROMPT_COLUMNS if row.get(c)), None)
-    return _with_provenance(Step(stage.name, KEPT, row["run_id"], stage.table, prompt_version=prompt, fields=fields), provenance)
+def _kept_step(stage: Stage, row: dict) -> Step:
+    fields = {c: row[c] for c in STAGE_FIELDS.get(stage.name, ()) if row.get(c) is not None}
+    prompt = row.get(PROMPT_COLUMN.get(stage.name, ""))
+    return Step(stage.name, KEPT, row["run_id"], stage.table, prompt_version=prompt, fields=fields)
 
 
-def _rejected_step(stage: Stage, row: dict, provenance: dict) -> Step:
-    step = Step(stage.name, REJECTED, row["run_id"], REJECTIONS, reason=row["reason"], detail=row.get("detail"), duplicate_of=row.get("duplicate_of"))
-    return _with_provenance(step, provenance)
+def _rejected_step(stage: Stage, row: dict) -> Step:
+    return Step(stage.name, REJECTED, row["run_id"], REJECTIONS, reason=row["reason"], detail=row.get("detail"), duplicate_of=row.get("duplicate_of"))
 
 
-def _with_provenance(step: Step, provenance: dict) -> Step:
+def _add_provenance(step: Step, provenance: dict) -> None:
     entry = provenance.get((step.run_id, step.stage))
     if entry:
         step.read = dict(entry["read"])
         step.version = entry["wrote"].get(step.table)
         step.prompt_version = step.prompt_version or entry["prompt_version"]
         step.model = entry["model"]
-    return step
 
 
 # --- text ----------------------------------------------------------------------------------------
@@ -197,8 +210,7 @@ def _with_provenance(step: Step, provenance: dict) -> Step:
 
 def format_text(e: Explanation) -> str:
     what = f"QA pair {e.qa_id!r} of document {e.doc_id!r}" if e.qa_id else f"document {e.doc_id!r}"
-    outcome = e.pairs[0].outcome if e.qa_id and e.pairs else e.outcome
-    lines = [f"{what} in warehouse {e.warehouse}: {outcome or 'kept'}"]
+    lines = [f"{what} in warehouse {e.warehouse}: {e.outcome}"]
     lines += [line for s in e.steps for line in _step_lines(s, "  ")]
     for pair in e.pairs:
         first = next((s for s in pair.steps if s.fields.get("question")), None)
@@ -216,7 +228,7 @@ def _step_lines(s: Step, indent: str) -> list[str]:
     if s.verdict == REJECTED:
         head = f"{indent}{s.stage:<14}REJECTED {s.reason}" + (f": {s.detail}" if s.detail else "")
     else:
-        extra = {k: v for k, v in s.fields.items() if k in ("source", "language", "domain", "personas")}
+        extra = {k: v for k, v in s.fields.items() if k not in ("question", "answer", "answer_type", "persona")}  # those head the pair
         head = f"{indent}{s.stage:<14}kept" + (" (" + "; ".join(f"{k} {_short(v)}" for k, v in extra.items()) + ")" if extra else "")
     where = f"{s.table} v{s.version}" if s.version is not None else f"{s.table} (version not recorded)"
     prov = [f"→ {where}, run {s.run_id}"]

@@ -10,9 +10,11 @@ import json
 import pytest
 
 from tests.support.small_warehouse import SMALL_DOCS
-from webscale_rl import lineage
+from webscale_rl import explain, lineage
+from webscale_rl.cli import main
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import PIPELINE, PipelineError, run_pipeline
+from webscale_rl.prompts import load_prompt
 from webscale_rl.warehouse import Warehouse
 
 
@@ -54,3 +56,66 @@ def test_a_per_stage_run_records_what_it_read_and_wrote_and_reads_only_that_vers
     again = run_pipeline([], warehouse, cfg, start="filter", until="filter", spark=spark, log=lambda _: None)
     assert lineage_of(wh, again.run_id) == {("filter", "documents", "read", 1), ("filter", "filtered", "wrote", 1)}  # kept: no rejection
     assert wh.read("filtered").filter("doc_id = 'late'").count() == 1
+
+
+def versions_written(summary, stage: str) -> tuple[int | None, int | None]:
+    landed = next(s for s in summary.stages if s.stage == stage)
+    return landed.table_version, landed.rejections_version
+
+
+def test_explain_names_the_stage_reason_run_and_versions_that_dropped_a_document(spark, small_warehouse, capsys):
+    warehouse, summary = small_warehouse
+    wh = Warehouse(spark, str(warehouse))
+    found = explain.explain(wh, doc_id="danube")  # the copy in capitals has the smaller id and stays
+    assert [(s.stage, s.verdict) for s in found.steps] == [("ingest", "kept"), ("filter", "kept"), ("dedup", "rejected")]
+    dedup = found.steps[-1]
+    assert (dedup.reason, dedup.detail, dedup.duplicate_of, dedup.table) == ("exact_duplicate", "duplicate_of=copy", "copy", "rejections")
+    assert (dedup.run_id, dedup.version) == (summary.run_id, versions_written(summary, "dedup")[1])
+    assert dedup.read == {"filtered": versions_written(summary, "filter")[0]}
+    assert found.pairs == [] and found.outcome == "dropped at dedup: exact_duplicate"
+
+    assert main(["explain", "--warehouse", str(warehouse), "--doc-id", "short"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"document 'short' in warehouse {wh.root}: dropped at filter: too_few_words"
+    assert lines[3] == "  filter        REJECTED too_few_words: preset=default; n_words=4.0, required >= 50"
+    assert lines[4] == f"                → rejections v{versions_written(summary, 'filter')[1]}, run {summary.run_id}; read documents v0"
+    assert len(lines) == 5  # the path ends where the document was dropped
+
+    assert main(["explain", "--warehouse", str(warehouse), "--doc-id", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: no document with doc_id 'nope' in warehouse {wh.root}: it is neither in 'documents' nor rejected at ingest"]
+
+
+def test_explain_follows_a_kept_pair_through_every_stage_with_prompts_and_versions(spark, small_warehouse, capsys):
+    warehouse, summary = small_warehouse
+    pair = Warehouse(spark, str(warehouse)).read("qa").orderBy("qa_id").first()
+    assert main(["explain", "--warehouse", str(warehouse), "--qa-id", pair["qa_id"], "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (got["doc_id"], got["qa_id"], got["outcome"]) == (pair["doc_id"], pair["qa_id"], "in 'qa'")
+    doc_steps = [(s["stage"], s["verdict"], s["table"], s["version"], s["run_id"]) for s in got["steps"]]
+    assert doc_steps == [(n, "kept", t, versions_written(summary, n)[0], summary.run_id) for n, t in DOC_TABLES]
+    judged = got["steps"][3]
+    assert (judged["prompt_version"], judged["model"], judged["read"]) == (
+        load_prompt("llm_filter").version,
+        "gpt-4.1-mini",
+        {"deduped": versions_written(summary, "dedup")[0]},
+    )
+    (path,) = got["pairs"]
+    assert (path["qa_id"], path["outcome"]) == (pair["qa_id"], "in 'qa'")
+    steps = [(s["stage"], s["verdict"], s["table"], s["version"], s["read"]) for s in path["steps"]]
+    assert steps == [
+        ("generate", "kept", "qa_candidates", versions_written(summary, "generate")[0], {"profiles": versions_written(summary, "profile")[0]}),
+        ("check", "kept", "checked", versions_written(summary, "check")[0], {"qa_candidates": versions_written(summary, "generate")[0]}),
+        ("decontaminate", "kept", "qa", versions_written(summary, "decontaminate")[0], {"checked": versions_written(summary, "check")[0]}),
+    ]
+    generate = path["steps"][0]
+    assert (generate["prompt_version"], generate["model"]) == (pair["prompt_version"], "gpt-4.1")
+    assert (generate["fields"]["question"], generate["fields"]["answer"]) == (pair["question"], pair["answer"])
+
+    assert main(["explain", "--warehouse", str(warehouse), "--qa-id", pair["qa_id"]]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0] == f"QA pair '{pair['qa_id']}' of document '{pair['doc_id']}' in warehouse {Warehouse(spark, str(warehouse)).root}: in 'qa'"
+    assert f"      Q: {pair['question']}" in text
+
+
+DOC_TABLES = [("ingest", "documents"), ("filter", "filtered"), ("dedup", "deduped"), ("llm_filter", "judged"), ("profile", "profiles")]
