@@ -1,6 +1,6 @@
 """Fixtures of every folder: one Spark session per test run (a session start costs ~20 s on 2 cores)
-and an empty warehouse folder per test. tests/unit/conftest.py forbids the session; tests/e2e/conftest.py
-adds the small warehouse; helpers without fixtures live in tests/support/."""
+and an empty warehouse folder per test, and the small warehouse of one whole run that tests/spark and
+tests/e2e share. tests/unit/conftest.py forbids the session; helpers without fixtures live in tests/support/."""
 
 from __future__ import annotations
 
@@ -31,3 +31,12 @@ def warehouse(tmp_path):
     path = tmp_path / "warehouse"
     path.mkdir()
     return path
+
+
+@pytest.fixture(scope="session")
+def small_warehouse(spark, tmp_path_factory):
+    """(warehouse path, run summary) of one small pipeline run (tests/support/small_warehouse.py),
+    built once per session and shared by the e2e tests and the Spark tests that read a whole run."""
+    from tests.support.small_warehouse import build_small_warehouse
+
+    return build_small_warehouse(spark, tmp_path_factory.mktemp("small-warehouse"))

@@ -70,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     decontam.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. decontam.ngram=8")
     add_spark_conf_argument(decontam)
     add_remote_argument(decontam)
+    why = sub.add_parser(
+        "explain",
+        help="where a document or a QA pair went: each stage's verdict and reason, prompt versions, runs and table versions",
+        description="Reads the stage tables, rejections and _lineage of a warehouse (writes nothing).",
+    )
+    why.add_argument("--warehouse", required=True, help="the warehouse of earlier runs")
+    item = why.add_mutually_exclusive_group(required=True)
+    item.add_argument("--doc-id", help="a document's doc_id: its path through every stage and its QA pairs")
+    item.add_argument("--qa-id", help="a QA pair's qa_id: its document's path and the pair's")
+    why.add_argument("--json", action="store_true", help="print JSON instead of text")
+    why.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
+    why.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. warehouse.catalog=main")
+    add_spark_conf_argument(why)
+    add_remote_argument(why)
 
     unlock = sub.add_parser(
         "unlock",
@@ -192,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_export(args)
         if args.command == "decontaminate":
             return cmd_decontaminate(args)
+        if args.command == "explain":
+            return cmd_explain(args)
         if args.command == "unlock":
             return cmd_unlock(args)
         if args.command == "setup":
@@ -307,6 +323,21 @@ def cmd_decontaminate(args) -> int:
     apply_spark_conf(cfg, args.spark_conf)
     use_remote(args)
     decontaminate_warehouse(args.warehouse, cfg)  # prints what it checked and moved
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .explain import explain as explain_item
+    from .explain import format_text
+    from .spark import apply_spark_conf, get_spark
+    from .warehouse import Warehouse
+
+    cfg = apply_spark_conf(load_config(args.config, args.overrides), args.spark_conf)
+    use_remote(args)
+    spark = get_spark(cfg, storage_uris=[args.warehouse])
+    wh = Warehouse.open(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)
+    found = explain_item(wh, doc_id=args.doc_id, qa_id=args.qa_id)
+    print(json.dumps(found.to_json(), indent=2, default=str) if args.json else format_text(found))
     return 0
 
 

@@ -16,7 +16,7 @@ from .llm.pricing import cost_summary
 from .progress import fmt_seconds
 from .quality.expectations import ValidationOutcome, validate_qa
 from .quality.qa_report import qa_report, report_metrics
-from .quality.report import RunReport
+from .quality.report import DatasetRef, RunReport
 from .quality.run_artifacts import log_data_docs, log_run_artifacts, log_stage_run
 from .stages.base import Stage
 from .summary import RunSummary, StageSummary
@@ -55,12 +55,12 @@ class RunObserver:
 
 class MlflowObserver(RunObserver):
     """One MLflow run per pipeline run, a nested one per stage (FAILED if the stage raises or its
-    batch is quarantined): config and lineage as params, counts, tokens and cost as metrics."""
+    batch is quarantined): config and lineage as params, the Delta tables each stage read and wrote
+    as MLflow dataset inputs with their versions, counts, tokens and cost as metrics."""
 
     def __init__(self, report: RunReport, cfg: Config, warehouse: Warehouse):
         self.report, self.cfg, self.warehouse = report, cfg, warehouse
         self.inputs: list[str] = []
-        self.read_versions: dict[str, int | None] = {}  # lineage: the table version the next stage reads
         self.stage_report: RunReport | None = None
         self.t0 = time.monotonic()
 
@@ -72,6 +72,7 @@ class MlflowObserver(RunObserver):
         self.inputs = run.inputs
         params = {"run.inputs": ",".join(run.inputs), "run.from": run.stages[0].name, "run.until": run.until, "run.limit": run.limit}
         self.report.log_params({**self.cfg.flat(), **params, "run.id": run.run_id})
+        self.report.log_datasets(DatasetRef(uri, "input", spark_path=uri) for uri in dict.fromkeys(run.inputs))
 
     def on_endpoint(self, description: str) -> None:
         self.report.log_params({"llm.endpoint": description})
@@ -88,8 +89,7 @@ class MlflowObserver(RunObserver):
             self.report.log_metrics({f"{stage.name}.{k}": v for k, v in s.counts.items()})
         if s.llm:
             self.report.log_metrics({f"{stage.name}.llm.{k}": v for k, v in s.llm.items()})
-        log_stage_run(self.stage_report, stage, s, self.cfg, self.inputs, self.read_versions)
-        self.read_versions = {stage.table: s.table_version}
+        log_stage_run(self.stage_report, stage, s, self.cfg, self.inputs, self.warehouse)
 
     def on_run_end(self, summary: RunSummary) -> None:
         log_run_artifacts(self.report, self.warehouse, summary.run_id, summary, self.cfg)

@@ -11,11 +11,12 @@ import datetime as dt
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
+from . import lineage
 from .config import Config, ConfigError
 from .limits import with_call_limits
 from .llm.endpoint import llm_endpoint
@@ -139,7 +140,7 @@ def run_observed(
             scopes.enter_context(observer.run_scope())
         for observer in observers:
             observer.on_run_start(start)
-        run_stages(wh, stages, raw, cfg, summary, observers, log)
+        run_stages(wh, stages, raw, cfg, summary, observers, log, start.inputs)
         for observer in observers:
             observer.on_run_end(summary)
         summary.elapsed_s = time.monotonic() - start.t0
@@ -156,6 +157,7 @@ def run_stages(
     summary: RunSummary,
     observers: list[RunObserver],
     log: Callable[[str], None],
+    inputs: Sequence[str] = (),
 ) -> None:
     """The stages in order, with the LLM endpoint up while they run; then prove nothing vanished."""
     needs_llm = any(s.uses_llm for s in stages)
@@ -176,7 +178,7 @@ def run_stages(
             log=log,
         )
         for stage in stages:
-            run_observed_stage(wh, stage, raw, ctx, summary, observers)
+            run_observed_stage(wh, stage, raw, ctx, summary, observers, inputs)
         if decontaminate.STAGE in stages and cfg.decontam.eval_sets:  # pairs of earlier runs, against sets they have not seen
             decontaminate.catch_up(wh, list(cfg.decontam.eval_sets), cfg.decontam, summary.run_id, log)
         vanished = unaccounted_documents(wh, PIPELINE[0], summary.final_table)
@@ -185,13 +187,18 @@ def run_stages(
         log(f"accounted for: every ingested document is in '{summary.final_table}' or 'rejections'")
 
 
-def run_observed_stage(wh: Warehouse, stage: Stage, raw: DataFrame | None, ctx: StageContext, summary: RunSummary, observers: list[RunObserver]) -> None:
-    """One stage inside its observers' scopes; a quarantined batch fails the run."""
-    upstream = raw if stage is PIPELINE[0] else read_upstream(wh, stage)
+def run_observed_stage(
+    wh: Warehouse, stage: Stage, raw: DataFrame | None, ctx: StageContext, summary: RunSummary, observers: list[RunObserver], inputs: Sequence[str] = ()
+) -> None:
+    """One stage inside its observers' scopes; a quarantined batch fails the run. What it reads is
+    pinned and recorded in `_lineage` before it runs (the runner records what it wrote)."""
+    upstream, read = stage_input(wh, stage, raw, inputs)
+    lineage.record(wh, ctx.run_id, stage, ctx.cfg, read)
     with contextlib.ExitStack() as scopes:
         for observer in observers:
             scopes.enter_context(observer.stage_scope(stage))
         stage_summary = run_stage(wh, stage, upstream, ctx, first=stage is PIPELINE[0])
+        stage_summary.read = {t.table: t.version for t in read}
         summary.stages.append(stage_summary)
         for observer in observers:
             observer.on_stage_end(stage, stage_summary)
@@ -219,8 +226,10 @@ def decontaminate_warehouse(
         return decontaminate.catch_up(wh, list(cfg.decontam.eval_sets), cfg.decontam, run_id, log)
 
 
-def read_upstream(wh: Warehouse, stage: Stage) -> DataFrame:
-    table = PIPELINE[PIPELINE.index(stage) - 1].table
-    if not wh.exists(table):
-        raise PipelineError(f"stage '{stage.name}' reads table '{table}', which is not in {wh.root}: run the earlier stages first")
-    return wh.read(table)
+def stage_input(wh: Warehouse, stage: Stage, raw: DataFrame | None, inputs: Sequence[str]) -> tuple[DataFrame, list[lineage.TableVersion]]:
+    """The stage's input and what it is: the documents read from `inputs` for the first stage, else
+    the previous stage's table at the version it has now (pinned for the whole stage)."""
+    if stage is PIPELINE[0]:
+        return raw, [lineage.TableVersion(uri, None, lineage.INPUT) for uri in dict.fromkeys(inputs)]
+    upstream, read = lineage.read_pinned(wh, stage, PIPELINE[PIPELINE.index(stage) - 1].table)
+    return upstream, [read]

@@ -11,6 +11,7 @@ from dataclasses import replace
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from . import lineage
 from .landing import land_batch
 from .llm.batch_ledger import mark_collected
 from .progress import LLMProgress, fmt_seconds
@@ -45,6 +46,7 @@ def run_stage(warehouse: Warehouse, stage: Stage, upstream: DataFrame, ctx: Stag
         warehouse.stage_slice(_output(warehouse, stage, work, ctx, first), stage.name, ctx.run_id)
     # Everything below reads the materialised batch: LLM calls are never made twice.
     landed = land_batch(warehouse, stage, ctx.run_id, ctx.cfg, rows_in, ctx.log)
+    lineage.record(warehouse, ctx.run_id, stage, ctx.cfg, lineage.written(landed))
     landed.elapsed_s = time.monotonic() - t0
     ctx.log(done_line(landed))
     return landed
@@ -88,6 +90,7 @@ def land_interrupted_batches(warehouse: Warehouse, stage: Stage, ctx: StageConte
     quarantined one, if any. Items of a slice that never committed are new work for this run."""
     for run_id in warehouse.staged_batches(stage.name):
         landed = land_batch(warehouse, stage, run_id, ctx.cfg, None, ctx.log)
+        lineage.record(warehouse, run_id, stage, ctx.cfg, lineage.written(landed))  # the rows carry run_id: the killed run's
         if landed.quarantined:
             return landed
         ctx.log(f"  [{stage.name}] landed batch of interrupted run {run_id}: kept {landed.kept}, rejected {landed.rejected}")

@@ -19,7 +19,7 @@ class PipelineError(RuntimeError):
 @dataclass
 class StageSummary:
     """One stage's batch as landed (or quarantined): rows in, kept, rejected per reason, the
-    table versions written, LLM usage, the `_count_*` totals and the landing gate's outcome."""
+    table versions written and read, LLM usage, the `_count_*` totals and the landing gate's outcome."""
 
     stage: str
     table: str
@@ -33,6 +33,7 @@ class StageSummary:
     counts: dict[str, int] = field(default_factory=dict)  # the stage's `_count_*` totals (PII replaced, ...)
     gate: GateOutcome | None = None  # not ok → the batch is in quarantine
     rejections_version: int | None = None
+    read: dict[str, int | None] = field(default_factory=dict)  # upstream table → the version read (ingest: input path → None)
 
     @property
     def quarantined(self) -> bool:

@@ -8,7 +8,7 @@ import json
 import pytest
 from mlflow import MlflowClient
 
-from webscale_rl import STAGES
+from webscale_rl import STAGES, lineage
 from webscale_rl.warehouse import Warehouse
 
 
@@ -28,6 +28,14 @@ def test_pipeline_run_in_mlflow(spark, small_warehouse):
     assert dedup.data.metrics["rejected.exact_duplicate"] == 1
     assert dedup.data.params["lineage.read.filtered"] == str(Warehouse(spark, warehouse).latest_version("filtered"))
     assert dedup.data.params["lineage.written.deduped"] == str(Warehouse(spark, warehouse).latest_version("deduped"))
+    # the versions in _lineage are the stage run's MLflow dataset inputs (mlflow.data)
+    recorded = {(r["table"], r["role"], r["version"]) for r in lineage.records(Warehouse(spark, warehouse), [summary.run_id]) if r["stage"] == "dedup"}
+    tags = [{t.key: t.value for t in d.tags} for d in dedup.inputs.dataset_inputs]
+    logged = {(d.dataset.name, t["mlflow.data.context"], int(t["delta.version"])) for d, t in zip(dedup.inputs.dataset_inputs, tags)}
+    assert logged == recorded and {role for _, role, _ in logged} == {"read", "wrote"}
+    assert ("filtered", "read", Warehouse(spark, warehouse).latest_version("filtered")) in logged
+    (source,) = [d.dataset for d in ingest.inputs.dataset_inputs if d.dataset.source_type == "spark"]  # the input file
+    assert json.loads(source.source)["path"].endswith("docs.jsonl")
     assert generate.data.params["model"] == "gpt-4.1"
     assert generate.data.params["prompt_version"].startswith("generate-v") and "+fewshot-v" in generate.data.params["prompt_version"]
     gm = generate.data.metrics

@@ -121,3 +121,35 @@ def test_nested_runs_figures_and_tables(warehouse, monkeypatch):
     assert {a.path for a in client.list_artifacts(rep.run_id, "plots")} == {"plots/x.png"}
     table = json.loads(open(client.download_artifacts(rep.run_id, "sample.json")).read())
     assert table["columns"] == ["q", "n"] and table["data"] == [["fine", 1], ["***", 2]]
+
+
+def test_datasets_are_logged_as_mlflow_dataset_inputs_with_their_versions(warehouse, monkeypatch):
+    from mlflow import MlflowClient
+
+    from webscale_rl.quality.report import DatasetRef
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with RunReport(MLflowConfig(experiment="datasets"), warehouse, run_name="parent") as rep:
+        with rep.nested("filter") as child:
+            child.log_datasets(
+                [
+                    DatasetRef("documents", "read", 0, delta_path="s3a://b/wh/documents"),
+                    DatasetRef("filtered", "wrote", 3, delta_path="s3a://b/wh/filtered"),
+                    DatasetRef("rejections", "wrote", 4, delta_table="main.rl.rejections"),
+                    DatasetRef("/data/docs.jsonl", "input", spark_path="/data/docs.jsonl"),
+                ]
+            )
+    inputs = MlflowClient(tracking_uri=rep.tracking_uri).get_run(child.run_id).inputs.dataset_inputs
+    got = {
+        (d.dataset.name, d.dataset.source_type, json.loads(d.dataset.source).get("path") or json.loads(d.dataset.source).get("delta_table_name"))
+        + tuple(sorted((t.key, t.value) for t in d.tags))
+        for d in inputs
+    }
+    assert got == {
+        ("documents", "delta_table", "s3a://b/wh/documents", ("delta.version", "0"), ("mlflow.data.context", "read")),
+        ("filtered", "delta_table", "s3a://b/wh/filtered", ("delta.version", "3"), ("mlflow.data.context", "wrote")),
+        ("rejections", "delta_table", "main.rl.rejections", ("delta.version", "4"), ("mlflow.data.context", "wrote")),
+        ("/data/docs.jsonl", "spark", "/data/docs.jsonl", ("mlflow.data.context", "input")),
+    }
+    # each version of a table is its own dataset: the digest covers the version
+    assert len({d.dataset.digest for d in inputs}) == 4

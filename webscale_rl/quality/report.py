@@ -22,6 +22,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,24 @@ def _quiet_mlflow_logging() -> None:
     # Database creation runs ~50 alembic migrations, each logged at INFO.
     for name in ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils", "mlflow.store.sqlalchemy_store"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset a run used, for MLflow's dataset inputs: a Delta table (`delta_path`, or
+    `delta_table` in a metastore) at `version`, or a path Spark read (`spark_path`). `context` is
+    what the run did with it (read, wrote, input)."""
+
+    name: str
+    context: str
+    version: int | None = None
+    delta_path: str | None = None
+    delta_table: str | None = None
+    spark_path: str | None = None
+
+    @property
+    def location(self) -> str:
+        return self.delta_path or self.delta_table or self.spark_path or self.name
 
 
 class RunReport:
@@ -300,6 +319,39 @@ class RunReport:
             key = f"{s}.rejected.{r}"
             metrics[key] = metrics.get(key, 0) + n  # two reasons may sanitize to one name
         self.log_metrics(metrics)
+
+    def log_datasets(self, datasets: Iterable[DatasetRef]) -> None:
+        """The datasets as MLflow dataset inputs of this run (`mlflow.data`), described, not read: a
+        Delta table as a `DeltaDatasetSource` with its version, an input path as a Spark source.
+        The digest is of location and version, so each version of a table is its own dataset; the
+        version is also the input tag `delta.version` (MLflow's Delta source leaves version 0 out)."""
+        if not self._require():
+            return
+        import hashlib
+
+        from mlflow.data.delta_dataset_source import DeltaDatasetSource
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.spark_dataset_source import SparkDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        inputs = []
+        for ref in datasets:
+            location = self._scrub("", ref.location)
+            if ref.delta_path:
+                source = DeltaDatasetSource(path=location, delta_table_version=ref.version)
+            elif ref.delta_table:
+                source = DeltaDatasetSource(delta_table_name=location, delta_table_version=ref.version)
+            else:
+                source = SparkDatasetSource(path=location)
+            digest = hashlib.sha256(f"{location}@{ref.version}".encode()).hexdigest()[:8]
+            dataset = MetaDataset(source, name=self._scrub("", ref.name), digest=digest)
+            tags = [InputTag(MLFLOW_DATASET_CONTEXT, ref.context)]
+            if ref.version is not None:
+                tags.append(InputTag("delta.version", str(ref.version)))
+            inputs.append(DatasetInput(dataset._to_mlflow_entity(), tags))
+        if inputs:
+            self._client.log_inputs(self.run_id, datasets=inputs)
 
     def log_file(self, path: Path, artifact_path: str | None = None) -> None:
         if not self._require():

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
+from ..lineage import prompt_version
 from ..warehouse import REJECTIONS, Warehouse
+from .report import DatasetRef
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -22,19 +24,14 @@ if TYPE_CHECKING:
     from .report import RunReport
 
 
-def stage_params(stage: Stage, cfg: Config, inputs: list[str], read: dict[str, Any], summary: StageSummary) -> dict[str, Any]:
+def stage_params(stage: Stage, cfg: Config, inputs: list[str], summary: StageSummary) -> dict[str, Any]:
     params: dict[str, Any] = {"stage": stage.name, "table": stage.table, "reads": ",".join(stage.reads), "writes": ",".join(stage.writes)}
     if stage.uses_llm:
-        from ..prompts import load_fewshot, load_prompt
-
         params["model"] = cfg.llm.models.get(stage.name)
-        version = load_prompt(stage.name).version
-        if stage.name == "generate":
-            version += "+" + load_fewshot(cfg.generate.fewshot_file).version
-        params["prompt_version"] = version
+        params["prompt_version"] = prompt_version(stage, cfg)
     if stage.name == "ingest":
         params["lineage.read.inputs"] = ",".join(inputs)
-    params.update({f"lineage.read.{t}": v for t, v in read.items()})
+    params.update({f"lineage.read.{t}": v for t, v in summary.read.items() if v is not None})  # the version the stage read (pinned)
     if summary.table_version is not None:
         params[f"lineage.written.{stage.table}"] = summary.table_version
     if summary.rejections_version is not None:
@@ -70,10 +67,28 @@ def stage_metrics(stage: Stage, summary: StageSummary, cfg: Config) -> dict[str,
     return m
 
 
-def log_stage_run(stage_report: RunReport, stage: Stage, summary: StageSummary, cfg: Config, inputs: list[str], read: dict[str, Any]) -> None:
+def stage_datasets(warehouse: Warehouse, summary: StageSummary) -> list[DatasetRef]:
+    """What the stage read (the upstream table at the version it read, or the input paths) and the
+    tables its batch landed in at the versions it made."""
+
+    def table(name: str, version: int, context: str) -> DatasetRef:
+        if warehouse.table_name(name):
+            return DatasetRef(name, context, version, delta_table=warehouse.where(name))
+        return DatasetRef(name, context, version, delta_path=warehouse.path(name))
+
+    refs = [table(t, v, "read") if v is not None else DatasetRef(t, "input", spark_path=t) for t, v in summary.read.items()]
+    if summary.table_version is not None:
+        refs.append(table(summary.table, summary.table_version, "wrote"))
+    if summary.rejections_version is not None:
+        refs.append(table(REJECTIONS, summary.rejections_version, "wrote"))
+    return refs
+
+
+def log_stage_run(stage_report: RunReport, stage: Stage, summary: StageSummary, cfg: Config, inputs: list[str], warehouse: Warehouse) -> None:
     if not stage_report.enabled:
         return
-    stage_report.log_params(stage_params(stage, cfg, inputs, read, summary))
+    stage_report.log_params(stage_params(stage, cfg, inputs, summary))
+    stage_report.log_datasets(stage_datasets(warehouse, summary))
     stage_report.log_metrics(stage_metrics(stage, summary, cfg))
     if summary.gate is not None and summary.gate.results_path is not None:
         stage_report.log_file(Path(summary.gate.results_path), "gate")
