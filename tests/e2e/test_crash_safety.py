@@ -1,7 +1,8 @@
 """Crash safety: the CLI run is SIGKILLed (its whole process group: driver, JVM, Python workers)
 at several points — while ingesting, between the two commits of dedup's landing, with profile's
 batch staged but not landed, in the middle of the LLM generate stage — each time resumed by the
-next run, which is killed at a later point. The final run completes, and the warehouse equals one clean uninterrupted run: same rows, no duplicate key, nothing missing.
+next run, which is killed at a later point. The final run completes, and the warehouse equals one
+clean uninterrupted run: same rows, no duplicate key, nothing missing.
 
 The input and the warehouse are in object storage (a local moto S3 server), where a kill between
 staging and landing meets S3's semantics rather than a disk's; every warehouse operation goes
