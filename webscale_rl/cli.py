@@ -246,7 +246,7 @@ def run_overrides(args) -> list[str]:
     """The config overrides of `run`: `--set` pairs, then the options that set one key."""
     options = [f"limits.on_bad_record={args.on_bad_record}"] if args.on_bad_record else []
     if args.max_cost_usd is not None:
-        options.append(f"llm.max_cost_usd={args.max_cost_usd!r}")
+        options.append(f"llm.max_cost_usd={args.max_cost_usd:.10f}")  # not 1e-05: YAML reads that as a string
     return [*args.overrides, *options]
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from .config import Config
+from .config import Config, WarehouseConfig
 from .llm.pricing import priced_model, stage_cost_usd
 from .pipeline import run_pipeline
 from .readers import read_documents
@@ -134,11 +134,13 @@ def estimate_run(
 
 
 def _measuring_config(cfg: Config) -> Config:
-    """The user's config for the scratch runs: no MLflow, no final validation or landing gates
-    (they decide nothing about calls), no budget, no cache (an empty scratch warehouse), online
-    calls (a Batch API answers within a day; tokens are the same)."""
+    """The user's config for the scratch runs: tables as folders under the scratch root (never in
+    the user's catalog), no MLflow, no final validation or landing gates (they decide nothing about
+    calls), no budget, no cache (an empty scratch warehouse), online calls (a Batch API answers
+    within a day; tokens are the same)."""
     return dataclasses.replace(
         cfg,
+        warehouse=WarehouseConfig(),
         mlflow=dataclasses.replace(cfg.mlflow, enabled=False),
         quality=dataclasses.replace(cfg.quality, enabled=False, gates=False),
         llm=dataclasses.replace(cfg.llm, max_cost_usd=None, cache=False, mode="online"),

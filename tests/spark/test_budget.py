@@ -66,23 +66,22 @@ def corpus(spark, tmp_path_factory):
 @pytest.fixture(scope="module")
 def uninterrupted(spark, corpus, tmp_path_factory):
     """The LLM stages run whole, no budget: calls made, cost, and what landed."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("OPENAI_API_KEY", "sk-test")
     root = tmp_path_factory.mktemp("whole") / "wh"
     shutil.copytree(corpus[1], root)
     with FakeOpenAI() as fake:
         cfg = _cfg(fake)
         summary = run_pipeline([], root, cfg, spark=spark, log=lambda _: None, **LLM_RUN)
         calls, paid = fake.chat_requests, _paid(fake)
-    mp.undo()
     metrics, _ = cost_summary(cfg, {s.stage: s.llm for s in summary.stages if s.llm})
     assert metrics["run.llm.cost_usd"] == pytest.approx(paid)  # the run's own cost report agrees with the endpoint
-    by_stage = {s.stage: s.llm["calls"] for s in summary.stages}
-    return {"calls": calls, "cost": paid, "by_stage": by_stage, "outcome": _outcome(spark, root), "docs": summary.stages[0].rows_in}
+    calls_by_stage = {s.stage: s.llm["calls"] for s in summary.stages}
+    items_by_stage = {s.stage: s.rows_in for s in summary.stages}
+    outcome = _outcome(spark, root)
+    docs = summary.stages[0].rows_in
+    return {"calls": calls, "cost": paid, "calls_by_stage": calls_by_stage, "items_by_stage": items_by_stage, "outcome": outcome, "docs": docs}
 
 
-def test_budget_stop_then_resume(spark, corpus, uninterrupted, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+def test_budget_stop_then_resume(spark, corpus, uninterrupted, tmp_path, capsys):
     wh = tmp_path / "wh"
     shutil.copytree(corpus[1], wh)
     args = ["run", "--from", "llm_filter", "--until", "check", "--warehouse", str(wh), "--config", "openai"]
@@ -99,9 +98,8 @@ def test_budget_stop_then_resume(spark, corpus, uninterrupted, tmp_path, capsys,
         assert m, err
         assert float(m[1]) == pytest.approx(spent, abs=5e-5) and spent <= BUDGET_USD
         assert 0 < first_calls < uninterrupted["calls"] and int(m[4]) > 0
-        # The stage it stopped in landed what it did: exactly its done items are in its table or rejected.
-        stage, done = m[2], int(m[3])
-        assert done + int(m[4]) == uninterrupted["by_stage"][stage] and fake.stats()["requests"] == first_calls
+        # The stage it stopped in had all its items to do, and did some of them.
+        assert int(m[3]) + int(m[4]) == uninterrupted["items_by_stage"][m[2]] and int(m[3]) > 0
 
         resumed = run_pipeline([], wh, _cfg(fake), spark=spark, log=lambda _: None, **LLM_RUN)
         assert resumed.budget_stop is None
@@ -111,8 +109,7 @@ def test_budget_stop_then_resume(spark, corpus, uninterrupted, tmp_path, capsys,
     assert _outcome(spark, wh) == uninterrupted["outcome"]
 
 
-def test_estimate_brackets_the_real_run(spark, corpus, uninterrupted, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+def test_estimate_brackets_the_real_run(spark, corpus, uninterrupted):
     with FakeOpenAI() as fake:
         est = estimate_run([str(corpus[0])], _cfg(fake), llm_sample=4, spark=spark, log=lambda _: None)
         measured_calls = fake.chat_requests
@@ -121,7 +118,7 @@ def test_estimate_brackets_the_real_run(spark, corpus, uninterrupted, monkeypatc
     total = est.stages["total"]
     assert total["calls"].contains(uninterrupted["calls"]), (total["calls"], uninterrupted["calls"])
     assert total["cost_usd"].contains(uninterrupted["cost"]), (total["cost_usd"], uninterrupted["cost"])
-    for stage, calls in uninterrupted["by_stage"].items():
+    for stage, calls in uninterrupted["calls_by_stage"].items():
         assert est.stages[stage]["calls"].contains(calls), (stage, est.stages[stage]["calls"], calls)
     # The stated factor (docs/llm.md): the expected cost within 1.5x of the real run's on this corpus.
     assert uninterrupted["cost"] / 1.5 <= total["cost_usd"].expected <= uninterrupted["cost"] * 1.5

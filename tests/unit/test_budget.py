@@ -17,8 +17,10 @@ from webscale_rl.stages.order import LLM_STAGES
 
 def test_max_cost_usd_on_run_sets_the_config_key():
     args = build_parser().parse_args(["run", "--warehouse", "w", "--max-cost-usd", "2.5"])
-    assert run_overrides(args) == ["llm.max_cost_usd=2.5"]
+    assert run_overrides(args) == ["llm.max_cost_usd=2.5000000000"]
     assert load_config("openai", run_overrides(args)).llm.max_cost_usd == 2.5
+    tiny = build_parser().parse_args(["run", "--warehouse", "w", "--max-cost-usd", "1e-5"])
+    assert load_config("openai", run_overrides(tiny)).llm.max_cost_usd == 1e-5
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
