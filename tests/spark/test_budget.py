@@ -29,7 +29,8 @@ SETTINGS = [
     "quality.enabled=false",
     "llm.backoff_base_s=0.01",
     "llm.slice_rows=2",
-    *(f"llm.prices.{m}={{input_per_1m: {i}, output_per_1m: {o}}}" for m, (i, o) in PRICES.items()),
+    # One key for the map: a model name's dots would split a `llm.prices.<model>` key.
+    "llm.prices={" + ", ".join(f"{m}: {{input_per_1m: {i}, output_per_1m: {o}}}" for m, (i, o) in PRICES.items()) + "}",
 ]
 LLM_RUN = {"start": "llm_filter", "until": "check"}
 # Spend where profile's second slice can no longer run whole (see test_budget_stop_then_resume).
