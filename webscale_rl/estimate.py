@@ -10,7 +10,9 @@
    95% interval: mean +- 1.96 standard errors of the per-document mean over the measured documents
    (with the finite-population correction: measuring every document leaves no sampling error),
    combined with the sampling error of the share that reaches the LLM stages when only `sample`
-   input documents went through the cheap stages. It says nothing of what sampling cannot see:
+   input documents went through the cheap stages; and at least as wide as the rule of three
+   allows: a kind of document none of the n measured shows may be up to 3/n of them, costing as
+   little as one the first LLM stage rejects or as much as the dearest measured one. It says nothing of what sampling cannot see:
    replies the user's LLM cache already holds (a real run pays less), duplicates across the
    sample's edge (`sample` finds fewer), a model that answers differently on another day.
 Prices are `llm.prices` through `llm.pricing` (the one implementation of cost)."""
@@ -208,9 +210,12 @@ def _extrapolate(
             values: list[float | None] = [per_doc.get(stage, {}).get(d, {}).get(q, 0.0) for d in docs]
             if q == "cost_usd" and stage_cost_usd(cfg, stage, 0, 0) is None:
                 values = [None] * n_measured
-            stages[stage][q] = _range(values, llm_docs, fpc, share_rel_se)
+            # The cheapest document an unseen kind could be: one the first LLM stage rejects.
+            cheapest = min((v for v in values if v is not None), default=0.0) if stage == LLM_STAGES[0] else 0.0
+            stages[stage][q] = _range(values, llm_docs, fpc, share_rel_se, cheapest)
             totals[q] = [None if (a is None or b is None) else a + b for a, b in zip(totals[q], values)]
-    stages["total"] = {q: _range(totals[q], llm_docs, fpc, share_rel_se) for q in QUANTITIES}
+    first = stages[LLM_STAGES[0]]
+    stages["total"] = {q: _range(totals[q], llm_docs, fpc, share_rel_se, _low_doc(first[q], llm_docs)) for q in QUANTITIES}
     models = {s: priced_model(cfg, s) for s in LLM_STAGES}
     measured = measured or {"calls": 0.0, "prompt_tokens": 0.0, "completion_tokens": 0.0, "cost_usd": 0.0}
     return Estimate(n_input, llm_docs, n_cheap, n_measured, stages, measured, models)
@@ -221,7 +226,15 @@ def _fpc(population: int, sample: int) -> float:
     return math.sqrt((population - sample) / (population - 1)) if population > 1 and sample < population else 0.0
 
 
-def _range(values: list[float | None], n_docs: float, fpc: float, share_rel_se: float) -> Range | None:
+def _low_doc(first_stage: Range | None, n_docs: float) -> float:
+    """The cheapest a document can be in total: what the first LLM stage costs per document."""
+    return first_stage.expected / n_docs if first_stage is not None and n_docs else 0.0
+
+
+def _range(values: list[float | None], n_docs: float, fpc: float, share_rel_se: float, cheapest: float) -> Range | None:
+    """`n_docs` x the mean of `values`, and a range: the wider of the 95% interval of the mean and
+    the rule of three: a kind of document no measured one shows may make up to 3/n of them (95%),
+    costing as little as `cheapest` or as much as the dearest measured document."""
     if any(v is None for v in values):
         return None
     n = len(values)
@@ -232,4 +245,7 @@ def _range(values: list[float | None], n_docs: float, fpc: float, share_rel_se: 
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else mean  # one document: its own size as the spread
     rel_se = math.hypot(sd / math.sqrt(n) * fpc / mean, share_rel_se) if mean > 0 else 0.0
     expected = mean * n_docs
-    return Range(expected, max(0.0, expected * (1 - Z_95 * rel_se)), expected * (1 + Z_95 * rel_se))
+    unseen = min(1.0, 3 / n) if fpc > 0 else 0.0  # nothing is unseen when every document was measured
+    low = min(expected * (1 - Z_95 * rel_se), n_docs * ((1 - unseen) * mean + unseen * cheapest))
+    high = max(expected * (1 + Z_95 * rel_se), n_docs * ((1 - unseen) * mean + unseen * max(xs)))
+    return Range(expected, max(0.0, low), high)

@@ -81,3 +81,14 @@ def test_measuring_every_document_leaves_no_range_and_a_sample_of_the_input_wide
     share_half = 1.96 * math.sqrt(0.5 / (0.5 * 10)) * math.sqrt(90 / 99) * 100
     assert cut.llm_documents == 50.0 and calls.expected == 100.0
     assert (calls.low, calls.high) == (pytest.approx(100 - share_half), pytest.approx(100 + share_half))
+
+
+def test_a_sample_of_equal_documents_still_leaves_room_for_a_kind_it_did_not_see():
+    # 4 of 8 documents measured, each 1 llm_filter + 5 later calls: no spread, yet up to 3/4 of the
+    # rest may be documents llm_filter rejects (1 call): the rule of three keeps the range open.
+    usage = lambda c: {"calls": c, "prompt_tokens": 100 * c, "completion_tokens": 20 * c, "cost_usd": c * 0.5}  # noqa: E731
+    docs = ["a", "b", "c", "d"]
+    per_doc = {"llm_filter": {d: usage(1) for d in docs}, "profile": {d: usage(5) for d in docs}}
+    calls = _extrapolate(load_config("openai"), per_doc, {}, docs, 8, 8, 8).stages["total"]["calls"]
+    assert (calls.expected, calls.low, calls.high) == (48.0, 8 * (0.25 * 6 + 0.75 * 1), 48.0)
+    assert calls.contains(43)  # seven such documents and one junk page (the Spark test's corpus)
