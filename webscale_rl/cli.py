@@ -14,6 +14,7 @@ from .config import ConfigError, config_json_schema, load_config, packaged_confi
 
 EXIT_USAGE = 2  # bad input, bad config: the user's to fix
 EXIT_FAILURE = 1  # the run failed (validation gate, LLM endpoint, environment)
+EXIT_BUDGET = 3  # the run stopped at its budget (llm.max_cost_usd): what is done landed, run again to go on
 CONFIG_HELP = f"a packaged config by name ({', '.join(packaged_config_names())}) or a YAML file (default: local)"
 
 
@@ -31,6 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run ingest → filter → dedup → llm_filter → profile → generate → check; every stage lands a Delta table.",
     )
     add_run_arguments(run)
+
+    estimate = sub.add_parser(
+        "estimate",
+        help="what a run on the input would call, use and cost (measured on a sample), before it pays",
+        description="Runs ingest..dedup on the input (or its first --sample documents) and the LLM stages on --llm-sample "
+        "of the surviving documents, really calling the configured endpoint, in scratch warehouses (never yours); "
+        "prints expected calls, tokens and cost per LLM stage with a 95%% range.",
+    )
+    estimate.add_argument("--input", nargs="+", required=True, metavar="PATH", help="the input a run would read")
+    estimate.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
+    estimate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key (repeatable)")
+    estimate.add_argument("--sample", type=int, metavar="N", help="run the cheap stages on the first N input documents only (default: all)")
+    estimate.add_argument("--llm-sample", type=int, default=20, metavar="M", help="documents the LLM stages are measured on (default 20)")
+    estimate.add_argument("--scratch", metavar="URI", help="where the scratch warehouses go (default: a temporary folder here, removed after)")
+    add_spark_conf_argument(estimate)
+    add_remote_argument(estimate)
 
     export = sub.add_parser("export", help="export the final QA table", description="Export the `qa` table of a warehouse.")
     export.add_argument("--warehouse", required=True, help="warehouse directory of a previous run")
@@ -154,6 +171,13 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     run.add_argument("--until", choices=STAGES, help="stop after this stage")
     run.add_argument("--limit", type=int, metavar="N", help="read at most N documents")
     run.add_argument(
+        "--max-cost-usd",
+        type=float,
+        metavar="X",
+        help="stop the LLM stages before this run's spend could pass X dollars (at llm.prices); what is done lands, "
+        "the rest is the next run's work; exit code 3; sets llm.max_cost_usd",
+    )
+    run.add_argument(
         "--on-bad-record",
         choices=("reject", "fail"),
         help="a bad input record (e.g. a JSONL line that is not a JSON object): reject it into 'rejections' "
@@ -208,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_decontaminate(args)
         if args.command == "explain":
             return cmd_explain(args)
+        if args.command == "estimate":
+            return cmd_estimate(args)
         if args.command == "unlock":
             return cmd_unlock(args)
         if args.command == "setup":
@@ -256,7 +282,10 @@ def explain(exc: Exception) -> tuple[int | None, str]:
 
 def run_overrides(args) -> list[str]:
     """The config overrides of `run`: `--set` pairs, then the options that set one key."""
-    return [*args.overrides, *([f"limits.on_bad_record={args.on_bad_record}"] if args.on_bad_record else [])]
+    options = [f"limits.on_bad_record={args.on_bad_record}"] if args.on_bad_record else []
+    if args.max_cost_usd is not None:
+        options.append(f"llm.max_cost_usd={args.max_cost_usd:.10f}")  # not 1e-05: YAML reads that as a string
+    return [*args.overrides, *options]
 
 
 def cmd_run(args) -> int:
@@ -270,7 +299,15 @@ def cmd_run(args) -> int:
 
     summary = run_pipeline(args.input, args.warehouse, cfg, until=args.until, start=args.start, limit=args.limit)
     print_report(summary)
-    return 0
+    return run_exit_code(summary)
+
+
+def run_exit_code(summary) -> int:
+    """0, or EXIT_BUDGET with one line on stderr when the run stopped at its budget."""
+    if summary.budget_stop is None:
+        return 0
+    print(f"stopped: {summary.budget_stop.line()}", file=sys.stderr)
+    return EXIT_BUDGET
 
 
 def print_report(summary, n_examples: int = 3) -> None:
@@ -283,7 +320,7 @@ def print_report(summary, n_examples: int = 3) -> None:
 
         print("\n=== QA quality report ===")
         print("\n".join(format_qa_report(summary.qa_report)))
-    if summary.final_table == "qa":
+    if summary.final_table == "qa" and summary.budget_stop is None:
         from pyspark.sql import functions as F
 
         rows = (
@@ -338,6 +375,21 @@ def cmd_explain(args) -> int:
     wh = Warehouse.open(spark, args.warehouse, cfg.warehouse.catalog, cfg.warehouse.schema)
     found = explain_item(wh, doc_id=args.doc_id, qa_id=args.qa_id)
     print(json.dumps(found.to_json(), indent=2, default=str) if args.json else format_text(found))
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    cfg = load_config(args.config, args.overrides)
+    for flag, value in (("--sample", args.sample), ("--llm-sample", args.llm_sample)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    from .estimate import estimate_run
+    from .spark import apply_spark_conf
+
+    apply_spark_conf(cfg, args.spark_conf)
+    use_remote(args)
+    result = estimate_run(args.input, cfg, sample=args.sample, llm_sample=args.llm_sample, scratch=args.scratch)
+    print("\n" + "\n".join(result.lines()))
     return 0
 
 
@@ -428,6 +480,8 @@ def cmd_demo(args) -> int:
     print(f"demo sample: {sample}")
     summary = run_pipeline([str(sample)], warehouse, cfg)
     print_report(summary)
+    if summary.budget_stop is not None:
+        return run_exit_code(summary)
     print(f"\nExport: webscale-rl export --warehouse {warehouse} --format jsonl --out qa.jsonl")
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,10 @@ class LLMConfig:
             "gpt-4o-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6},
         }
     )
+    # Budget of one run in USD (None: none): the LLM stages stop before a slice whose worst-case
+    # cost (limits.bytes_per_token, llm.max_tokens) would pass it; what is done lands, the rest is
+    # the next run's work (exit code 3). Needs a price for every LLM stage's model.
+    max_cost_usd: float | None = None
 
 
 @dataclass
@@ -360,7 +365,7 @@ def _coerce(path: str, tp: Any, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{path}' must be a mapping, got {type(value).__name__}")
         return _build(tp, value, path)
-    if origin is typing.Union or str(origin) == "types.UnionType":
+    if origin is typing.Union or origin is types.UnionType:  # Optional[X] and X | None
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
@@ -519,6 +524,9 @@ def _validate_llm(cfg: Config) -> None:
     for model, price in llm.prices.items():
         if sorted(price) != ["input_per_1m", "output_per_1m"]:
             raise ConfigError(f"llm.prices.{model} must have exactly input_per_1m and output_per_1m, got {sorted(price)}")
+    if llm.max_cost_usd is not None:
+        if llm.max_cost_usd <= 0:
+            raise ConfigError(f"llm.max_cost_usd must be > 0 or null, got {llm.max_cost_usd}")
     if llm.mode == "batch" and llm.provider == "local":
         raise ConfigError("llm.mode 'batch' needs a provider with a Batch API (openai, azure), not the embedded 'local' server")
     if llm.api_key_secret is not None and llm.api_key_secret.count("/") != 1:

@@ -37,7 +37,7 @@ def estimate_tokens(text: str, bytes_per_token: float) -> int:
     return math.ceil(len(text.encode("utf-8")) / bytes_per_token)
 
 
-def _prompt_overhead_tokens(cfg: Config, stage: str) -> int:
+def prompt_overhead_tokens(cfg: Config, stage: str) -> int:
     prompt = load_prompt(stage)
     template = prompt.system + prompt.user
     return estimate_tokens(template, cfg.limits.bytes_per_token) + math.ceil(FILLED_FIELDS_BYTES / cfg.limits.bytes_per_token) + CHAT_TEMPLATE_TOKENS
@@ -48,7 +48,7 @@ def document_budget_bytes(cfg: Config, llm_stages: Iterable[str]) -> int | None:
     (no token budget, or no LLM stage).
     `llm_stages`: the names of the stages that call the model (their prompts and max_tokens count)."""
     budget = input_token_budget(cfg)
-    rooms = [budget - _prompt_overhead_tokens(cfg, s) - cfg.llm.max_tokens.get(s, 0) for s in llm_stages] if budget is not None else []
+    rooms = [budget - prompt_overhead_tokens(cfg, s) - cfg.llm.max_tokens.get(s, 0) for s in llm_stages] if budget is not None else []
     return int(min(rooms) * cfg.limits.bytes_per_token) if rooms else None
 
 

@@ -122,7 +122,7 @@ class QAReportObserver(RunObserver):
         self.warehouse, self.report = warehouse, report
 
     def on_run_end(self, summary: RunSummary) -> None:
-        if summary.final_table != "qa":
+        if summary.final_table != "qa" or summary.budget_stop is not None:  # a budget stop never reaches qa
             return
         summary.qa_report = qa_report(self.warehouse, summary.run_id)
         self.report.log_metrics(report_metrics(summary.qa_report))
@@ -137,7 +137,7 @@ class ValidationObserver(RunObserver):
         self.cfg, self.warehouse, self.report, self.log = cfg, warehouse, report, log
 
     def on_run_end(self, summary: RunSummary) -> None:
-        if summary.final_table == "qa" and self.cfg.quality.enabled:
+        if summary.final_table == "qa" and self.cfg.quality.enabled and summary.budget_stop is None:
             summary.validation = self.validate(summary.run_id)
 
     def validate(self, run_id: str) -> ValidationOutcome:

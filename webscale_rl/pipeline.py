@@ -17,9 +17,11 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 from . import lineage
+from .budget import run_budget
 from .config import Config, ConfigError
 from .limits import with_call_limits
 from .llm.endpoint import llm_endpoint
+from .llm.pricing import check_prices_for_budget
 from .observers import RunObserver, RunStart, run_observers
 from .progress import live_progress_dir
 from .quality.suites import check_severity_overrides
@@ -102,6 +104,7 @@ def run_pipeline(
     t_run = time.monotonic()
     check_config(cfg)
     stages = stages_until(until, start)
+    check_prices_for_budget(cfg, [s.name for s in stages if s.uses_llm])
     if stages[0] is PIPELINE[0] and not inputs:
         raise PipelineError("the ingest stage needs --input (later stages read the warehouse)")
     run_id = new_run_id()
@@ -159,7 +162,8 @@ def run_stages(
     log: Callable[[str], None],
     inputs: Sequence[str] = (),
 ) -> None:
-    """The stages in order, with the LLM endpoint up while they run; then prove nothing vanished."""
+    """The stages in order, with the LLM endpoint up while they run; then prove nothing vanished.
+    A run stopped by its budget (llm.max_cost_usd) ends after the stage it stopped in."""
     needs_llm = any(s.uses_llm for s in stages)
     with contextlib.ExitStack() as scopes:
         endpoint = scopes.enter_context(llm_endpoint(cfg, log)) if needs_llm else None
@@ -176,9 +180,14 @@ def run_stages(
             progress_dir=progress_dir,
             warehouse=wh,
             log=log,
+            budget=run_budget(cfg),
         )
         for stage in stages:
             run_observed_stage(wh, stage, raw, ctx, summary, observers, inputs)
+            if ctx.budget is not None and ctx.budget.stop is not None:
+                summary.budget_stop = ctx.budget.stop  # what is done has landed; the rest is the next run's new work
+                log(ctx.budget.stop.line())
+                return
         if decontaminate.STAGE in stages and cfg.decontam.eval_sets:  # pairs of earlier runs, against sets they have not seen
             decontaminate.catch_up(wh, list(cfg.decontam.eval_sets), cfg.decontam, summary.run_id, log)
         vanished = unaccounted_documents(wh, PIPELINE[0], summary.final_table)

@@ -12,10 +12,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from . import lineage
+from .budget import BudgetStop, affordable, worst_case_usd
 from .landing import land_batch
 from .llm.batch_ledger import mark_collected
+from .llm.pricing import stage_cost_usd
 from .progress import LLMProgress, fmt_seconds
 from .stages.base import Stage, StageContext
+from .stages.llm_stage import llm_usage
 from .summary import StageSummary
 from .warehouse import Warehouse
 from .work import with_landed_rows, without_landed_rows, without_processed
@@ -41,7 +44,10 @@ def run_stage(warehouse: Warehouse, stage: Stage, upstream: DataFrame, ctx: Stag
         ctx.log(f"[{stage.name}] done in {fmt_seconds(time.monotonic() - t0)}: nothing new to process")
         return StageSummary(stage.name, stage.table, 0, 0, 0, time.monotonic() - t0, {}, None)
     if stage.uses_llm:
-        stage_llm_slices(warehouse, stage, work, rows_in or 0, ctx)
+        rows_in = stage_llm_slices(warehouse, stage, work, rows_in or 0, ctx)
+        if rows_in == 0 and ctx.budget is not None and ctx.budget.stop is not None:  # the budget stopped it before its first slice
+            ctx.log(f"[{stage.name}] stopped before its first call: {ctx.budget.stop.line()}")
+            return StageSummary(stage.name, stage.table, 0, 0, 0, time.monotonic() - t0, {}, None)
     else:
         warehouse.stage_slice(_output(warehouse, stage, work, ctx, first), stage.name, ctx.run_id)
     # Everything below reads the materialised batch: LLM calls are never made twice.
@@ -60,24 +66,48 @@ def _output(warehouse: Warehouse, stage: Stage, work: DataFrame, ctx: StageConte
     return without_processed(warehouse, stage, marked) if first else marked
 
 
-def stage_llm_slices(warehouse: Warehouse, stage: Stage, work: DataFrame, n_items: int, ctx: StageContext) -> None:
+def stage_llm_slices(warehouse: Warehouse, stage: Stage, work: DataFrame, n_items: int, ctx: StageContext) -> int:
     """Stage an LLM stage's output `llm.slice_rows` items at a time, each slice its own commit: a
     run killed mid-stage keeps every slice that committed (the next run lands it and pays only for
-    the rest). Slices are by a hash of the input key, so each item is in exactly one."""
+    the rest). Slices are by a hash of the input key, so each item is in exactly one. Under a
+    budget (`ctx.budget`) a slice runs only as far as its worst case fits the rest of the budget,
+    and a cut slice is the stage's and the run's last. → the items staged."""
     n_slices = max(1, math.ceil(n_items / ctx.cfg.llm.slice_rows))
     ctx.log(f"  [{stage.name}] {n_items} LLM call(s) to make" + (f", in {n_slices} slices" if n_slices > 1 else ""))
     slice_of = F.pmod(F.xxhash64(*stage.input_key), F.lit(n_slices))
-    sizes = {r["_slice"]: r["count"] for r in work.groupBy(slice_of.alias("_slice")).count().collect()} if n_slices > 1 else {0: n_items}
+    budget = ctx.budget
+    sizes, worst = _slice_sizes(stage, work, n_items, n_slices, slice_of, ctx)
     done = 0
     with LLMProgress(stage.name, n_items, ctx.progress_dir, ctx.log) as progress:
         for i in range(n_slices):
-            part = work if n_slices == 1 else work.filter(slice_of == i)
+            part, n_part = (work if n_slices == 1 else work.filter(slice_of == i)), sizes.get(i, 0)
+            if budget is not None and worst.get(i, 0.0) > budget.remaining_usd:
+                part, n_part = affordable(part, ctx.cfg, stage, budget.remaining_usd)
+                budget.stop = BudgetStop(budget.spent_usd, budget.limit_usd, stage.name, done + n_part, n_items - done - n_part)
+                if n_part == 0:
+                    break
             warehouse.stage_slice(_output(warehouse, stage, part, ctx, False), stage.name, ctx.run_id, i)
-            done += sizes.get(i, 0)
+            done += n_part
+            if budget is not None:
+                usage = llm_usage(warehouse.read_batch(stage.name, ctx.run_id))
+                budget.spent_by_stage[stage.name] = stage_cost_usd(ctx.cfg, stage.name, usage["prompt_tokens"], usage["completion_tokens"]) or 0.0
+                if budget.stop is not None:
+                    budget.stop = replace(budget.stop, spent_usd=budget.spent_usd)
+                    break
             if n_slices > 1:
                 progress.slice_done(done, i + 1, n_slices)
     if ctx.cfg.llm.mode == "batch":  # every slice is staged: the batches it used are never resumed again
         mark_collected(warehouse, stage.name, ctx.run_id)
+    return done
+
+
+def _slice_sizes(stage: Stage, work: DataFrame, n_items: int, n_slices: int, slice_of, ctx: StageContext) -> tuple[dict[int, int], dict[int, float]]:
+    """Items per slice and, under a budget, each slice's worst-case cost (one pass over the work)."""
+    if ctx.budget is None and n_slices == 1:
+        return {0: n_items}, {}
+    aggs = [F.count(F.lit(1)).alias("n")] + ([F.sum(worst_case_usd(ctx.cfg, stage)).alias("worst")] if ctx.budget is not None else [])
+    rows = work.groupBy(slice_of.alias("_slice")).agg(*aggs).collect()
+    return {r["_slice"]: r["n"] for r in rows}, ({r["_slice"]: float(r["worst"] or 0.0) for r in rows} if ctx.budget is not None else {})
 
 
 def _new_rows(warehouse: Warehouse, stage: Stage, upstream: DataFrame) -> tuple[DataFrame, int]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .budget import BudgetStop
     from .quality.expectations import ValidationOutcome
     from .quality.gates import GateOutcome
     from .quality.report import RunReport
@@ -50,6 +51,7 @@ class RunSummary:
     mlflow: RunReport | None = None
     qa_report: dict | None = None
     elapsed_s: float = 0.0
+    budget_stop: BudgetStop | None = None  # the run stopped for llm.max_cost_usd (the CLI exits 3)
 
     @property
     def counts(self) -> dict[str, int]:

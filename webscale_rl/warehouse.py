@@ -240,6 +240,19 @@ class Warehouse:
         staged = self.spark.read.format("delta").load(self._staging(stage))
         return staged.filter(F.col(BATCH_COL) == run_id).drop(BATCH_COL)
 
+    def read_discarded_batch(self, stage: str, run_id: str) -> DataFrame | None:
+        """A landed batch as it was staged, per-row LLM usage included (Delta time travel to the
+        version before `discard_batch` dropped it); None when it was never staged or not dropped."""
+        location = self._staging(stage)
+        if not self.exists_at(location):
+            return None
+        history = self.spark.sql(f"DESCRIBE HISTORY delta.`{location}`").select("version", "operation", "operationParameters").collect()
+        dropped = [int(r["version"]) for r in history if r["operation"] == "DELETE" and run_id in str((r["operationParameters"] or {}).get("predicate", ""))]
+        if not dropped:
+            return None
+        staged = self.spark.read.format("delta").option("versionAsOf", max(dropped) - 1).load(location)
+        return staged.filter(F.col(BATCH_COL) == run_id).drop(BATCH_COL)
+
     def discard_batch(self, stage: str, run_id: str) -> None:
         """Drop a landed batch (its partition: a metadata-only Delta commit)."""
         location = self._staging(stage)

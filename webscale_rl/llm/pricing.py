@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from ..config import Config
+from ..config import Config, ConfigError
+
+
+def priced_model(cfg: Config, stage: str) -> str:
+    """The name `llm.prices` knows a stage's model by (`local` for the embedded server)."""
+    return "local" if cfg.llm.provider == "local" else cfg.llm.models[stage]
+
+
+def check_prices_for_budget(cfg: Config, stages: list[str] | tuple[str, ...]) -> None:
+    """A budget (llm.max_cost_usd) needs a price for the model of every LLM stage that runs."""
+    if cfg.llm.max_cost_usd is None:
+        return
+    unpriced = sorted({priced_model(cfg, s) for s in stages} - set(cfg.llm.prices))
+    if unpriced:
+        raise ConfigError(f"llm.max_cost_usd needs a price for every LLM stage's model; llm.prices lacks {unpriced} (set llm.prices.<model>)")
 
 
 def stage_cost_usd(cfg: Config, stage: str, prompt_tokens: float, completion_tokens: float) -> float | None:
     """None when the stage's model has no price (reported as unknown, never as free)."""
-    model = "local" if cfg.llm.provider == "local" else cfg.llm.models[stage]
-    price = cfg.llm.prices.get(model)
+    price = cfg.llm.prices.get(priced_model(cfg, stage))
     if price is None:
         return None
     return (prompt_tokens * price["input_per_1m"] + completion_tokens * price["output_per_1m"]) / 1e6
@@ -29,7 +42,7 @@ def cost_summary(cfg: Config, usage_by_stage: dict[str, dict[str, float]]) -> tu
         else:
             metrics[f"{stage}.llm.cost_usd"] = cost
             run_cost = None if run_cost is None else run_cost + cost
-        model = "local" if cfg.llm.provider == "local" else cfg.llm.models[stage]
+        model = priced_model(cfg, stage)
         lines.append(
             f"  {stage:<12} {model:<16} {int(usage.get('calls', 0))} / {int(usage.get('cache_hits', 0))} / "
             f"{int(usage.get('retries', 0))} / {int(usage.get('rate_limited', 0))} / "

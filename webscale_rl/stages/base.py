@@ -25,6 +25,7 @@ from ..config import Config
 from ..summary import PipelineError
 
 if TYPE_CHECKING:
+    from ..budget import Budget
     from ..warehouse import Warehouse
 
 REASON = "_reject_reason"
@@ -47,6 +48,8 @@ class StageContext:
     # The run's warehouse: LLM stages keep their response cache there.
     warehouse: Warehouse | None = None
     log: Callable[[str], None] = print
+    # The run's spend against llm.max_cost_usd (None: no budget); the runner checks it between slices.
+    budget: Budget | None = None
 
 
 @dataclass
@@ -108,8 +111,9 @@ class Stage:
     (generate: one item per persona, keyed by its qa_id, so a persona whose call failed transiently
     is retried while the document's other pairs stay); every item gives one output row.
     rejection_reasons: regex alternatives of the reasons it gives. beside: a table of rows derived
-    from its kept rows, landed with them (`BesideTable`). The expectation suite of its kept rows is
-    `quality.suites.table_suites(q)[stage.table]`."""
+    from its kept rows, landed with them (`BesideTable`). document: the column whose text an LLM
+    stage's call carries (its worst-case cost under a budget). The expectation suite of its kept rows
+    is `quality.suites.table_suites(q)[stage.table]`."""
 
     name: str
     reads: tuple[str, ...]
@@ -122,6 +126,7 @@ class Stage:
     work_items: Callable[[DataFrame, StageContext], DataFrame] | None = None
     rejection_reasons: tuple[str, ...] = ()
     beside: BesideTable | None = None
+    document: str = "text"
 
     @property
     def reason_pattern(self) -> str:

@@ -245,5 +245,5 @@ REJECTION_REASONS = (
 # needs_landed_rows: a new pair may repeat a question or a fact of a pair an earlier run kept.
 STAGE = Stage(
     "check", READS, WRITES, "checked", check_qa,
-    uses_llm=True, input_key=("qa_id",), needs_landed_rows=True, rejection_reasons=REJECTION_REASONS,
+    uses_llm=True, input_key=("qa_id",), needs_landed_rows=True, rejection_reasons=REJECTION_REASONS, document="pretrain_text",
 )  # fmt: skip

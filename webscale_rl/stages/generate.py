@@ -105,5 +105,5 @@ def generate_qa(per_persona: DataFrame, ctx: StageContext) -> StageResult:
 # One pair per persona: a profile row becomes one work item per persona, each keyed by its qa_id.
 STAGE = Stage(
     "generate", READS, WRITES, "qa_candidates", generate_qa,
-    uses_llm=True, input_key=("qa_id",), work_items=persona_items, rejection_reasons=("empty_qa",),
+    uses_llm=True, input_key=("qa_id",), work_items=persona_items, rejection_reasons=("empty_qa",), document="pretrain_text",
 )  # fmt: skip
