@@ -105,7 +105,7 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
     for col in ("doc_id", "pretrain_text", "question", "answer", "answer_type", "domain", "persona", "run_id", "prompt_version", "qa_id"):
         assert col in qa.columns
     rows = qa.collect()
-    assert len(rows) == 4  # 2 documents × 2 personas
+    assert len(rows) == 2  # 2 documents, one fact each (the fake gives both personas one answer: duplicate_fact)
     assert not [r for r in rows if "HACKED" in r["answer"] or "system prompt" in r["question"].lower()]
 
     # Delta history on every stage table; per-stage counts printed and logged.
@@ -113,7 +113,7 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
         assert Warehouse(spark, warehouse).history(table), table
     assert any(line.startswith("[decontaminate] done") for line in lines)
     assert summary.validation is not None and summary.validation.success, summary.validation.summary()
-    assert summary.counts["ingest"] == 10 and summary.counts["check"] == 6 and summary.counts["decontaminate"] == 4
+    assert summary.counts["ingest"] == 10 and summary.counts["check"] == 3 and summary.counts["decontaminate"] == 2
 
     # MLflow run with per-stage metrics.
     import mlflow
@@ -121,13 +121,13 @@ def test_full_pipeline_with_fake_endpoint(spark, tmp_path, input_file, monkeypat
     client = mlflow.MlflowClient(tracking_uri=summary.mlflow.tracking_uri)
     run = client.get_run(summary.mlflow.run_id)
     assert run.data.metrics["ingest.rows_in"] == 12
-    assert run.data.metrics["check.rows_out"] == 6
+    assert run.data.metrics["check.rows_out"] == 3
     assert run.data.params["llm.models.generate"] == "gpt-4.1"
-    # The QA quality report: 4 pairs from 2 documents, every fake answer is a word of its document.
-    assert summary.qa_report["pairs_per_kept_document"] == 2.0
+    # The QA quality report: 2 pairs from 2 documents, every fake answer is a word of its document.
+    assert summary.qa_report["pairs_per_kept_document"] == 1.0
     assert summary.qa_report["answer_verbatim_share"] == 1.0
-    assert summary.qa_report["answer_types"] == {"entity": 4}
-    assert summary.qa_report["rejections"]["decontaminate/contaminated:mini_bench"] == 2
+    assert summary.qa_report["answer_types"] == {"entity": 2}
+    assert summary.qa_report["rejections"]["decontaminate/contaminated:mini_bench"] == 1
     assert run.data.metrics["qa.answer_verbatim_share"] == 1.0
 
     # The key went only into the request header: nowhere in the warehouse, MLflow store or logs.
@@ -157,10 +157,10 @@ def test_export_formats(spark, tmp_path, input_file):
     out = tmp_path / "qa.jsonl"
     assert main(["export", "--warehouse", str(warehouse), "--format", "jsonl", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(rows) == 6
+    assert len(rows) == 3  # danube, flaky, photo: one fact each
     assert {"pretrain_text", "question", "answer", "domain", "persona", "qa_id", "doc_id"} <= set(rows[0])
     assert main(["export", "--warehouse", str(warehouse), "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
-    assert spark.read.parquet(str(tmp_path / "pq")).count() == 6
+    assert spark.read.parquet(str(tmp_path / "pq")).count() == 3
 
     # verl: single Parquet files per split, loadable without Spark, with a rule reward's ground truth.
     import pandas as pd
@@ -169,7 +169,7 @@ def test_export_formats(spark, tmp_path, input_file):
     args = ["export", "--warehouse", str(warehouse), "--format", "verl", "--out", str(verl_dir), "--val-fraction", "0.5"]
     assert main(args) == 0
     train, val = pd.read_parquet(verl_dir / "train.parquet"), pd.read_parquet(verl_dir / "validation.parquet")
-    assert len(train) + len(val) == 6 and len(val) > 0
+    assert len(train) + len(val) == 3 and len(val) > 0
     row = train.iloc[0]
     assert row["data_source"] == "webscale_rl" and row["reward_model"]["style"] == "rule"
     assert row["prompt"][0]["role"] == "user" and "\\boxed{}" in row["prompt"][0]["content"]
@@ -182,4 +182,4 @@ def test_export_formats(spark, tmp_path, input_file):
     trl_dir = tmp_path / "trl"
     assert main(["export", "--warehouse", str(warehouse), "--format", "trl", "--out", str(trl_dir)]) == 0
     trl = pd.read_parquet(trl_dir / "train.parquet")
-    assert list(trl.columns[:2]) == ["prompt", "answer"] and len(trl) == 6
+    assert list(trl.columns[:2]) == ["prompt", "answer"] and len(trl) == 3
