@@ -18,13 +18,11 @@ printed for one run, not absolute numbers across runs.
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import random
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,37 +44,12 @@ def log(msg: str) -> None:
 
 
 def base_corpus(cache: Path, base_mb: float) -> list[str]:
-    out = cache / "python-doc-chunks.jsonl"
-    if not out.exists():
-        import lxml.html
+    # Debian's python3.11-doc pages in ~3,000-character chunks: the same corpus (and cache) the
+    # filter-preset test reads, fetched by one function.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.support.real_corpora import python_doc
 
-        work = cache / "deb"
-        work.mkdir(parents=True, exist_ok=True)
-        if not list(work.glob("*.deb")):
-            log(f"fetching {DEB} (Debian) ...")
-            subprocess.run(["apt-get", "download", DEB], cwd=work, check=True, capture_output=True)
-        deb = next(work.glob("*.deb"))
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "x")], check=True)
-        files = sorted({os.path.realpath(f) for f in glob.glob(str(work / "x" / "**" / "*.html"), recursive=True)})
-        chunks = []
-        for f in files:
-            root = lxml.html.parse(f).getroot()
-            body = root.find_class("body") or [root.body]
-            if body[0] is None:
-                continue
-            text = re.sub(r"\n\s*\n+", "\n\n", body[0].text_content()).strip()
-            buf = ""
-            for para in text.split("\n\n"):
-                buf = f"{buf}\n\n{para}" if buf else para
-                if len(buf) >= 3000:
-                    chunks.append(buf)
-                    buf = ""
-            if len(buf) >= 500:
-                chunks.append(buf)
-        with out.open("w") as fh:
-            for c in chunks:
-                fh.write(json.dumps({"text": c}) + "\n")
-    texts = [json.loads(line)["text"] for line in out.open()]
+    texts = [r["text"] for r in python_doc() if len(r["text"]) >= 500]
     random.Random(0).shuffle(texts)
     keep, size = [], 0
     for t in texts:
