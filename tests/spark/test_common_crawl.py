@@ -64,22 +64,30 @@ def _python_workers() -> list[psutil.Process]:
 
 
 class PeakRss:
-    """Samples the largest resident set of any Python worker while the block runs."""
+    """Samples the largest resident-set growth of any Python worker while the block runs: a worker
+    started inside the block counts whole; one reused from earlier tests of the session (Spark
+    reuses its Python workers) counts from what it held when the block began."""
 
     def __init__(self):
         self.peak = 0
         self._stop = threading.Event()
+        self._before: dict[int, int] = {}
 
     def _sample(self):
         while not self._stop.is_set():
             for worker in _python_workers():
                 try:
-                    self.peak = max(self.peak, worker.memory_info().rss)
+                    self.peak = max(self.peak, worker.memory_info().rss - self._before.get(worker.pid, 0))
                 except psutil.Error:
                     pass
             time.sleep(0.05)
 
     def __enter__(self):
+        for worker in _python_workers():
+            try:
+                self._before[worker.pid] = worker.memory_info().rss
+            except psutil.Error:
+                pass
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
