@@ -105,7 +105,7 @@ def pipeline_cmd(master: str, jars: list[Path], wheel: Path, confs: list[str], i
     return submit_cmd(master, jars, [wheel], confs, REPO / "jobs" / "run_pipeline.py", *args)
 
 
-def submit(cmd: list[str], cwd: Path, log: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+def submit(cmd: list[str], cwd: Path, log: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
     """Run spark-submit, keep its whole output in `log`, and fail with the driver's problems."""
     done = subprocess.run(cmd, cwd=cwd, env=cluster_env(), capture_output=True, text=True, timeout=timeout)
     log.write_text(done.stdout + "\n--- stderr ---\n" + done.stderr)
@@ -203,6 +203,7 @@ def drop_all_but_the_cache(s3, prefix: str) -> list[str]:
 
 
 @pytest.mark.spark_processes
+@pytest.mark.timeout(2700)  # two whole runs on the cluster, every commit through the S3 server
 def test_s3_warehouse_on_a_cluster_without_shared_disk_equals_a_local_run(spark, isolated_cluster, wheel, s3_server, tmp_path):  # noqa: F811
     """Issue 15: workers that cannot see the driver's folders, input and warehouse on s3a://."""
     s3 = s3_server
@@ -216,8 +217,8 @@ def test_s3_warehouse_on_a_cluster_without_shared_disk_equals_a_local_run(spark,
     local_inputs.write_text(docs, encoding="utf-8")
 
     with FakeOpenAI() as fake:
-        # Two items per slice: each LLM stage commits (and reports) several slices.
-        sets = [f"llm.base_url={fake.base_url}", "llm.max_concurrency=2", "llm.slice_rows=2", *OVERRIDES]
+        # Four items per slice: the LLM stages commit (and report) several slices.
+        sets = [f"llm.base_url={fake.base_url}", "llm.max_concurrency=2", "llm.slice_rows=4", *OVERRIDES]
         cmd = pipeline_cmd(isolated_cluster.master, jars, wheel, s3.conf_args, inputs, warehouse, sets)
         (worker,) = isolated_cluster.workers
         earlier_apps = set(worker.work.glob("app-*"))
