@@ -63,10 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--run-id", help="export only the pairs this run added (default: the whole table)")
     which.add_argument("--latest-run", action="store_true", help="export only the pairs the latest run added")
     which.add_argument("--all-runs", action="store_true", help="the whole table, every pair once (the default)")
-    export.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
-    export.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. warehouse.catalog=main")
-    add_spark_conf_argument(export)
-    add_remote_argument(export)
+    add_warehouse_command_arguments(export, "warehouse.catalog=main")
 
     decontam = sub.add_parser(
         "decontaminate",
@@ -83,10 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="evaluation set (JSONL/Parquet/CSV with a question column; name=PATH to name it; repeatable)",
     )
-    decontam.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
-    decontam.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. decontam.ngram=8")
-    add_spark_conf_argument(decontam)
-    add_remote_argument(decontam)
+    add_warehouse_command_arguments(decontam, "decontam.ngram=8")
     why = sub.add_parser(
         "explain",
         help="where a document or a QA pair went: each stage's verdict and reason, prompt versions, runs and table versions",
@@ -97,10 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     item.add_argument("--doc-id", help="a document's doc_id: its path through every stage and its QA pairs")
     item.add_argument("--qa-id", help="a QA pair's qa_id: its document's path and the pair's")
     why.add_argument("--json", action="store_true", help="print JSON instead of text")
-    why.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
-    why.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. warehouse.catalog=main")
-    add_spark_conf_argument(why)
-    add_remote_argument(why)
+    add_warehouse_command_arguments(why, "warehouse.catalog=main")
 
     unlock = sub.add_parser(
         "unlock",
@@ -108,10 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="A run holds its warehouse until it ends; a run killed on another host leaves its hold behind. Clear it only when no run is going on.",
     )
     unlock.add_argument("--warehouse", required=True, help="the warehouse whose hold to clear")
-    unlock.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
-    unlock.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    add_spark_conf_argument(unlock)
-    add_remote_argument(unlock)
+    add_warehouse_command_arguments(unlock, "warehouse.catalog=main")
 
     setup = sub.add_parser(
         "setup",
@@ -185,6 +173,14 @@ def add_run_arguments(run: argparse.ArgumentParser) -> None:
     )
     add_spark_conf_argument(run)
     add_remote_argument(run)
+
+
+def add_warehouse_command_arguments(parser: argparse.ArgumentParser, set_example: str) -> None:
+    """What every command on an existing warehouse takes: --config, --set, --conf and --remote."""
+    parser.add_argument("--config", metavar="NAME|FILE", help=CONFIG_HELP)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=f"override a config key, e.g. {set_example}")
+    add_spark_conf_argument(parser)
+    add_remote_argument(parser)
 
 
 def add_spark_conf_argument(parser: argparse.ArgumentParser) -> None:
