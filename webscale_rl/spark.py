@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
@@ -167,7 +168,22 @@ def submitted_session(cfg: Config) -> SparkSession:
     for key, value in runtime_defaults.items():
         if spark.conf.get(key, None) in (None, "", "builtin"):
             spark.conf.set(key, value)
+    ship_wheel_to_executors(spark)
     return spark
+
+
+def ship_wheel_to_executors(spark: SparkSession) -> Path | None:
+    """`spark-submit --py-files x.whl` puts the wheel on the driver's Python path only: Spark adds
+    just .zip, .egg and .jar files to the executors' path, so on workers that cannot import the
+    package from their own disk every Python UDF fails with "No module named 'webscale_rl'". When
+    this package runs from a wheel, ship a .zip copy of it (same bytes) to the executors."""
+    wheel = Path(__file__).parent.parent  # .../webscale_rl-X-py3-none-any.whl/webscale_rl/spark.py
+    if wheel.suffix != ".whl" or not wheel.is_file():
+        return None
+    copy = Path(tempfile.mkdtemp(prefix="webscale-rl-pyfiles-")) / f"{wheel.stem}.zip"
+    shutil.copyfile(wheel, copy)
+    spark.sparkContext.addPyFile(str(copy))
+    return copy
 
 
 # Settings that shape the server's JVM or its launch: a Connect client cannot set them at run time
