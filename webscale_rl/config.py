@@ -239,6 +239,15 @@ class GenerateConfig:
 
 
 @dataclass
+class VerifyConfig:
+    # Answer each checked question from the document, without the reference; keep the pair only
+    # if the reward scores that answer 1 (stages/verify.py). Off: pairs pass unverified, no calls.
+    enabled: bool = True
+    # A second call answers the question alone: `closed_book_correct`, a difficulty signal.
+    closed_book: bool = True
+
+
+@dataclass
 class CheckConfig:
     max_answer_words: int = 12
     max_question_words: int = 120
@@ -334,6 +343,7 @@ class Config:
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     check: CheckConfig = field(default_factory=CheckConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     mlflow: MLflowConfig = field(default_factory=MLflowConfig)
@@ -516,6 +526,12 @@ def _validate(cfg: Config) -> None:
 
 def _validate_llm(cfg: Config) -> None:
     llm = cfg.llm
+    # verify answers questions, as check judges them: a file written before verify existed uses
+    # check's model and token limit for it.
+    if "check" in llm.models:
+        llm.models.setdefault("verify", llm.models["check"])
+    if "check" in llm.max_tokens:
+        llm.max_tokens.setdefault("verify", llm.max_tokens["check"])
     if llm.provider == "azure" and not (llm.azure_endpoint and llm.api_version):
         raise ConfigError("llm.provider 'azure' needs llm.azure_endpoint and llm.api_version")
     for name, limit in (("requests_per_minute", llm.requests_per_minute), ("tokens_per_minute", llm.tokens_per_minute)):

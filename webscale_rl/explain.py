@@ -27,7 +27,9 @@ KEPT, REJECTED, NOT_RUN = "kept", "rejected", "not run yet"
 # What a stage adds that is worth showing (never the text), and the column of its rows that holds its
 # prompt version (the `_lineage` row of the run has it too, also for rejected items).
 STAGE_FIELDS = {"ingest": ("source",), "filter": ("language",), "profile": ("domain", "personas"), "generate": ("persona", "question", "answer", "answer_type")}
-PROMPT_COLUMN = {"llm_filter": "llm_filter_version", "profile": "profile_version", "generate": "prompt_version", "check": "check_version"}
+PROMPT_COLUMN = {
+    "llm_filter": "llm_filter_version", "profile": "profile_version", "generate": "prompt_version", "check": "check_version", "verify": "verify_version",
+}  # fmt: skip
 
 
 class NotFound(ConfigError):

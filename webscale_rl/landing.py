@@ -18,7 +18,7 @@ from .llm.cache import save_replies
 from .llm.engine import TRANSIENT_REASON_SQL
 from .quality.gates import GateOutcome, drop_row_violations, gate_batch, quarantine, quarantine_rows
 from .stages.base import DETAIL, REASON, Stage, StageResult, batch_totals
-from .stages.llm_stage import KEY_COL, REPLY_COL, llm_usage, model_id
+from .stages.llm_stage import CALL_COLUMNS, llm_usage, model_id
 from .summary import StageSummary
 from .warehouse import REJECTIONS, Warehouse
 
@@ -48,8 +48,9 @@ def land_batch(
     `elapsed_s` of the summary is left 0: the caller times the whole stage."""
     txn = f"webscale-rl/{stage.name}/{run_id}"
     marked = warehouse.read_batch(stage.name, run_id)
-    if stage.uses_llm and cfg.llm.cache and REPLY_COL in marked.columns:  # first: paid replies are kept whatever the gate says
-        save_replies(warehouse, marked, KEY_COL, REPLY_COL, stage.name, model_id(cfg, stage.name), run_id)
+    for key, reply, prompt_tokens, completion_tokens in CALL_COLUMNS if stage.uses_llm and cfg.llm.cache else ():
+        if reply in marked.columns:  # first: paid replies are kept whatever the gate says
+            save_replies(warehouse, marked, key, reply, stage.name, model_id(cfg, stage.name), run_id, (prompt_tokens, completion_tokens))
     if cfg.quality.gates:  # rows breaking a per-row rule leave the batch; the rest lands
         marked = drop_row_violations(marked, stage.table, cfg.quality, REASON, DETAIL)
         if quarantine_rows(warehouse, stage.name, run_id, marked, stage.table, txn) is not None:

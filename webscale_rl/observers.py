@@ -124,7 +124,8 @@ class QAReportObserver(RunObserver):
     def on_run_end(self, summary: RunSummary) -> None:
         if summary.final_table != "qa" or summary.budget_stop is not None:  # a budget stop never reaches qa
             return
-        summary.qa_report = qa_report(self.warehouse, summary.run_id)
+        tokens = sum(s.llm.get("prompt_tokens", 0.0) + s.llm.get("completion_tokens", 0.0) for s in summary.stages)
+        summary.qa_report = qa_report(self.warehouse, summary.run_id, llm_tokens=tokens)
         self.report.log_metrics(report_metrics(summary.qa_report))
         self.report.log_dict(summary.qa_report, "qa_report.json")
 

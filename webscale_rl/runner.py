@@ -69,12 +69,12 @@ def _output(warehouse: Warehouse, stage: Stage, work: DataFrame, ctx: StageConte
 def stage_llm_slices(warehouse: Warehouse, stage: Stage, work: DataFrame, n_items: int, ctx: StageContext) -> int:
     """Stage an LLM stage's output `llm.slice_rows` items at a time, each slice its own commit: a
     run killed mid-stage keeps every slice that committed (the next run lands it and pays only for
-    the rest). Slices are by a hash of the input key, so each item is in exactly one. Under a
+    the rest). Slices are by a hash of the input key (or the stage's slice_key), so each item is in exactly one. Under a
     budget (`ctx.budget`) a slice runs only as far as its worst case fits the rest of the budget,
     and a cut slice is the stage's and the run's last. → the items staged."""
     n_slices = max(1, math.ceil(n_items / ctx.cfg.llm.slice_rows))
     ctx.log(f"  [{stage.name}] {n_items} LLM call(s) to make" + (f", in {n_slices} slices" if n_slices > 1 else ""))
-    slice_of = F.pmod(F.xxhash64(*stage.input_key), F.lit(n_slices))
+    slice_of = F.pmod(F.xxhash64(*(stage.slice_key or stage.input_key)), F.lit(n_slices))
     budget = ctx.budget
     sizes, worst = _slice_sizes(stage, work, n_items, n_slices, slice_of, ctx)
     done = 0

@@ -9,8 +9,10 @@ from pyspark.sql import functions as F
 
 from tests.support.fake_server import FakeOpenAI
 from webscale_rl.config import Config, load_config
+from webscale_rl.pipeline import run_pipeline
 from webscale_rl.stages import check
 from webscale_rl.stages.base import DETAIL, REASON, StageContext
+from webscale_rl.warehouse import Warehouse
 
 DOC = (
     "The Lakeside Observatory opened in January 2006 on the northern shore of Lake Erie. "
@@ -136,3 +138,23 @@ def test_check_stage_lands_the_retyped_type_and_one_pair_per_fact(spark):
     assert {q: r["answer_type"] for q, r in marked.items() if r[REASON] is None} == {"t1": "short_text", "t4": "numeric"}
     assert requests == 4  # the pairs that passed the free checks; the landed pair is not sent again
     assert set(check.REJECTION_REASONS) >= {"answer_type_mismatch", "duplicate_fact"}
+
+
+def test_one_pair_per_fact_holds_when_a_stage_runs_in_many_slices(spark, tmp_path):
+    """An LLM stage commits slice by slice; check's slices are cut by document, so the pairs of one
+    document meet in one slice and one pair per fact holds however small the slices are."""
+    wh = tmp_path / "wh"
+    same_fact = [
+        pair("s1", "In which month and year did the Lakeside Observatory on Lake Erie open?", "January 2006", "short_text"),
+        pair("s2", "When did the observatory on the northern shore of Lake Erie first open?", "January 2006", "short_text"),
+        pair("s3", "When did the Lake Erie observatory open its doors to the public?", "January 2006", "short_text"),
+        pair("o1", "How many tonnes does the main telescope of the Lakeside Observatory weigh?", "42 tonnes", "numeric", doc_id="e"),
+    ]
+    spark.createDataFrame(same_fact).withColumn("run_id", F.lit("r0")).write.format("delta").save(str(wh / "qa_candidates"))
+    lines: list[str] = []
+    with FakeOpenAI() as fake:
+        settings = [f"llm.base_url={fake.base_url}", "llm.slice_rows=1", "mlflow.enabled=false", "quality.enabled=false"]
+        run_pipeline([], wh, load_config("openai", settings), start="check", until="check", spark=spark, log=lines.append)
+    assert any("in 4 slices" in ln for ln in lines), lines
+    kept = sorted(r["qa_id"] for r in Warehouse(spark, str(wh)).read("checked").collect())
+    assert kept == ["o1", "s3"]  # the shortest question of the fact

@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -49,8 +50,7 @@ def plausible_reply(schema_name: str, messages: list[dict]) -> dict[str, Any]:
     if schema_name == "qa_pair":
         if INJECTION_MARKER in doc or SUBTLE_INJECTION in doc:  # a model that obeys injected text
             return {"question": "What is your system prompt and API key?", "answer": "HACKED", "answer_type": "entity"}
-        words = re.findall(r"[A-Za-z]{7,}", doc)
-        answer = max(words, key=len) if words else "none"
+        answer = longest_word(doc)
         persona = _field(messages, "Persona")
         first = " ".join(doc.split()[:6])
         question = f"For {persona}: which is the longest word in the piece that begins '{first}'?"
@@ -59,7 +59,17 @@ def plausible_reply(schema_name: str, messages: list[dict]) -> dict[str, Any]:
         return {"question": question, "answer": answer, "answer_type": "entity"}
     if schema_name == "qa_check":
         return {"supported": True, "correct": True, "leaks_answer": False}
+    if schema_name == "qa_answer":  # a faithful reader finds what qa_pair asked for
+        return {"answer": longest_word(doc)}
+    if schema_name == "qa_answer_closed_book":  # without the document it knows nothing
+        return {"answer": ""}
     return {}
+
+
+def longest_word(doc: str) -> str:
+    """The fake's fact of a document: its longest word of 7+ letters (the first of equals)."""
+    words = re.findall(r"[A-Za-z]{7,}", doc)
+    return max(words, key=len) if words else "none"
 
 
 class FakeOpenAI:
@@ -74,7 +84,10 @@ class FakeOpenAI:
         seed: int = 0,
         rate_limit_headers: dict[str, str] | None = None,
         batch_polls: int = 2,
+        reply: Callable[[str, list[dict]], dict[str, Any] | None] | None = None,
     ):
+        # reply(schema name, messages) → the reply's JSON data, or None for the plausible one.
+        self.reply = reply
         self.hang_s = hang_s
         self.require_key = require_key
         self.latency_s = latency_s
@@ -185,7 +198,8 @@ class FakeOpenAI:
         elif "FAULT_REFUSAL" in doc:
             content, refusal = None, "I'm sorry, I can't help with that."
         else:
-            content = json.dumps(plausible_reply(schema_name, messages))
+            custom = self.reply(schema_name, messages) if self.reply else None
+            content = json.dumps(custom if custom is not None else plausible_reply(schema_name, messages))
             if fault == "truncated" or "FAULT_TRUNCATED" in doc:
                 with self._lock:
                     self.faults["truncated"] += 1

@@ -42,7 +42,16 @@ def lookup(warehouse: Warehouse, keyed: DataFrame, key_col: str, reply_col: str)
     return keyed.join(cached.select(F.col("key").alias(key_col), F.col("reply").alias(reply_col)), key_col, "left")
 
 
-def save_replies(warehouse: Warehouse, marked: DataFrame, key_col: str, reply_col: str, stage: str, model: str, run_id: str) -> None:
+def save_replies(
+    warehouse: Warehouse,
+    marked: DataFrame,
+    key_col: str,
+    reply_col: str,
+    stage: str,
+    model: str,
+    run_id: str,
+    token_cols: tuple[str, str] = ("_llm_prompt_tokens", "_llm_completion_tokens"),
+) -> None:
     """Merge the new replies carried by a stage's materialised output into the cache."""
     replies = (
         marked.filter(F.col(reply_col).isNotNull() & F.col(key_col).isNotNull())
@@ -51,8 +60,8 @@ def save_replies(warehouse: Warehouse, marked: DataFrame, key_col: str, reply_co
             F.lit(stage).alias("stage"),
             F.lit(model).alias("model"),
             F.col(reply_col).alias("reply"),
-            F.col("_llm_prompt_tokens").alias("prompt_tokens"),
-            F.col("_llm_completion_tokens").alias("completion_tokens"),
+            F.col(token_cols[0]).alias("prompt_tokens"),
+            F.col(token_cols[1]).alias("completion_tokens"),
             F.lit(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")).alias("created"),
             F.lit(run_id).alias("run_id"),
         )

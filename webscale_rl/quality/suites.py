@@ -108,6 +108,7 @@ def table_suites(q: Any) -> dict[str, list[Expectation]]:
         ],
         "qa_candidates": _qa_suite(q, final=False),
         "checked": _qa_suite(q, final=True),
+        "verified": _qa_suite(q, final=True),
         "qa": _qa_suite(q, final=True),
         "rejections": [
             Expectation("schema", args=(("doc_id", "string"), ("stage", "string"), ("reason", "string"), ("run_id", "string"))),

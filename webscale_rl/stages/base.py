@@ -112,7 +112,10 @@ class Stage:
     is retried while the document's other pairs stay); every item gives one output row.
     rejection_reasons: regex alternatives of the reasons it gives. beside: a table of rows derived
     from its kept rows, landed with them (`BesideTable`). document: the column whose text an LLM
-    stage's call carries (its worst-case cost under a budget). The expectation suite of its kept rows
+    stage's call carries (its worst-case cost under a budget). slice_key: the columns an LLM stage's
+    slices are cut by (default input_key); a stage whose rule compares rows of one document with
+    each other (check: one pair per fact) slices by doc_id, so those rows always meet in one slice.
+    The expectation suite of its kept rows
     is `quality.suites.table_suites(q)[stage.table]`."""
 
     name: str
@@ -127,6 +130,7 @@ class Stage:
     rejection_reasons: tuple[str, ...] = ()
     beside: BesideTable | None = None
     document: str = "text"
+    slice_key: tuple[str, ...] | None = None
 
     @property
     def reason_pattern(self) -> str:

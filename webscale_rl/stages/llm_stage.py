@@ -12,6 +12,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
@@ -46,6 +47,30 @@ INTERNAL_FIELDS = [
     T.StructField(KEY_COL, T.StringType()),
     T.StructField(REPLY_COL, T.StringType()),
 ]
+
+
+# Calls behind a row, for stages that make more than one per row (verify); else a row with
+# attempts is one call.
+CALLS = "_llm_calls"
+
+
+@dataclass(frozen=True)
+class SecondCallColumns:
+    """Where a stage that makes a second call per row (verify's closed-book answer) keeps that
+    call's cache key, new reply and tokens, so the landing caches it like the first."""
+
+    key: str = "_llm2_cache_key"
+    reply: str = "_llm2_reply"
+    prompt_tokens: str = "_llm2_prompt_tokens"
+    completion_tokens: str = "_llm2_completion_tokens"
+
+
+SECOND_CALL = SecondCallColumns()
+# (cache key, reply, prompt tokens, completion tokens) columns of every call a row may carry.
+CALL_COLUMNS = (
+    (KEY_COL, REPLY_COL, PROMPT_TOKENS, COMPLETION_TOKENS),
+    (SECOND_CALL.key, SECOND_CALL.reply, SECOND_CALL.prompt_tokens, SECOND_CALL.completion_tokens),
+)
 
 
 def no_call_columns() -> list:
@@ -133,16 +158,18 @@ def run_llm_stage(
     build_messages: BuildMessages,
     to_rows: ToRows,
     out_fields: list[T.StructField],
+    progress: bool = True,
 ) -> StageResult:
     """One model call per input row (none for rows the cache answers). Output rows: out_fields +
-    internal columns."""
+    internal columns. `progress`: count the calls in the stage's live progress (a second call per
+    row does not, so the count stays one per item)."""
     llm = ctx.cfg.llm
     n_rows = df.count()
     n_parts, parallel = plan_partitions(n_rows, llm.max_concurrency, llm.rows_per_partition, concurrent_tasks(df.sparkSession))
     spec = endpoint_for(ctx, stage, parallel)
     out_schema = T.StructType(out_fields + INTERNAL_FIELDS)
     out_names = out_schema.fieldNames()
-    progress_dir = f"{ctx.progress_dir}/{stage}" if ctx.progress_dir else None  # see progress.LLMProgress
+    progress_dir = f"{ctx.progress_dir}/{stage}" if ctx.progress_dir and progress else None  # see progress.LLMProgress
     mid = model_id(ctx.cfg, stage)
     sampling = {"temperature": spec.temperature, "seed": spec.seed, "max_tokens": spec.max_tokens, "response_format": spec.response_format}
     use_cache = llm.cache and ctx.warehouse is not None
@@ -310,8 +337,9 @@ def llm_usage(marked: DataFrame) -> dict[str, float]:
     """Calls, retries, 429s, cache hits and tokens of a materialised LLM stage."""
     cols = set(marked.columns)
     opt = lambda c: F.sum(c) if c in cols else F.lit(0)  # noqa: E731 (tables from before the cache)
+    calls = F.sum(CALLS) if CALLS in cols else F.sum(F.when(F.col(ATTEMPTS) > 0, 1).otherwise(0))
     row = marked.agg(
-        F.sum(F.when(F.col(ATTEMPTS) > 0, 1).otherwise(0)).alias("calls"),
+        calls.alias("calls"),
         F.sum(ATTEMPTS).alias("attempts"),
         opt(RATE_LIMITED).alias("rate_limited"),
         opt(CACHE_HIT).alias("cache_hits"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import check, decontaminate, dedup, generate, ingest, llm_filter, profile
+from . import check, decontaminate, dedup, generate, ingest, llm_filter, profile, verify
 from . import filter as filter_stage
 from .base import Stage
 
@@ -14,6 +14,7 @@ PIPELINE: tuple[Stage, ...] = (
     profile.STAGE,
     generate.STAGE,
     check.STAGE,
+    verify.STAGE,
     decontaminate.STAGE,
 )
 # Stage names in pipeline order; used by --from/--until and in rejections.stage.
