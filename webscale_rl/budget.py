@@ -62,7 +62,8 @@ def run_budget(cfg: Config) -> Budget | None:
 
 
 def worst_case_usd(cfg: Config, stage: Stage) -> Column:
-    """The most one call of `stage` on a row may cost (see the module docstring)."""
+    """The most the calls of `stage` on a row may cost (see the module docstring): each of its
+    `calls_per_item` calls is bounded by the one that carries the document."""
     bytes_per_token = cfg.limits.bytes_per_token
     doc_bytes = F.least(F.coalesce(F.octet_length(F.col(stage.document)), F.lit(0)), F.lit(cfg.llm.max_doc_chars))
     prompt_tokens = F.lit(prompt_overhead_tokens(cfg, stage.name)) + F.ceil(doc_bytes / F.lit(bytes_per_token))
@@ -70,7 +71,7 @@ def worst_case_usd(cfg: Config, stage: Stage) -> Column:
     cost = stage_cost_usd(cfg, stage.name, prompt_tokens, completion_tokens)  # type: ignore[arg-type]  # Column arithmetic
     if cost is None:  # pricing.check_prices_for_budget refused this config at start
         raise AssertionError(f"no price for stage {stage.name}")
-    return cost
+    return cost * stage.calls_per_item if stage.calls_per_item > 1 else cost
 
 
 def affordable(part: DataFrame, cfg: Config, stage: Stage, remaining_usd: float) -> tuple[DataFrame, int]:

@@ -8,7 +8,9 @@ A change that alters a table on purpose re-records the file in the same commit a
 recorded: generate's rows_in counts personas, not documents (its work items are personas, issue 19);
 check keeps one pair per fact of a document (issue 17): the fake generator gives every persona of a
 document the same answer, so all but one pair per document are rejected `duplicate_fact`; every `qa`
-row records the eval set it was checked against in `decontam_checked` (issue 21)."""
+row records the eval set it was checked against in `decontam_checked` (issue 21); the verify stage
+(issue 17) adds its counts and four `qa` columns (the fake reader reproduces every kept answer and
+knows nothing closed-book), with `qa` and `rejections` otherwise unchanged."""
 
 from __future__ import annotations
 

@@ -131,6 +131,8 @@ class Stage:
     beside: BesideTable | None = None
     document: str = "text"
     slice_key: tuple[str, ...] | None = None
+    # Model calls per item at most (verify: from the document, then closed-book); the budget's worst case.
+    calls_per_item: int = 1
 
     @property
     def reason_pattern(self) -> str:

@@ -153,5 +153,5 @@ def _with_closed_book(grounded: DataFrame, closed: DataFrame) -> DataFrame:
 
 STAGE = Stage(
     "verify", READS, WRITES, "verified", verify_qa,
-    uses_llm=True, input_key=("qa_id",), rejection_reasons=("not_reproduced",), document="pretrain_text",
+    uses_llm=True, input_key=("qa_id",), rejection_reasons=("not_reproduced",), document="pretrain_text", calls_per_item=2,
 )  # fmt: skip
