@@ -369,6 +369,19 @@ def score(cases: list[dict], kept: dict[str, str], rejected: dict[str, list], us
         "per_failure": per_failure,
         "good_rejected_by_reason": {k: v for k, v in sorted(wrongly.items(), key=lambda kv: -len(kv[1]))},
         "llm_usage": {"source": USAGE_SOURCE, "by_stage": usage, "per_kept_pair": per_pair},
+        "by_case": [
+            {
+                "case_id": c["case_id"],
+                "label": c["label"],
+                "failure": c["failure"],
+                "outcome": "kept" if c["case_id"] in kept else "rejected" if c["case_id"] in rejected else "unaccounted",
+                "landed_type": kept.get(c["case_id"]),
+                "stage": rejected[c["case_id"]][0] if c["case_id"] in rejected and c["case_id"] not in kept else None,
+                "reason": rejected[c["case_id"]][1] if c["case_id"] in rejected and c["case_id"] not in kept else None,
+                "detail": rejected[c["case_id"]][2] if c["case_id"] in rejected and c["case_id"] not in kept else None,
+            }
+            for c in cases
+        ],
         "targets": {"precision": TARGET_PRECISION, "recall": TARGET_RECALL, "met": met},
     }
 
