@@ -47,7 +47,8 @@ TYPE_VERDICT = "_type_verdict"
 # The question must stand alone: no pointing at a source the RL policy will never see.
 REFERS_TO_SOURCE = (
     r"(?i)\b(according to|based on|in|from|per) (the|this) (text|passage|article|document|excerpt|author|page|post)\b"
-    r"|(?i)\bthe (passage|excerpt|author)\b"
+    r"|(?i)\bthe (passage|excerpt)\b"
+    r"|(?i)\bthe author\b(?! of)"  # "the author of the waltz" names someone; "what does the author say" points at a source
 )
 
 
@@ -58,10 +59,22 @@ def _words(col: Column) -> Column:
 STOPWORDS = ["the", "a", "an", "of", "in", "on", "and", "or", "to", "for", "by", "with", "at", "from", "is", "was", "are", "were"]
 
 
+NUMBER_WORDS = dict(
+    zip(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen "
+        "eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred thousand".split(),
+        [*range(21), 30, 40, 50, 60, 70, 80, 90, 100, 1000],
+    )
+)
+
+
 def answer_grounding(answer: Column, document: Column) -> tuple[Column, Column]:
     """(failed?, missing words): every number of the answer, and at least half of its other
-    content words, must occur in the document (compared after the same normalisation)."""
-    doc_tokens = F.split(normalise_words(document), " ")
+    content words, must occur in the document (compared after the same normalisation). A number
+    the document spells out ("three" for 3) counts as present."""
+    words = F.split(normalise_words(document), " ")
+    digits = F.create_map(*[lit for word, n in NUMBER_WORDS.items() for lit in (F.lit(word), F.lit(str(n)))])
+    doc_tokens = F.array_union(words, F.filter(F.transform(words, lambda w: digits[w]), lambda d: d.isNotNull()))
     answer_tokens = F.array_except(F.filter(F.split(normalise_words(answer), " "), lambda t: t != ""), F.array(*[F.lit(w) for w in STOPWORDS]))
     missing = F.array_except(answer_tokens, doc_tokens)
     missing_numbers = F.filter(missing, lambda t: t.rlike(r"^\p{N}+$"))
