@@ -231,11 +231,18 @@ class ProfileConfig:
     max_personas: int = 3
 
 
+# The generate stage's prompt files (webscale_rl/prompts/<name>.txt).
+GENERATE_PROMPTS = ("generate", "generate_answer_first")
+
+
 @dataclass
 class GenerateConfig:
     # Few-shot library (YAML: version + examples per domain); None → the packaged one.
     fewshot_file: str | None = None
     fewshot_per_prompt: int = 2
+    # The prompt file: `generate` (question first) or `generate_answer_first` (pick a span of the
+    # document, then ask for it; the reply's JSON puts the answer first so the model writes it first).
+    prompt: str = "generate"
 
 
 @dataclass
@@ -518,6 +525,8 @@ def _validate(cfg: Config) -> None:
         value = getattr(cfg.warehouse, key)
         if value and not value.replace("_", "").replace("-", "").isalnum():
             raise ConfigError(f"warehouse.{key} must be a plain identifier (letters, digits, _ or -), got {value!r}")
+    if cfg.generate.prompt not in GENERATE_PROMPTS:
+        raise ConfigError(f"generate.prompt must be one of {', '.join(GENERATE_PROMPTS)}; got {cfg.generate.prompt!r}")
     if not 1 <= cfg.profile.max_personas <= 3:
         raise ConfigError("profile.max_personas must be between 1 and 3 (the paper's limit)")
     _validate_filter_dedup(cfg)

@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable
 
 from .config import Config, ConfigError
-from .prompts import load_prompt
+from .prompts import stage_prompt
 
 # Room for what a prompt adds around its template: persona, domain, few-shot examples, question
 # and answer (check.max_question_words words and the answer), and the chat template's own tokens.
@@ -38,7 +38,7 @@ def estimate_tokens(text: str, bytes_per_token: float) -> int:
 
 
 def prompt_overhead_tokens(cfg: Config, stage: str) -> int:
-    prompt = load_prompt(stage)
+    prompt = stage_prompt(cfg, stage)
     template = prompt.system + prompt.user
     return estimate_tokens(template, cfg.limits.bytes_per_token) + math.ceil(FILLED_FIELDS_BYTES / cfg.limits.bytes_per_token) + CHAT_TEMPLATE_TOKENS
 

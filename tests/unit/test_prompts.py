@@ -10,7 +10,7 @@ from webscale_rl import DOMAINS
 from webscale_rl.prompts import ANSWER_TYPES, defuse_document, defuse_text, fill, load_fewshot, load_prompt
 
 
-@pytest.mark.parametrize("stage", ["llm_filter", "profile", "generate", "check"])
+@pytest.mark.parametrize("stage", ["llm_filter", "profile", "generate", "check", "verify"])
 def test_every_stage_prompt_has_a_version_and_both_roles(stage):
     prompt = load_prompt(stage)
     assert prompt.version.startswith(stage + "-v")
@@ -82,3 +82,23 @@ def test_custom_fewshot_file_is_validated(tmp_path):
     )
     lib = load_fewshot(str(ok))
     assert [e["question"] for e in lib.for_domain("Math", 2)] == ["q1", "q2"]  # topped up from Other
+
+
+def test_the_answer_first_prompt_is_asked_for_its_answer_first():
+    """generate.prompt picks the file; the reply schema lists the fields in the order the prompt
+    asks for them, so a constrained decoder writes the answer before the question."""
+    from webscale_rl.config import Config, ConfigError, load_config
+    from webscale_rl.prompts import stage_prompt
+    from webscale_rl.stages.generate import REPLY_SCHEMA, reply_schema
+
+    cfg = load_config(None, ["generate.prompt=generate_answer_first"])
+    prompt = stage_prompt(cfg, "generate")
+    assert prompt.version == "generate-answer-first-v1"
+    text = prompt.messages(document="d", domain="Math", persona="p", examples="e")[0]["content"]
+    assert text.index("1. answer") < text.index("2. question")
+    assert list(reply_schema("generate_answer_first")["properties"]) == ["answer", "question", "answer_type"]
+    assert reply_schema("generate_answer_first")["properties"]["answer"] == REPLY_SCHEMA["properties"]["answer"]
+    assert list(reply_schema("generate")["properties"]) == ["question", "answer", "answer_type"]
+    assert stage_prompt(Config(), "generate").version == "generate-v2"
+    with pytest.raises(ConfigError, match="generate.prompt must be one of generate, generate_answer_first; got 'answer_first'"):
+        load_config(None, ["generate.prompt=answer_first"])

@@ -71,6 +71,12 @@ def defuse_document(text: str, max_chars: int) -> str:
     return defuse_text(text)
 
 
+def stage_prompt(cfg, stage: str) -> Prompt:
+    """The prompt a stage runs with under `cfg` (Config): its own file, but for `generate`, whose
+    file is chosen by `generate.prompt`."""
+    return load_prompt(cfg.generate.prompt if stage == "generate" else stage)
+
+
 @cache
 def load_prompt(stage: str, directory: str | None = None) -> Prompt:
     path = (Path(directory) if directory else PROMPT_DIR) / f"{stage}.txt"

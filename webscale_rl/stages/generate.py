@@ -8,7 +8,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..prompts import ANSWER_TYPES, defuse_document, load_fewshot, load_prompt
+from ..prompts import ANSWER_TYPES, defuse_document, load_fewshot, stage_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 from .llm_stage import run_llm_stage
 
@@ -42,9 +42,18 @@ OUT_FIELDS = [
 ITEM_COLUMNS = ("qa_id", "doc_id", "pretrain_text", "domain", "persona")
 
 
+def reply_schema(prompt_name: str) -> dict:
+    """The reply schema, its properties in the order the prompt asks for them: a constrained
+    decoder (llama.cpp's grammar, json_schema outputs) writes them in that order."""
+    if prompt_name != "generate_answer_first":
+        return REPLY_SCHEMA
+    order = ("answer", "question", "answer_type")
+    return {**REPLY_SCHEMA, "properties": {k: REPLY_SCHEMA["properties"][k] for k in order}, "required": list(order)}
+
+
 def prompt_version(ctx: StageContext) -> str:
     """The generate prompt's version and the few-shot library's: both shape a pair, both are recorded."""
-    return f"{load_prompt('generate').version}+{load_fewshot(ctx.cfg.generate.fewshot_file).version}"
+    return f"{stage_prompt(ctx.cfg, 'generate').version}+{load_fewshot(ctx.cfg.generate.fewshot_file).version}"
 
 
 def persona_items(profiles: DataFrame, ctx: StageContext) -> DataFrame:
@@ -69,7 +78,7 @@ def persona_items(profiles: DataFrame, ctx: StageContext) -> DataFrame:
 
 def generate_qa(per_persona: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(per_persona, ITEM_COLUMNS, "generate")
-    prompt = load_prompt("generate")
+    prompt = stage_prompt(ctx.cfg, "generate")
     fewshot = load_fewshot(ctx.cfg.generate.fewshot_file)
     k = ctx.cfg.generate.fewshot_per_prompt
     version = prompt_version(ctx)  # the loaders are cached: no second read
@@ -95,7 +104,7 @@ def generate_qa(per_persona: DataFrame, ctx: StageContext) -> StageResult:
         ctx,
         stage="generate",
         schema_name="qa_pair",
-        reply_schema=REPLY_SCHEMA,
+        reply_schema=reply_schema(ctx.cfg.generate.prompt),
         build_messages=build,
         to_rows=to_rows,
         out_fields=OUT_FIELDS,

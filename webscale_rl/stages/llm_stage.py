@@ -273,10 +273,10 @@ def _batch_ledger(ctx: StageContext, stage: str, spec: EndpointSpec, mid: str, s
     if ctx.warehouse is None:
         return None
     from ..llm.batch_ledger import BatchLedger, endpoint_id
-    from ..prompts import load_prompt
+    from ..prompts import stage_prompt
 
     try:
-        prompt_version: str | None = load_prompt(stage).version
+        prompt_version: str | None = stage_prompt(ctx.cfg, stage).version
     except (FileNotFoundError, ValueError):
         prompt_version = None
     base = spec.azure_endpoint if spec.flavour == "azure" else spec.base_url
