@@ -29,7 +29,7 @@ from tests.support.docs import ARTICLE_VARIANTS
 from tests.support.fake_server import FakeOpenAI
 from tests.support.paths import REPO
 from tests.support.s3_server import FAKE_CREDENTIALS, s3_server  # noqa: F401  (fixture)
-from tests.support.warehouse_compare import snapshot
+from tests.support.warehouse_compare import read_from, snapshot
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 from webscale_rl.spark import cached_delta_jars, resolve_connector_jars
@@ -242,8 +242,8 @@ def test_s3_warehouse_on_a_cluster_without_shared_disk_equals_a_local_run(spark,
         on_s3 = s3_snapshot(s3, warehouse, tmp_path / "snapshot-1.out")
         assert on_s3["duplicates"] == {}
         assert on_s3["snapshot"].keys() == local.keys() and len(local["qa"]) == 4  # one fact per document
-        for table in local:
-            assert on_s3["snapshot"][table] == local[table], table
+        for table, rows in read_from(on_s3["snapshot"], inputs, str(local_inputs)).items():
+            assert rows == local[table], table
 
         # The same warehouse again, its tables dropped and its response cache kept: every stage
         # runs again on the cluster and every reply comes from the cache (no shared disk needed).
@@ -254,8 +254,7 @@ def test_s3_warehouse_on_a_cluster_without_shared_disk_equals_a_local_run(spark,
 
     on_s3 = s3_snapshot(s3, warehouse, tmp_path / "snapshot-2.out")
     assert on_s3["duplicates"] == {}
-    for table in local:
-        assert on_s3["snapshot"][table] == local[table], table
+    assert read_from(on_s3["snapshot"], inputs, str(local_inputs)) == local
 
     # The embedded model on a cluster: executors on other hosts cannot reach the driver's loopback,
     # so the run refuses at start with one line naming the setting to use instead (issue 16).

@@ -20,7 +20,7 @@ import pytest
 from tests.support.fake_server import FakeOpenAI
 from tests.support.paths import FIXTURES, REPO
 from tests.support.s3_server import S3Server, s3_server  # noqa: F401  (fixture)
-from tests.support.warehouse_compare import duplicate_keys, snapshot
+from tests.support.warehouse_compare import duplicate_keys, read_from, snapshot
 from webscale_rl.config import load_config
 from webscale_rl.connect_server import running_connect_server
 from webscale_rl.pipeline import run_pipeline
@@ -91,7 +91,7 @@ def test_the_whole_pipeline_over_spark_connect_on_s3_gives_the_tables_of_a_class
     rejected_at = {json.loads(r)["stage"] for r in expected["rejections"]}
     assert expected["qa"] and {"ingest", "filter", "dedup", "llm_filter"} <= rejected_at  # not an empty comparison
     # The one difference: each document's `source` names the file it came from, here the bucket's copy.
-    on_s3 = {t: sorted(r.replace(s3_server.uri("connect-run", "in", "input.jsonl"), str(inputs)) for r in rows) for t, rows in snapshot(spark, remote).items()}
+    on_s3 = read_from(snapshot(spark, remote), s3_server.uri("connect-run", "in", "input.jsonl"), str(inputs))
     assert on_s3 == expected
     assert duplicate_keys(spark, remote) == {}
     assert list((local_files / "_quality").glob("qa_validation_*.json")), "the GX validation of 'qa' left no result"

@@ -23,7 +23,7 @@ from tests.support.docs import ARTICLE_VARIANTS
 from tests.support.fake_server import FakeOpenAI
 from tests.support.paths import REPO
 from tests.support.s3_server import s3_server  # noqa: F401  (fixture)
-from tests.support.warehouse_compare import duplicate_keys, snapshot
+from tests.support.warehouse_compare import duplicate_keys, read_from, snapshot
 from webscale_rl.config import load_config
 from webscale_rl.pipeline import run_pipeline
 
@@ -69,13 +69,12 @@ def killed_runs_then_a_full_one(inputs: str, wh: str, fake, kills, *extra: str) 
     return [*logs, log]
 
 
-def assert_equals_a_clean_run(spark, resumed_wh: Path, inputs: Path, read_from: str, fake, tmp_path: Path) -> None:
-    """The clean run reads `inputs` from disk; the resumed runs read the copy at `read_from`, which
-    each document's `source` names: the one expected difference."""
+def assert_equals_a_clean_run(spark, resumed_wh: Path, inputs: Path, copy: str, fake, tmp_path: Path) -> None:
+    """The clean run reads `inputs` from disk; the resumed runs read its copy at `copy`."""
     clean = tmp_path / "wh-clean"
     run_pipeline([str(inputs)], clean, load_config("openai", overrides(fake)), spark=spark, log=lambda _: None)
     assert duplicate_keys(spark, resumed_wh) == {}
-    resumed = {t: sorted(r.replace(read_from, str(inputs)) for r in rows) for t, rows in snapshot(spark, resumed_wh).items()}
+    resumed = read_from(snapshot(spark, resumed_wh), copy, str(inputs))
     reference = snapshot(spark, clean)
     assert resumed.keys() == reference.keys()
     for table in reference:

@@ -20,6 +20,7 @@ KEYS = {
     "profiles": ("doc_id",),
     "qa_candidates": ("qa_id",),
     "checked": ("qa_id",),
+    "verified": ("qa_id",),
     "qa": ("qa_id",),
     "rejections": ("stage", "doc_id", "qa_id"),
 }
@@ -34,6 +35,13 @@ def snapshot(spark: SparkSession, warehouse) -> dict[str, list[str]]:
         df = Warehouse(spark, warehouse).read(name).drop("run_id")
         out[name] = sorted(json.dumps(r.asDict(recursive=True), sort_keys=True, default=str) for r in df.collect())
     return out
+
+
+def read_from(tables: dict[str, list[str]], copy: str, original: str) -> dict[str, list[str]]:
+    """A snapshot of a run that read its input from `copy` (a bucket's copy of a local file) as if
+    it had read `original`: each document's `source` names the file it came from, the one expected
+    difference from a run on the original."""
+    return {t: sorted(r.replace(copy, original) for r in rows) for t, rows in tables.items()}
 
 
 def duplicate_keys(spark: SparkSession, warehouse) -> dict[str, int]:
