@@ -544,6 +544,11 @@ def _validate_price(model: str, price: Any) -> None:
     for key, value in price.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ConfigError(f"llm.prices.{model}.{key} must be a number >= 0 (USD per 1M tokens), got {value!r}")
+    if price.get("cached_input_per_1m", 0) > price["input_per_1m"]:
+        raise ConfigError(
+            f"llm.prices.{model}.cached_input_per_1m ({price['cached_input_per_1m']}) is more than its input_per_1m ({price['input_per_1m']}); "
+            "a cached prompt token never costs more (drop the key to price cached tokens in full)"
+        )
 
 
 def _validate_llm(cfg: Config) -> None:
