@@ -103,11 +103,13 @@ class LLMConfig:
     # with dbutils on Databricks only, by llm/secrets.find_api_key).
     api_key_secret: str | None = None
     # USD per million tokens, per model name; models missing here are reported with no cost.
+    # Optional `cached_input_per_1m`: the price of prompt tokens the endpoint read from its prompt
+    # cache (without it they cost input_per_1m).
     prices: dict[str, dict[str, float]] = field(
         default_factory=lambda: {
             "local": {"input_per_1m": 0.0, "output_per_1m": 0.0},
-            "gpt-4.1": {"input_per_1m": 2.0, "output_per_1m": 8.0},
-            "gpt-4.1-mini": {"input_per_1m": 0.4, "output_per_1m": 1.6},
+            "gpt-4.1": {"input_per_1m": 2.0, "cached_input_per_1m": 0.5, "output_per_1m": 8.0},
+            "gpt-4.1-mini": {"input_per_1m": 0.4, "cached_input_per_1m": 0.1, "output_per_1m": 1.6},
             "gpt-4.1-nano": {"input_per_1m": 0.1, "output_per_1m": 0.4},
             "gpt-4o": {"input_per_1m": 2.5, "output_per_1m": 10.0},
             "gpt-4o-mini": {"input_per_1m": 0.15, "output_per_1m": 0.6},
@@ -533,6 +535,31 @@ def _validate(cfg: Config) -> None:
     _validate_limits(cfg)
 
 
+PRICE_KEYS = ("input_per_1m", "output_per_1m")
+OPTIONAL_PRICE_KEYS = ("cached_input_per_1m",)
+
+
+def _validate_price(model: str, price: Any) -> None:
+    """`llm.prices.<model>`: input_per_1m and output_per_1m, optionally cached_input_per_1m; each a
+    number >= 0. An unknown key is refused by name (a typo would silently price at full rate)."""
+    if not isinstance(price, dict):
+        raise ConfigError(f"llm.prices.{model} must be a mapping like {{input_per_1m: 2.0, output_per_1m: 8.0}}, got {price!r}")
+    unknown = sorted(set(price) - set(PRICE_KEYS) - set(OPTIONAL_PRICE_KEYS))
+    if unknown:
+        raise ConfigError(f"llm.prices.{model} has unknown key(s) {unknown}; allowed: {list(PRICE_KEYS + OPTIONAL_PRICE_KEYS)}")
+    missing = [k for k in PRICE_KEYS if k not in price]
+    if missing:
+        raise ConfigError(f"llm.prices.{model} lacks {missing} (it needs input_per_1m and output_per_1m; cached_input_per_1m is optional)")
+    for key, value in price.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"llm.prices.{model}.{key} must be a number >= 0 (USD per 1M tokens), got {value!r}")
+    if price.get("cached_input_per_1m", 0) > price["input_per_1m"]:
+        raise ConfigError(
+            f"llm.prices.{model}.cached_input_per_1m ({price['cached_input_per_1m']}) is more than its input_per_1m ({price['input_per_1m']}); "
+            "a cached prompt token never costs more (drop the key to price cached tokens in full)"
+        )
+
+
 def _validate_llm(cfg: Config) -> None:
     llm = cfg.llm
     # verify answers questions, as check judges them: a file written before verify existed uses
@@ -547,8 +574,7 @@ def _validate_llm(cfg: Config) -> None:
         if limit is not None and limit <= 0:
             raise ConfigError(f"llm.{name} must be > 0 or null, got {limit}")
     for model, price in llm.prices.items():
-        if sorted(price) != ["input_per_1m", "output_per_1m"]:
-            raise ConfigError(f"llm.prices.{model} must have exactly input_per_1m and output_per_1m, got {sorted(price)}")
+        _validate_price(model, price)
     if llm.max_cost_usd is not None:
         if llm.max_cost_usd <= 0:
             raise ConfigError(f"llm.max_cost_usd must be > 0 or null, got {llm.max_cost_usd}")

@@ -31,11 +31,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from .config import Config, WarehouseConfig
-from .llm.pricing import priced_model, stage_cost_usd
+from .llm.pricing import priced_model, stage_cost_usd, usage_cost_usd
 from .pipeline import run_pipeline
 from .readers import read_documents
 from .spark import get_spark
-from .stages.llm_stage import ATTEMPTS, COMPLETION_TOKENS, PROMPT_TOKENS
+from .stages.llm_stage import ATTEMPTS, CACHED_PROMPT_TOKENS, COMPLETION_TOKENS, PROMPT_TOKENS
 from .stages.order import LLM_STAGES, PIPELINE, STAGES
 from .storage import is_local, join_uri, local_path
 from .warehouse import Warehouse
@@ -171,14 +171,16 @@ def _measure(
                 F.sum(F.when(F.col(ATTEMPTS) > 0, 1).otherwise(0)).alias("calls"),
                 F.sum(PROMPT_TOKENS).alias("prompt_tokens"),
                 F.sum(COMPLETION_TOKENS).alias("completion_tokens"),
+                (F.sum(CACHED_PROMPT_TOKENS) if CACHED_PROMPT_TOKENS in batch.columns else F.lit(0)).alias("cached_prompt_tokens"),
             )
             .collect()
         )
-        per_doc[stage] = {r["doc_id"]: {k: float(r[k] or 0) for k in ("calls", "prompt_tokens", "completion_tokens")} for r in rows}
+        per_doc[stage] = {r["doc_id"]: {k: float(r[k] or 0) for k in ("calls", "prompt_tokens", "completion_tokens", "cached_prompt_tokens")} for r in rows}
         for usage in per_doc[stage].values():
-            usage["cost_usd"] = stage_cost_usd(cfg, stage, usage["prompt_tokens"], usage["completion_tokens"])
+            # Measured tokens at their price: what the endpoint's prompt cache served is cheaper.
+            usage["cost_usd"] = usage_cost_usd(cfg, stage, usage)
     totals = {k: sum(s.llm.get(k, 0.0) for s in run.stages) for k in ("calls", "prompt_tokens", "completion_tokens")}
-    costs = [stage_cost_usd(cfg, s.stage, s.llm.get("prompt_tokens", 0), s.llm.get("completion_tokens", 0)) for s in run.stages if s.llm]
+    costs = [usage_cost_usd(cfg, s.stage, s.llm) for s in run.stages if s.llm]
     measured = {**totals, "cost_usd": None if None in costs else sum(c for c in costs if c is not None)}
     return per_doc, measured
 

@@ -15,7 +15,7 @@ from . import lineage
 from .budget import BudgetStop, affordable, worst_case_usd
 from .landing import land_batch
 from .llm.batch_ledger import mark_collected
-from .llm.pricing import stage_cost_usd
+from .llm.pricing import usage_cost_usd
 from .progress import LLMProgress, fmt_seconds
 from .stages.base import Stage, StageContext
 from .stages.llm_stage import llm_usage
@@ -89,8 +89,10 @@ def stage_llm_slices(warehouse: Warehouse, stage: Stage, work: DataFrame, n_item
             warehouse.stage_slice(_output(warehouse, stage, part, ctx, False), stage.name, ctx.run_id, i)
             done += n_part
             if budget is not None:
+                # What the staged slices cost, cached prompt tokens at their price; the next slice's
+                # worst case (budget.worst_case_usd) still prices every prompt token in full.
                 usage = llm_usage(warehouse.read_batch(stage.name, ctx.run_id))
-                budget.spent_by_stage[stage.name] = stage_cost_usd(ctx.cfg, stage.name, usage["prompt_tokens"], usage["completion_tokens"]) or 0.0
+                budget.spent_by_stage[stage.name] = usage_cost_usd(ctx.cfg, stage.name, usage) or 0.0
                 if budget.stop is not None:
                     budget.stop = replace(budget.stop, spent_usd=budget.spent_usd)
                     break

@@ -85,9 +85,14 @@ class FakeOpenAI:
         rate_limit_headers: dict[str, str] | None = None,
         batch_polls: int = 2,
         reply: Callable[[str, list[dict]], dict[str, Any] | None] | None = None,
+        cached_tokens: Callable[[list[dict]], int] | None = None,
     ):
         # reply(schema name, messages) → the reply's JSON data, or None for the plausible one.
         self.reply = reply
+        # cached_tokens(messages) → of the 100 prompt tokens a reply reports, how many came from the
+        # prompt cache (usage.prompt_tokens_details.cached_tokens, as OpenAI and llama-server say);
+        # None: the field is absent, as from an endpoint that does not report it.
+        self.cached_tokens = cached_tokens
         self.hang_s = hang_s
         self.require_key = require_key
         self.latency_s = latency_s
@@ -215,6 +220,8 @@ class FakeOpenAI:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content, "refusal": refusal}, "finish_reason": finish}],
             "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
         }
+        if self.cached_tokens is not None:
+            reply["usage"]["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens(messages)}
         return 200, json.dumps(reply).encode(), {}
 
     # --- Batch API: /v1/files, /v1/batches, /v1/files/{id}/content ---------------------------------

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import openai
 
-from .engine import RETRYABLE, CallResult, EndpointSpec, FatalLLMError, parse_reply, request_body, scrub
+from .engine import RETRYABLE, CallResult, EndpointSpec, FatalLLMError, cached_prompt_tokens, parse_reply, request_body, scrub
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 # Batch-level outcomes worth another round, besides the engine's own retryable kinds.
@@ -102,6 +102,7 @@ def _line_result(record: dict[str, Any], schema: dict[str, Any], spec: EndpointS
         return res, kind
     usage = body.get("usage") or {}
     res.prompt_tokens, res.completion_tokens = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+    res.cached_prompt_tokens = cached_prompt_tokens(body)
     choices = body.get("choices") or []
     message = (choices[0] or {}).get("message") or {} if choices else {}
     if message.get("refusal"):

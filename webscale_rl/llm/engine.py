@@ -64,6 +64,8 @@ class CallResult:
     attempts: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # Of prompt_tokens, those the endpoint read from its prompt cache (see cached_prompt_tokens).
+    cached_prompt_tokens: int = 0
     rate_limited: int = 0  # 429s this item met
     cached: bool = False
 
@@ -202,12 +204,35 @@ def _retry_delay_s(spec: EndpointSpec, attempt: int, wait_hint: float | None) ->
     return min(delay, spec.backoff_max_s)
 
 
+def _count(value: Any) -> int:
+    """A token count from a reply: a non-negative int, else 0 (a bool, string or null is no count)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def cached_prompt_tokens(reply: Mapping[str, Any]) -> int:
+    """How many of a chat reply's prompt tokens the endpoint took from its prompt cache.
+    OpenAI (and Azure, vLLM) report `usage.prompt_tokens_details.cached_tokens`; llama.cpp's
+    `llama-server` reports the same field and, in its `timings`, `cache_n` (prompt tokens reused
+    from the slot's cache; `prompt_n` is the rest, the ones it evaluated). The usage field wins when
+    present; else `timings.cache_n`; else 0. Never more than the reply's prompt tokens."""
+    usage = reply.get("usage") or {}
+    details = usage.get("prompt_tokens_details") if isinstance(usage, Mapping) else None
+    if isinstance(details, Mapping) and "cached_tokens" in details and details["cached_tokens"] is not None:
+        cached = _count(details["cached_tokens"])
+    else:
+        timings = reply.get("timings")
+        cached = _count(timings.get("cache_n")) if isinstance(timings, Mapping) else 0
+    prompt = _count(usage.get("prompt_tokens")) if isinstance(usage, Mapping) else 0
+    return min(cached, prompt) if prompt else cached
+
+
 def _read_reply(reply: dict[str, Any], spec: EndpointSpec, schema: dict[str, Any], result: CallResult) -> _Failure | None:
     """Count the reply's tokens and settle `result` when the reply is final (valid data or a
     refusal, which a retry would not change); else say what was wrong with it."""
     usage = reply.get("usage") or {}
     result.prompt_tokens += usage.get("prompt_tokens") or 0
     result.completion_tokens += usage.get("completion_tokens") or 0
+    result.cached_prompt_tokens += cached_prompt_tokens(reply)
     choices = reply.get("choices") or []
     choice = choices[0] if choices and isinstance(choices[0], dict) else None
     message = (choice or {}).get("message") or {}

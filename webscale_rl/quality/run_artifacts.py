@@ -53,9 +53,10 @@ def stage_metrics(stage: Stage, summary: StageSummary, cfg: Config) -> dict[str,
     if summary.llm:
         m.update({f"llm.{k}": v for k, v in summary.llm.items()})
         m["tokens"] = summary.llm.get("prompt_tokens", 0) + summary.llm.get("completion_tokens", 0)
-        from ..llm.pricing import stage_cost_usd  # one price list: llm.prices
+        from ..llm.pricing import cached_share, usage_cost_usd  # one price list: llm.prices
 
-        cost = stage_cost_usd(cfg, stage.name, summary.llm.get("prompt_tokens", 0), summary.llm.get("completion_tokens", 0))
+        m["llm.cached_prompt_share"] = cached_share(summary.llm)
+        cost = usage_cost_usd(cfg, stage.name, summary.llm)
         if cost is not None:
             m["cost_usd"] = cost
     gate = summary.gate

@@ -29,6 +29,9 @@ from .base import DETAIL, REASON, StageContext, StageResult
 # Internal accounting columns; StageResult.kept drops every column starting with "_".
 PROMPT_TOKENS = "_llm_prompt_tokens"
 COMPLETION_TOKENS = "_llm_completion_tokens"
+# Of PROMPT_TOKENS, those the endpoint reported reading from its prompt cache (priced at
+# llm.prices.<model>.cached_input_per_1m). Tables staged before this column existed lack it.
+CACHED_PROMPT_TOKENS = "_llm_cached_prompt_tokens"
 ATTEMPTS = "_llm_attempts"
 RATE_LIMITED = "_llm_rate_limited"
 CACHE_HIT = "_llm_cache_hit"
@@ -46,6 +49,7 @@ INTERNAL_FIELDS = [
     T.StructField(CACHE_HIT, T.LongType()),
     T.StructField(KEY_COL, T.StringType()),
     T.StructField(REPLY_COL, T.StringType()),
+    T.StructField(CACHED_PROMPT_TOKENS, T.LongType()),
 ]
 
 
@@ -237,6 +241,7 @@ BATCH_FIELDS = [
     T.StructField("_batch_attempts", T.LongType()),
     T.StructField("_batch_prompt_tokens", T.LongType()),
     T.StructField("_batch_completion_tokens", T.LongType()),
+    T.StructField("_batch_cached_prompt_tokens", T.LongType()),
 ]
 
 
@@ -260,7 +265,7 @@ def _with_batch_results(rows_df, ctx, stage, spec, mid, schema_name, reply_schem
 
     def record(key: str, res: CallResult) -> None:
         reply = json.dumps(res.data) if res.ok else None
-        results.append((key, reply, res.reason, res.detail, res.attempts, res.prompt_tokens, res.completion_tokens))
+        results.append((key, reply, res.reason, res.detail, res.attempts, res.prompt_tokens, res.completion_tokens, res.cached_prompt_tokens))
 
     settings = BatchSettings(llm.batch_poll_s, llm.batch_max_requests, llm.batch_max_rounds, llm.batch_completion_window)
     run_batches(spec, items, schema_name, reply_schema, workdir, settings, ctx.log, on_result=record, label=stage, ledger=ledger, resume=resume)
@@ -287,7 +292,11 @@ def _batch_ledger(ctx: StageContext, stage: str, spec: EndpointSpec, mid: str, s
 
 def _from_batch(row: dict[str, Any]) -> CallResult:
     attempts = int(row.get("_batch_attempts") or 0)
-    tokens = dict(prompt_tokens=int(row.get("_batch_prompt_tokens") or 0), completion_tokens=int(row.get("_batch_completion_tokens") or 0))
+    tokens = dict(
+        prompt_tokens=int(row.get("_batch_prompt_tokens") or 0),
+        completion_tokens=int(row.get("_batch_completion_tokens") or 0),
+        cached_prompt_tokens=int(row.get("_batch_cached_prompt_tokens") or 0),
+    )
     if isinstance(row.get("_batch_reply"), str):
         return CallResult(data=json.loads(row["_batch_reply"]), attempts=attempts, **tokens)
     if isinstance(row.get("_batch_reason"), str):
@@ -311,6 +320,7 @@ def _rows_for(row: dict[str, Any], res: CallResult, to_rows: ToRows, out_names: 
     accounting = {
         PROMPT_TOKENS: res.prompt_tokens,
         COMPLETION_TOKENS: res.completion_tokens,
+        CACHED_PROMPT_TOKENS: res.cached_prompt_tokens,
         ATTEMPTS: res.attempts,
         RATE_LIMITED: res.rate_limited,
         CACHE_HIT: int(res.cached),
@@ -334,9 +344,10 @@ def _rows_for(row: dict[str, Any], res: CallResult, to_rows: ToRows, out_names: 
 
 
 def llm_usage(marked: DataFrame) -> dict[str, float]:
-    """Calls, retries, 429s, cache hits and tokens of a materialised LLM stage."""
+    """Calls, retries, 429s, cache hits and tokens of a materialised LLM stage; of its prompt
+    tokens, `cached_prompt_tokens` the endpoint read from its prompt cache."""
     cols = set(marked.columns)
-    opt = lambda c: F.sum(c) if c in cols else F.lit(0)  # noqa: E731 (tables from before the cache)
+    opt = lambda c: F.sum(c) if c in cols else F.lit(0)  # noqa: E731 (tables from before the cache, or before cached tokens)
     calls = F.sum(CALLS) if CALLS in cols else F.sum(F.when(F.col(ATTEMPTS) > 0, 1).otherwise(0))
     row = marked.agg(
         calls.alias("calls"),
@@ -345,7 +356,9 @@ def llm_usage(marked: DataFrame) -> dict[str, float]:
         opt(CACHE_HIT).alias("cache_hits"),
         F.sum(PROMPT_TOKENS).alias("prompt_tokens"),
         F.sum(COMPLETION_TOKENS).alias("completion_tokens"),
+        opt(CACHED_PROMPT_TOKENS).alias("cached_prompt_tokens"),
     ).collect()[0]
-    usage = {k: float(row[k] or 0) for k in ("calls", "attempts", "rate_limited", "cache_hits", "prompt_tokens", "completion_tokens")}
+    keys = ("calls", "attempts", "rate_limited", "cache_hits", "prompt_tokens", "completion_tokens", "cached_prompt_tokens")
+    usage = {k: float(row[k] or 0) for k in keys}
     usage["retries"] = usage["attempts"] - usage["calls"]
     return usage

@@ -31,6 +31,7 @@ from .check import OUT_FIELDS as CHECKED_FIELDS
 from .llm_stage import (
     ATTEMPTS,
     CACHE_HIT,
+    CACHED_PROMPT_TOKENS,
     CALLS,
     COMPLETION_TOKENS,
     KEY_COL,
@@ -136,7 +137,8 @@ def _with_closed_book(grounded: DataFrame, closed: DataFrame) -> DataFrame:
         F.struct(*[c for c in closed.columns if c != "qa_id"]).alias(CLOSED),
     )
     joined = grounded.join(second, "qa_id", "left")
-    summed = {c: F.col(c) + F.coalesce(F.col(f"{CLOSED}.{c}"), F.lit(0)) for c in (PROMPT_TOKENS, COMPLETION_TOKENS, ATTEMPTS, RATE_LIMITED, CACHE_HIT)}
+    accounting = (PROMPT_TOKENS, COMPLETION_TOKENS, CACHED_PROMPT_TOKENS, ATTEMPTS, RATE_LIMITED, CACHE_HIT)
+    summed = {c: F.col(c) + F.coalesce(F.col(f"{CLOSED}.{c}"), F.lit(0)) for c in accounting}
     summed[CALLS] = F.when(F.col(ATTEMPTS) > 0, 1).otherwise(0) + F.when(F.coalesce(F.col(f"{CLOSED}.{ATTEMPTS}"), F.lit(0)) > 0, 1).otherwise(0)
     replaced = {
         "closed_book_answer": F.when(~failed, F.col(f"{CLOSED}.closed_book_answer")),
