@@ -14,6 +14,8 @@ from pyspark.sql import functions as F
 
 RELEASED_COLUMNS = ["pretrain_text", "question", "answer", "domain", "persona"]
 ID_COLUMNS = ["answer_type", "qa_id", "doc_id", "prompt_version", "run_id"]
+# Answered right without the document (stages/verify.py): a difficulty signal a trainer may filter or weight on.
+DIFFICULTY_COLUMN = "closed_book_correct"
 DATA_SOURCE = "webscale_rl"
 # What the policy is asked; the reward (webscale_rl.reward) reads a \boxed{} answer first.
 INSTRUCTION = "Answer the question. Put your final answer within \\boxed{}."
@@ -29,7 +31,8 @@ def with_split(qa: DataFrame, val_fraction: float) -> DataFrame:
 
 
 def released(qa: DataFrame) -> DataFrame:
-    return qa.select(*RELEASED_COLUMNS, *[c for c in ID_COLUMNS if c in qa.columns], *(["split"] if "split" in qa.columns else []))
+    extra = [c for c in [*ID_COLUMNS, DIFFICULTY_COLUMN, "split"] if c in qa.columns]
+    return qa.select(*RELEASED_COLUMNS, *extra)
 
 
 def to_verl(qa: DataFrame, data_source: str = DATA_SOURCE) -> DataFrame:
@@ -49,6 +52,7 @@ def to_verl(qa: DataFrame, data_source: str = DATA_SOURCE) -> DataFrame:
             F.col("question"),
             F.col("answer"),
             (F.col("answer_type") if "answer_type" in qa.columns else F.lit(None).cast("string")).alias("answer_type"),
+            (F.col(DIFFICULTY_COLUMN) if DIFFICULTY_COLUMN in qa.columns else F.lit(None).cast("boolean")).alias(DIFFICULTY_COLUMN),
         ).alias("extra_info"),
         *(["split"] if "split" in qa.columns else []),
     )

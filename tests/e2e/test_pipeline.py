@@ -158,7 +158,8 @@ def test_export_formats(spark, tmp_path, input_file):
     assert main(["export", "--warehouse", str(warehouse), "--format", "jsonl", "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 3  # danube, flaky, photo: one fact each
-    assert {"pretrain_text", "question", "answer", "domain", "persona", "qa_id", "doc_id"} <= set(rows[0])
+    assert {"pretrain_text", "question", "answer", "domain", "persona", "qa_id", "doc_id", "closed_book_correct"} <= set(rows[0])
+    assert {r["closed_book_correct"] for r in rows} == {False}  # the fake knows nothing without the document
     assert main(["export", "--warehouse", str(warehouse), "--format", "parquet", "--out", str(tmp_path / "pq")]) == 0
     assert spark.read.parquet(str(tmp_path / "pq")).count() == 3
 
@@ -174,6 +175,7 @@ def test_export_formats(spark, tmp_path, input_file):
     assert row["data_source"] == "webscale_rl" and row["reward_model"]["style"] == "rule"
     assert row["prompt"][0]["role"] == "user" and "\\boxed{}" in row["prompt"][0]["content"]
     assert row["reward_model"]["ground_truth"] == row["extra_info"]["answer"]
+    assert row["extra_info"]["closed_book_correct"] in (False,)  # a bool, not null (numpy's bool compares equal)
     # The split is fixed per qa_id: a second export puts every pair on the same side.
     assert main(args) == 0
     again = pd.read_parquet(verl_dir / "validation.parquet")
