@@ -118,9 +118,14 @@ def test_installing_the_wheel_leaves_another_pyspark_alone(wheel, tmp_path):
     report = tmp_path / "plan.json"
     python = env_dir / "bin" / "python"
     cmd = [str(python), "-m", "pip", "install", "--dry-run", "--no-index", "--report", str(report), "-q", str(wheel)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    # Away from the checkout, without PYTHONPATH: a webscale_rl.egg-info left in the tree by an
+    # in-tree build would otherwise count as an installed webscale-rl and empty the plan.
+    clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path, env=clean_env)
     assert done.returncode == 0, done.stderr[-2000:]
     planned = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
-    assert planned == {"webscale-rl"}, planned  # every requirement is met by what is there; nothing replaces pyspark
-    version = subprocess.run([str(python), "-c", "import pyspark; print(pyspark.__version__)"], capture_output=True, text=True, check=True)
+    # every requirement is met by what is there; nothing replaces pyspark
+    assert planned == {"webscale-rl"}, (planned, done.stdout[-3000:], done.stderr[-3000:])
+    probe = [str(python), "-c", "import pyspark; print(pyspark.__version__)"]
+    version = subprocess.run(probe, capture_output=True, text=True, check=True, cwd=tmp_path, env=clean_env)
     assert version.stdout.strip() == "3.5.0"
