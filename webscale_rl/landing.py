@@ -48,9 +48,8 @@ def land_batch(
     `elapsed_s` of the summary is left 0: the caller times the whole stage."""
     txn = f"webscale-rl/{stage.name}/{run_id}"
     marked = warehouse.read_batch(stage.name, run_id)
-    for key, reply, prompt_tokens, completion_tokens in CALL_COLUMNS if stage.uses_llm and cfg.llm.cache else ():
-        if reply in marked.columns:  # first: paid replies are kept whatever the gate says
-            save_replies(warehouse, marked, key, reply, stage.name, model_id(cfg, stage.name), run_id, (prompt_tokens, completion_tokens))
+    if stage.uses_llm and cfg.llm.cache:  # first: paid replies are kept whatever the gate says
+        save_replies(warehouse, marked, CALL_COLUMNS, stage.name, model_id(cfg, stage.name), run_id)
     if cfg.quality.gates:  # rows breaking a per-row rule leave the batch; the rest lands
         marked = drop_row_violations(marked, stage.table, cfg.quality, REASON, DETAIL)
         if quarantine_rows(warehouse, stage.name, run_id, marked, stage.table, txn) is not None:

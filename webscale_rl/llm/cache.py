@@ -12,6 +12,7 @@ table; this module owns the key and the row format."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from typing import Any
@@ -45,26 +46,28 @@ def lookup(warehouse: Warehouse, keyed: DataFrame, key_col: str, reply_col: str)
 def save_replies(
     warehouse: Warehouse,
     marked: DataFrame,
-    key_col: str,
-    reply_col: str,
+    calls: tuple[tuple[str, str, str, str], ...],
     stage: str,
     model: str,
     run_id: str,
-    token_cols: tuple[str, str] = ("_llm_prompt_tokens", "_llm_completion_tokens"),
 ) -> None:
-    """Merge the new replies carried by a stage's materialised output into the cache."""
-    replies = (
-        marked.filter(F.col(reply_col).isNotNull() & F.col(key_col).isNotNull())
-        .select(
-            F.col(key_col).alias("key"),
+    """Merge the new replies carried by a stage's materialised output into the cache, in one
+    MERGE whatever the number of calls per row. `calls`: (key, reply, prompt tokens, completion
+    tokens) columns of each call a row may carry (llm_stage.CALL_COLUMNS); absent ones are skipped."""
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    parts = [
+        marked.filter(F.col(reply).isNotNull() & F.col(key).isNotNull()).select(
+            F.col(key).alias("key"),
             F.lit(stage).alias("stage"),
             F.lit(model).alias("model"),
-            F.col(reply_col).alias("reply"),
-            F.col(token_cols[0]).alias("prompt_tokens"),
-            F.col(token_cols[1]).alias("completion_tokens"),
-            F.lit(dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")).alias("created"),
+            F.col(reply).alias("reply"),
+            F.col(prompt_tokens).alias("prompt_tokens"),
+            F.col(completion_tokens).alias("completion_tokens"),
+            F.lit(created).alias("created"),
             F.lit(run_id).alias("run_id"),
         )
-        .dropDuplicates(["key"])
-    )
-    warehouse.merge_into_llm_cache(replies, "key")
+        for key, reply, prompt_tokens, completion_tokens in calls
+        if reply in marked.columns
+    ]
+    if parts:
+        warehouse.merge_into_llm_cache(functools.reduce(DataFrame.unionByName, parts).dropDuplicates(["key"]), "key")
