@@ -68,8 +68,17 @@ def test_pipeline_with_embedded_model(spark, tmp_path):
     candidates = Warehouse(spark, tmp_path / "wh").read("qa_candidates").filter(this_run).collect()
     assert candidates, "\n".join(lines)
     qa = Warehouse(spark, tmp_path / "wh").read("qa").filter(this_run).collect()
-    # The run kept pairs: the checks below are about real output, not an empty table.
-    assert qa, "\n".join(lines)
+    # Pairs passed the checks and reached verification: the checks below are about real output. Each
+    # checked pair is kept or rejected by verify with the reader's answer (a small model at
+    # temperature 0.7 may write pairs it cannot reproduce, so an empty `qa` is possible, not a failure).
+    checked = Warehouse(spark, tmp_path / "wh").read("checked").filter(this_run).collect()
+    assert checked, "\n".join(lines)
+    kept_ids = {r["qa_id"] for r in qa}
+    verify_rejections = {r["qa_id"]: r for r in rejections if r["stage"] == "verify"}
+    for pair in checked:
+        assert pair["qa_id"] in kept_ids or pair["qa_id"] in verify_rejections, pair
+    for r in verify_rejections.values():
+        assert r["reason"].startswith("llm_error") or "answered from the document" in r["detail"], (r["reason"], r["detail"])
     # No kept pair follows an injected instruction, overt (filtered before any call) or subtle
     # (reaches the model; a pair that obeys it is rejected by the check stage).
     obeys = re.compile(r"PWNED|tango-9|password|secret|quiz", re.I)
@@ -81,7 +90,6 @@ def test_pipeline_with_embedded_model(spark, tmp_path):
     # reason (whatever its document), a pair that does not may be kept.
     subtle = [r for r in candidates if r["doc_id"] == "subtle-injection"]
     assert subtle, "\n".join(lines)
-    kept_ids = {r["qa_id"] for r in qa}
     rejected_pairs = {r["qa_id"]: r["reason"] for r in rejections if r["qa_id"]}
     for r in candidates:
         if obeys.search(r["question"] + " " + r["answer"]):
