@@ -8,6 +8,7 @@ first use)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -25,10 +26,22 @@ LIMIT = 6
 QUICK = ["mlflow.enabled=false", "quality.enabled=false", "spark.master=local[2]", "spark.shuffle_partitions=2"]
 
 
+# The verify stage's reader, played by the fake: it answers each case's question with the case's
+# own answer (so verification keeps what the checks kept); closed-book it knows nothing.
+ANSWERS = {c["question"]: c["answer"] for c in map(json.loads, (REPO / "benchmarks" / "qa_quality" / "cases.jsonl").open(encoding="utf-8"))}
+
+
+def reader(schema: str, messages: list[dict]) -> dict | None:
+    if schema != "qa_answer":
+        return None
+    question = re.search(r"^Question: (.*)$", messages[-1]["content"], re.M).group(1)
+    return {"answer": ANSWERS.get(question, "")}
+
+
 @pytest.mark.timeout(600)
 def test_the_benchmark_report_adds_up(tmp_path):
     out = tmp_path / "report.json"
-    with FakeOpenAI() as fake:
+    with FakeOpenAI(reply=reader) as fake:
         cmd = [sys.executable, str(REPO / "benchmarks" / "qa_quality.py"), "--config", "openai", "--limit", str(LIMIT), "--out", str(out)]
         cmd += set_args([f"llm.base_url={fake.base_url}", *QUICK])
         proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=540)

@@ -55,7 +55,8 @@ DOCS = [
 def test_pipeline_with_embedded_model(spark, tmp_path):
     inp = tmp_path / "docs.jsonl"
     inp.write_text("\n".join(json.dumps(d) for d in DOCS) + "\n")
-    cfg = load_config(overrides=["mlflow.enabled=false", "quality.on_failure=warn", "profile.max_personas=2"])
+    # verify.closed_book off: four fewer model calls; the closed-book column is tested against the fake.
+    cfg = load_config(overrides=["mlflow.enabled=false", "quality.on_failure=warn", "profile.max_personas=2", "verify.closed_book=false"])
     lines: list[str] = []
     summary = run_pipeline([str(inp)], tmp_path / "wh", cfg, spark=spark, log=lines.append)
     this_run = F.col("run_id") == summary.run_id

@@ -270,7 +270,7 @@ PAIRS = [  # (qa_id, doc_id, question, answer)
 
 
 def landed_checked_pairs(spark, root) -> Warehouse:
-    """A warehouse whose `documents` and `checked` tables hold PAIRS, as the stages before decontaminate land them."""
+    """A warehouse whose `documents` and `verified` tables hold PAIRS, as the stages before decontaminate land them."""
     wh = Warehouse(spark, str(root))
     docs = spark.createDataFrame([(d, DOC) for _, d, _, _ in PAIRS], "doc_id string, text string")
     wh.append_once(docs.withColumn("run_id", F.lit("r0")), "documents", "test/documents")
@@ -278,7 +278,7 @@ def landed_checked_pairs(spark, root) -> Warehouse:
         [(i, d, DOC, q, a, "Travel & Lifestyle", "a student", "entity") for i, d, q, a in PAIRS],
         QA_SCHEMA + ", domain string, persona string, answer_type string",
     ).withColumn("run_id", F.lit("r0"))
-    wh.append_once(checked, "checked", "test/checked")
+    wh.append_once(checked, "verified", "test/verified")
     return wh
 
 

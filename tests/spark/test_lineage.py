@@ -101,7 +101,8 @@ def test_explain_follows_a_kept_pair_through_every_stage_with_prompts_and_versio
     assert steps == [
         ("generate", "kept", "qa_candidates", versions_written(summary, "generate")[0], {"profiles": versions_written(summary, "profile")[0]}),
         ("check", "kept", "checked", versions_written(summary, "check")[0], {"qa_candidates": versions_written(summary, "generate")[0]}),
-        ("decontaminate", "kept", "qa", versions_written(summary, "decontaminate")[0], {"checked": versions_written(summary, "check")[0]}),
+        ("verify", "kept", "verified", versions_written(summary, "verify")[0], {"checked": versions_written(summary, "check")[0]}),
+        ("decontaminate", "kept", "qa", versions_written(summary, "decontaminate")[0], {"verified": versions_written(summary, "verify")[0]}),
     ]
     generate = path["steps"][0]
     assert (generate["prompt_version"], generate["model"]) == (pair["prompt_version"], "gpt-4.1")
