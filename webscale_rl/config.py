@@ -560,14 +560,18 @@ def _validate_price(model: str, price: Any) -> None:
         )
 
 
-def _validate_llm(cfg: Config) -> None:
-    llm = cfg.llm
-    # verify answers questions, as check judges them: a file written before verify existed uses
-    # check's model and token limit for it.
+def default_verify_to_check(llm: LLMConfig) -> None:
+    """verify answers questions, as check judges them: a config written before verify existed (a
+    file, or a Config built in Python) uses check's model and token limit for it."""
     if "check" in llm.models:
         llm.models.setdefault("verify", llm.models["check"])
     if "check" in llm.max_tokens:
         llm.max_tokens.setdefault("verify", llm.max_tokens["check"])
+
+
+def _validate_llm(cfg: Config) -> None:
+    llm = cfg.llm
+    default_verify_to_check(llm)
     if llm.provider == "azure" and not (llm.azure_endpoint and llm.api_version):
         raise ConfigError("llm.provider 'azure' needs llm.azure_endpoint and llm.api_version")
     for name, limit in (("requests_per_minute", llm.requests_per_minute), ("tokens_per_minute", llm.tokens_per_minute)):

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from . import lineage
 from .budget import run_budget
-from .config import Config, ConfigError
+from .config import Config, ConfigError, default_verify_to_check
 from .limits import with_call_limits
 from .llm.endpoint import llm_endpoint
 from .llm.pricing import check_prices_for_budget
@@ -59,6 +59,7 @@ def stages_until(until: str | None, start: str | None = None) -> tuple[Stage, ..
 
 def check_config(cfg: Config) -> None:
     """The config checks that need the stages: a model per LLM stage, known severity overrides."""
+    default_verify_to_check(cfg.llm)
     missing = [s for s in LLM_STAGES if s not in cfg.llm.models]
     if missing:
         raise ConfigError(f"llm.models lacks a model for stage(s) {missing}")

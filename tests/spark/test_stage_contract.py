@@ -43,14 +43,19 @@ def test_missing_write_column_names_stage_and_column():
 
 def test_names_and_llm_stages_come_from_the_stage_objects():
     assert STAGES == tuple(s.name for s in PIPELINE) == webscale_rl.STAGES
-    assert STAGES == ("ingest", "filter", "dedup", "llm_filter", "profile", "generate", "check", "decontaminate")
-    assert LLM_STAGES == ("llm_filter", "profile", "generate", "check")
+    assert STAGES == ("ingest", "filter", "dedup", "llm_filter", "profile", "generate", "check", "verify", "decontaminate")
+    assert LLM_STAGES == ("llm_filter", "profile", "generate", "check", "verify")
     assert [s.name for s in PIPELINE if s.needs_landed_rows] == ["check"]
     # dedup judges new documents against the stored fingerprints of kept ones, not their text.
     assert {s.name: s.beside.name for s in PIPELINE if s.beside} == {"dedup": "dedup_signatures"}
     assert [s.name for s in PIPELINE if s.work_items] == ["generate"]
     # generate's items are personas, keyed by qa_id: a failed persona is retried alone (issue 19).
-    assert {s.name: s.input_key for s in PIPELINE if s.input_key != ("doc_id",)} == {"generate": ("qa_id",), "check": ("qa_id",), "decontaminate": ("qa_id",)}
+    assert {s.name: s.input_key for s in PIPELINE if s.input_key != ("doc_id",)} == {
+        "generate": ("qa_id",),
+        "check": ("qa_id",),
+        "verify": ("qa_id",),
+        "decontaminate": ("qa_id",),
+    }
 
 
 def test_suites_follow_the_stage_declarations():
@@ -69,8 +74,9 @@ def test_suites_follow_the_stage_declarations():
 def test_check_config_needs_a_model_per_llm_stage_and_known_severities():
     cfg = Config()
     check_config(cfg)
-    no_check_model = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, models={s: "m" for s in LLM_STAGES if s != "check"}))
-    with pytest.raises(ConfigError, match=r"llm.models lacks a model for stage\(s\) \['check'\]"):
+    assert cfg.llm.models["verify"] == cfg.llm.models["check"]  # a Config built in Python: verify uses check's model
+    no_check_model = dataclasses.replace(cfg, llm=dataclasses.replace(cfg.llm, models={s: "m" for s in LLM_STAGES if s not in ("check", "verify")}))
+    with pytest.raises(ConfigError, match=r"llm.models lacks a model for stage\(s\) \['check', 'verify'\]"):
         check_config(no_check_model)
     unknown = dataclasses.replace(cfg, quality=dataclasses.replace(cfg.quality, severity={"no_such_check": "warning"}))
     with pytest.raises(ConfigError, match="unknown expectation 'no_such_check'"):
