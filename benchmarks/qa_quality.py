@@ -52,6 +52,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.run_output import llm_usage  # noqa: E402
+
 CASES = ROOT / "benchmarks" / "qa_quality" / "cases.jsonl"
 TARGET_PRECISION = 0.90
 TARGET_RECALL = 0.50
@@ -283,35 +285,6 @@ def run_pipeline_command(cmd: list[str]) -> tuple[int, list[str]]:
         print("  | " + line.rstrip("\n"), flush=True)
         lines.append(line.rstrip("\n"))
     return proc.wait(), lines
-
-
-_USAGE_LINE = re.compile(r"^\s+(?P<stage>\S+)\s+(?:\S+\s+)?(?P<calls>\d+) / (?P<hits>\d+) / (?P<retries>\d+) / (?P<r429>\d+) / (?P<tin>\d+)\+(?P<tout>\d+) / ")
-_DONE_LINE = re.compile(r"^\[(?P<stage>\w+)\] done .*?; (?P<calls>\d+) calls, (?P<tin>\d+)\+(?P<tout>\d+) tokens")
-
-
-def llm_usage(lines: list[str]) -> dict[str, dict[str, int]]:
-    """Per LLM stage and 'run': calls, cache_hits, prompt_tokens, completion_tokens, from the run's
-    usage summary ("LLM usage (calls / cache hits / ...)"); the stages' done lines if it is absent."""
-    usage: dict[str, dict[str, int]] = {}
-    in_summary = False
-    for line in lines:
-        if line.startswith("LLM usage ("):
-            in_summary = True
-            continue
-        m = _USAGE_LINE.match(line) if in_summary else None
-        if m:
-            usage[m["stage"]] = {"calls": int(m["calls"]), "cache_hits": int(m["hits"]), "prompt_tokens": int(m["tin"]), "completion_tokens": int(m["tout"])}
-        elif in_summary:
-            in_summary = False
-    if usage:
-        return usage
-    for line in lines:
-        m = _DONE_LINE.match(line)
-        if m:
-            usage[m["stage"]] = {"calls": int(m["calls"]), "cache_hits": 0, "prompt_tokens": int(m["tin"]), "completion_tokens": int(m["tout"])}
-    if usage:
-        usage["run"] = {k: sum(u[k] for u in usage.values()) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens")}
-    return usage
 
 
 # --- the report -------------------------------------------------------------------------------------

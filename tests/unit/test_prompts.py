@@ -93,12 +93,26 @@ def test_the_answer_first_prompt_is_asked_for_its_answer_first():
 
     cfg = load_config(None, ["generate.prompt=generate_answer_first"])
     prompt = stage_prompt(cfg, "generate")
-    assert prompt.version == "generate-answer-first-v1"
+    assert prompt.version == "generate-answer-first-v2"
     text = prompt.messages(document="d", domain="Math", persona="p", examples="e")[0]["content"]
     assert text.index("1. answer") < text.index("2. question")
     assert list(reply_schema("generate_answer_first")["properties"]) == ["answer", "question", "answer_type"]
     assert reply_schema("generate_answer_first")["properties"]["answer"] == REPLY_SCHEMA["properties"]["answer"]
     assert list(reply_schema("generate")["properties"]) == ["question", "answer", "answer_type"]
-    assert stage_prompt(Config(), "generate").version == "generate-v2"
+    assert stage_prompt(Config(), "generate").version == "generate-v3"
     with pytest.raises(ConfigError, match="generate.prompt must be one of generate, generate_answer_first; got 'answer_first'"):
         load_config(None, ["generate.prompt=answer_first"])
+
+
+@pytest.mark.parametrize("name", ["llm_filter", "profile", "generate", "generate_answer_first", "check", "verify", "verify_closed_book"])
+def test_what_calls_share_comes_before_what_differs(name):
+    """The prompt-cache layout: no placeholder in the system message differs per call, and in the
+    user message every per-call placeholder follows the ones a document's calls share."""
+    from webscale_rl.prompts import _PLACEHOLDER, PER_CALL
+
+    prompt = load_prompt(name)
+    assert not set(_PLACEHOLDER.findall(prompt.system)) & PER_CALL
+    order = _PLACEHOLDER.findall(prompt.user)
+    per_call = [i for i, p in enumerate(order) if p in PER_CALL]
+    shared = [i for i, p in enumerate(order) if p not in PER_CALL]
+    assert not per_call or not shared or min(per_call) > max(shared), order

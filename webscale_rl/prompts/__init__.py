@@ -4,7 +4,13 @@ A file starts with `version: <name>-vN`, then `--- system` and `--- user` sectio
 `{{placeholders}}`. The version is stored with every row a prompt produced; change the text →
 bump the version. Document text is always wrapped as delimited data, never spliced into the
 instructions, and its own copies of the delimiters are defused so it cannot close the block early.
+
+Layout for prompt caches (llama.cpp slots, providers' prefix caching): what every call of a stage
+shares comes first (the instructions, the system message), then what one document's calls share (the
+document, its domain and examples), and what differs per call last (the persona, the question), so
+a call after another about the same document re-reads only its own tail.
 """
+
 
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ from ..domains import DOMAINS
 # A Traversable, not a Path: the package may be imported from a zip (a wheel in spark-submit --py-files).
 PROMPT_DIR = importlib.resources.files(__name__)
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+# Per-call placeholders: each must come after every placeholder a document's calls share.
+PER_CALL = frozenset({"persona", "question", "answer"})
 
 
 @dataclass(frozen=True)
