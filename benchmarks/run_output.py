@@ -41,7 +41,8 @@ def llm_usage(lines: list[str]) -> dict[str, dict[str, int]]:
     for line in lines:
         m = _DONE_LINE.match(line)
         if m:
-            usage[m["stage"]] = {"calls": int(m["calls"]), "cache_hits": 0, "prompt_tokens": int(m["tin"]), "completion_tokens": int(m["tout"]), "cached_prompt_tokens": 0}
+            usage[m["stage"]] = {"calls": int(m["calls"]), "cache_hits": 0, "prompt_tokens": int(m["tin"]), "completion_tokens": int(m["tout"])}
+            usage[m["stage"]]["cached_prompt_tokens"] = 0
     if usage:
         usage["run"] = {k: sum(u[k] for u in usage.values()) for k in USAGE_KEYS}
     return usage
