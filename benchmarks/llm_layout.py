@@ -84,7 +84,8 @@ def describe(name: str, r: dict) -> list[str]:
     for stage, s in r["by_stage"].items():
         p, c = s.get("prompt_tokens", 0), s.get("cached_prompt_tokens", 0)
         share = c / p if p else 0
-        out.append(f"  {stage:<11} {s.get('seconds', 0):6.1f} s  {s.get('calls', 0):3d} calls  prompt {p:6d} (cached {share:4.0%})  generated {s.get('completion_tokens', 0):5d}")
+        gen = s.get("completion_tokens", 0)
+        out.append(f"  {stage:<11} {s.get('seconds', 0):6.1f} s  {s.get('calls', 0):3d} calls  prompt {p:6d} (cached {share:4.0%})  generated {gen:5d}")
     return out
 
 

@@ -11,7 +11,6 @@ document, its domain and examples), and what differs per call last (the persona,
 a call after another about the same document re-reads only its own tail.
 """
 
-
 from __future__ import annotations
 
 import importlib.resources
