@@ -60,6 +60,7 @@ def run_demo(tree: Path, warehouse: Path, docs: int, overrides: list[str]) -> di
         raise SystemExit(f"no funnel or LLM usage summary in the output of the demo from {tree}: {log}")
     run = usage["run"]
     kept = int(stages.get("decontaminate", {}).get("kept", 0))
+    docs = int(stages.get("llm_filter", {}).get("kept", 0))  # documents the LLM stages worked on
     return {
         "wall_s": wall,
         "llm_s": sum(stages[s]["seconds"] for s in LLM_STAGES if s in stages),
@@ -68,6 +69,7 @@ def run_demo(tree: Path, warehouse: Path, docs: int, overrides: list[str]) -> di
         "cached_prompt_tokens": run["cached_prompt_tokens"],
         "completion_tokens": run["completion_tokens"],
         "kept_pairs": kept,
+        "kept_docs": docs,
         "by_stage": {s: {**stages.get(s, {}), **usage.get(s, {})} for s in LLM_STAGES if s in stages},
         "log": str(log),
     }
@@ -79,7 +81,7 @@ def describe(name: str, r: dict) -> list[str]:
     out = [
         f"{name}: command {r['wall_s']:.0f} s, LLM stages {r['llm_s']:.0f} s; {r['calls']} calls, "
         f"{sent} prompt tokens sent, {cached} read from cache ({cached / sent:.0%}), {sent - cached} evaluated, "
-        f"{r['completion_tokens']} generated; {r['kept_pairs']} kept pairs, {per_pair} calls per kept pair"
+        f"{r['completion_tokens']} generated; {r['kept_pairs']} kept pairs from {r['kept_docs']} kept documents, {per_pair} calls per kept pair"
     ]
     for stage, s in r["by_stage"].items():
         p, c = s.get("prompt_tokens", 0), s.get("cached_prompt_tokens", 0)
