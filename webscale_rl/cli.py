@@ -466,8 +466,13 @@ def cmd_connect_server(args) -> int:
     return serve(args.port, args.s3a, conf, args.master, args.driver_memory, log=lambda line: print(line, flush=True))
 
 
+# The demo's few documents all stay in the embedded server's prompt cache from one LLM stage to
+# the next, so every stage's calls about a document share it (docs/performance.md#prompt-layout).
+DEMO_DEFAULTS = ("llm.prompt_layout=document_first",)
+
+
 def cmd_demo(args) -> int:
-    cfg = load_config(args.config, args.overrides)  # a config error is reported before Spark loads
+    cfg = load_config(args.config, [*DEMO_DEFAULTS, *args.overrides])  # a config error is reported before Spark loads
     from .pipeline import run_pipeline
     from .samples import fetch_sample
 

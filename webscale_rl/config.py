@@ -74,6 +74,11 @@ class LLMConfig:
     # Structured output: "json_schema" (OpenAI, vLLM, llama-server) or "json_object" for servers
     # that only accept the looser form.
     response_format: Literal["json_schema", "json_object"] = "json_schema"
+    # Prompt layout for the endpoint's prompt cache (webscale_rl/prompts): "instructions_first" (a
+    # stage's calls share its instructions; best when a run has more documents than the server's
+    # cache holds) or "document_first" (every stage's calls about one document share it; best when
+    # all of a run's documents stay in the cache, e.g. the demo). Measured in docs/performance.md.
+    prompt_layout: Literal["instructions_first", "document_first"] = "instructions_first"
     # Model per LLM stage (the pipeline checks that every LLM stage has one).
     models: dict[str, str] = field(default_factory=lambda: {"llm_filter": "local", "profile": "local", "generate": "local", "check": "local"})
     max_tokens: dict[str, int] = field(default_factory=lambda: {"llm_filter": 48, "profile": 120, "generate": 160, "check": 48})

@@ -94,7 +94,7 @@ def test_without_closed_book_one_call_per_pair_and_no_closed_book_columns(spark)
         assert len(fake.requests) == 5
     assert {k: r[REASON] for k, r in rows.items() if k != "refused"} == {"same": None, "value": None, "other": "not_reproduced", "blank": "not_reproduced"}
     assert all(r["closed_book_correct"] is None for r in rows.values())
-    assert rows["same"]["verify_version"] == "verify-v1"
+    assert rows["same"]["verify_version"] == "verify-v2"
 
 
 def test_verify_off_keeps_every_pair_unverified_without_a_call(spark):

@@ -142,12 +142,12 @@ def test_usage_lines_and_metrics_show_the_cached_share_per_stage():
     assert lines[-1].split()[0] == "run" and lines[-1].endswith("/ 750000 (62%)")
 
 
-def test_the_qa_quality_benchmark_still_reads_the_usage_lines():
+def test_the_benchmarks_read_the_usage_lines_cached_tokens_included():
     spec = importlib.util.spec_from_file_location("qa_quality_bench", REPO / "benchmarks" / "qa_quality.py")
     bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    spec.loader.exec_module(bench)  # qa_quality and llm_layout read them with benchmarks/run_output.py
     usage = {"check": {"calls": 4, "cache_hits": 1, "prompt_tokens": 400, "completion_tokens": 80, "cached_prompt_tokens": 300}}
     _, lines = cost_summary(load_config("openai"), usage)
     parsed = bench.llm_usage(["noise", *lines, "after"])
-    assert parsed["check"] == {"calls": 4, "cache_hits": 1, "prompt_tokens": 400, "completion_tokens": 80}
-    assert parsed["run"]["prompt_tokens"] == 400
+    assert parsed["check"] == {"calls": 4, "cache_hits": 1, "prompt_tokens": 400, "completion_tokens": 80, "cached_prompt_tokens": 300}
+    assert parsed["run"]["prompt_tokens"] == 400 and parsed["run"]["cached_prompt_tokens"] == 300

@@ -116,3 +116,23 @@ def test_what_calls_share_comes_before_what_differs(name):
     per_call = [i for i, p in enumerate(order) if p in PER_CALL]
     shared = [i for i, p in enumerate(order) if p not in PER_CALL]
     assert not per_call or not shared or min(per_call) > max(shared), order
+
+
+def test_document_first_moves_the_document_block_before_the_instructions_and_says_so_in_the_version():
+    from webscale_rl.config import ConfigError, load_config
+    from webscale_rl.prompts import stage_prompt
+
+    cfg = load_config(None, ["llm.prompt_layout=document_first"])
+    check = stage_prompt(cfg, "check")
+    assert check.version == load_prompt("check").version + "@document-first"
+    system, user = (m["content"] for m in check.messages(document="THE DOC", question="Q?", answer="A"))
+    assert system.startswith("<document>\nTHE DOC\n</document>\n") and system.endswith(load_prompt("check").system)
+    assert "THE DOC" not in user and user.startswith("Question: Q?")
+    # The same words either way: only their order differs.
+    default = [m["content"] for m in load_prompt("check").messages(document="THE DOC", question="Q?", answer="A")]
+    assert sorted(f"{system} {user}".split()) == sorted(" ".join(default).split())
+    # A prompt without a document is the same in both layouts, version included.
+    assert stage_prompt(cfg, "verify_closed_book") == load_prompt("verify_closed_book")
+    assert stage_prompt(load_config(None, []), "check") == load_prompt("check")
+    with pytest.raises(ConfigError, match="prompt_layout"):
+        load_config(None, ["llm.prompt_layout=documents_first"])

@@ -5,17 +5,21 @@ A file starts with `version: <name>-vN`, then `--- system` and `--- user` sectio
 bump the version. Document text is always wrapped as delimited data, never spliced into the
 instructions, and its own copies of the delimiters are defused so it cannot close the block early.
 
-Layout for prompt caches (llama.cpp slots, providers' prefix caching): what every call of a stage
-shares comes first (the instructions, the system message), then what one document's calls share (the
-document, its domain and examples), and what differs per call last (the persona, the question), so
-a call after another about the same document re-reads only its own tail.
+Layout for prompt caches (llama.cpp slots and host-RAM cache, providers' prefix caching): what one
+document's calls share (the document, its domain and examples) comes before what differs per call
+(the persona, the question), so a call after another about the same document re-reads only its own
+tail. The files put the stage's instructions first (`instructions_first`: every call of a stage
+shares them); `llm.prompt_layout: document_first` moves the document block to the front of the
+system message, so that every stage's calls about one document share it (a win only while the
+server's cache still holds the document when the next stage runs: small runs). A layout other
+than the file's is part of the version (`@document-first`).
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -30,12 +34,26 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 PER_CALL = frozenset({"persona", "question", "answer"})
 
 
+PROMPT_LAYOUTS = ("instructions_first", "document_first")
+_DOCUMENT_BLOCK = re.compile(r"<document>\n\{\{document\}\}\n</document>\n")
+
+
 @dataclass(frozen=True)
 class Prompt:
     stage: str
     version: str
     system: str
     user: str
+
+    def laid_out(self, layout: str) -> Prompt:
+        """This prompt in `layout` (see the module doc); the same prompt for a prompt without a document."""
+        if layout not in PROMPT_LAYOUTS:
+            raise ValueError(f"unknown prompt layout {layout!r}; known: {', '.join(PROMPT_LAYOUTS)}")
+        block = _DOCUMENT_BLOCK.search(self.user)
+        if layout == "instructions_first" or block is None:
+            return self
+        user = self.user[: block.start()] + self.user[block.end() :]
+        return replace(self, version=f"{self.version}@document-first", system=block.group(0) + "\n" + self.system, user=user)
 
     def messages(self, **values: str) -> list[dict[str, str]]:
         return [
@@ -79,9 +97,10 @@ def defuse_document(text: str, max_chars: int) -> str:
 
 
 def stage_prompt(cfg, stage: str) -> Prompt:
-    """The prompt a stage runs with under `cfg` (Config): its own file, but for `generate`, whose
-    file is chosen by `generate.prompt`."""
-    return load_prompt(cfg.generate.prompt if stage == "generate" else stage)
+    """The prompt a stage's calls use under `cfg` (Config): its own file (`stage` may also name a
+    stage's second prompt, e.g. verify_closed_book), but for `generate`, whose file is chosen by
+    `generate.prompt`; in the layout `llm.prompt_layout`."""
+    return load_prompt(cfg.generate.prompt if stage == "generate" else stage).laid_out(cfg.llm.prompt_layout)
 
 
 @cache

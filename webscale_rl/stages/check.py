@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from ..injection import about_instructions
-from ..prompts import defuse_document, defuse_text, load_prompt
+from ..prompts import defuse_document, defuse_text, stage_prompt
 from ..rules.answer_types import answer_type_column, fact_key_column
 from ..rules.words import contains_words, normalise_words
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns, first_failure
@@ -203,7 +203,7 @@ def split_landed(candidates: DataFrame) -> tuple[DataFrame, DataFrame | None]:
 
 def check_qa(candidates: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(candidates, READS, "check")
-    prompt = load_prompt("check")
+    prompt = stage_prompt(ctx.cfg, "check")
     max_chars = ctx.cfg.llm.max_doc_chars
     new, landed = split_landed(candidates)
     qa = new.withColumn(TYPE_VERDICT, type_verdict(new, ctx))

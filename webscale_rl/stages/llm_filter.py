@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from ..prompts import defuse_document, load_prompt
+from ..prompts import defuse_document, stage_prompt
 from .base import Stage, StageContext, StageResult, assert_columns
 from .llm_stage import judged, run_llm_stage
 
@@ -31,7 +31,7 @@ OUT_FIELDS = [
 
 def judge_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(docs, READS, "llm_filter")
-    prompt = load_prompt("llm_filter")
+    prompt = stage_prompt(ctx.cfg, "llm_filter")
     max_chars = ctx.cfg.llm.max_doc_chars
 
     def build(row):

@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from ..domains import DOMAINS
-from ..prompts import defuse_document, load_prompt
+from ..prompts import defuse_document, stage_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 from .llm_stage import run_llm_stage
 
@@ -58,7 +58,7 @@ def clean_personas(personas: list[str], limit: int) -> list[str]:
 
 def profile_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(docs, READS, "profile")
-    prompt = load_prompt("profile")
+    prompt = stage_prompt(ctx.cfg, "profile")
     max_chars = ctx.cfg.llm.max_doc_chars
     limit = ctx.cfg.profile.max_personas
 

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from ..prompts import defuse_document, defuse_text, load_prompt
+from ..prompts import defuse_document, defuse_text, stage_prompt
 from ..reward import compute_score
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 from .check import OUT_FIELDS as CHECKED_FIELDS
@@ -69,8 +69,8 @@ def reproduced(answer: str | None, reference: str, answer_type: str | None) -> b
 
 
 def version(ctx: StageContext) -> str:
-    grounded = load_prompt("verify").version
-    return f"{grounded}+{load_prompt('verify_closed_book').version}" if ctx.cfg.verify.closed_book else grounded
+    grounded = stage_prompt(ctx.cfg, "verify").version
+    return f"{grounded}+{stage_prompt(ctx.cfg, 'verify_closed_book').version}" if ctx.cfg.verify.closed_book else grounded
 
 
 def verify_qa(checked: DataFrame, ctx: StageContext) -> StageResult:
@@ -89,7 +89,7 @@ def verify_qa(checked: DataFrame, ctx: StageContext) -> StageResult:
 
 
 def _answer_from_document(pairs: DataFrame, ctx: StageContext, tag: str) -> StageResult:
-    prompt = load_prompt("verify")
+    prompt = stage_prompt(ctx.cfg, "verify")
     max_chars = ctx.cfg.llm.max_doc_chars
 
     def build(row):
@@ -110,7 +110,7 @@ def _answer_from_document(pairs: DataFrame, ctx: StageContext, tag: str) -> Stag
 
 
 def _answer_closed_book(pairs: DataFrame, ctx: StageContext) -> StageResult:
-    prompt = load_prompt("verify_closed_book")
+    prompt = stage_prompt(ctx.cfg, "verify_closed_book")
 
     def build(row):
         return prompt.messages(question=defuse_text(row["question"]))

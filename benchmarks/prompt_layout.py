@@ -1,0 +1,129 @@
+"""Prompt layout for the embedded server's prompt cache: instructions first (the product's prompts)
+against document first, on the calls a demo run makes, side by side in one run.
+
+Each layout gets a fresh `llama-server` (the embedded model, as the job starts it: its slots and
+host-RAM prompt cache). The calls are the pipeline's, in its order: stage after stage over the demo
+sample's articles — llm_filter, profile, generate (one call per persona), check and verify (one per
+pair), verify's closed-book call — with fixed personas and questions, each document's calls of a
+stage one after another (as the LLM stages schedule them) and documents `--concurrency` at a time.
+`max_tokens=1`: the layout changes only what the server must read, so only reading is timed.
+
+- instructions first: the prompt files as they are (system message = the stage's instructions, then
+  the document, then what differs per call);
+- document first: the same text with the document block moved to the front of the system message,
+  so that every stage's calls about one document share it.
+
+Prints prompt tokens sent, read from the cache and evaluated, and seconds, per layout and stage.
+
+    python benchmarks/prompt_layout.py [--docs 4] [--concurrency 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import re
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from webscale_rl.config import LocalLLMConfig, load_config  # noqa: E402
+from webscale_rl.domains import DOMAINS  # noqa: E402
+from webscale_rl.llm.engine import EndpointSpec, request_body  # noqa: E402
+from webscale_rl.llm.local_server import LocalLLMServer  # noqa: E402
+from webscale_rl.prompts import defuse_document, load_fewshot, load_prompt  # noqa: E402
+from webscale_rl.samples import fetch_sample  # noqa: E402
+
+PERSONAS = ("a student preparing for an exam", "a journalist checking facts", "a teacher writing a quiz")
+QUESTIONS = ("Which person or organisation does the first paragraph name?", "In which year did the main event happen?")
+_DOC_BLOCK = re.compile(r"<document>\n.*?\n</document>\n", re.S)
+
+
+def stage_calls(text: str, max_chars: int) -> list[tuple[str, list[dict[str, str]]]]:
+    """(stage, messages) for every call the pipeline makes about one document, in stage order."""
+    doc = defuse_document(text, max_chars)
+    examples = "\n".join(json.dumps(ex) for ex in load_fewshot().for_domain("Social Science", 2))
+    calls = [("llm_filter", load_prompt("llm_filter").messages(document=doc))]
+    calls.append(("profile", load_prompt("profile").messages(document=doc, max_personas="3", domains=", ".join(DOMAINS))))
+    calls += [("generate", load_prompt("generate").messages(document=doc, domain="Social Science", examples=examples, persona=p)) for p in PERSONAS]
+    calls += [("check", load_prompt("check").messages(document=doc, question=q, answer="2019")) for q in QUESTIONS]
+    calls += [("verify", load_prompt("verify").messages(document=doc, question=q)) for q in QUESTIONS]
+    calls += [("verify_closed_book", load_prompt("verify_closed_book").messages(question=q)) for q in QUESTIONS]
+    return calls
+
+
+def document_first(messages: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The same text, the document block moved to the front of the system message."""
+    system, user = messages[0]["content"], messages[1]["content"]
+    block = _DOC_BLOCK.search(user)
+    if block is None:  # closed-book: no document
+        return messages
+    return [{"role": "system", "content": block.group(0) + "\n" + system}, {"role": "user", "content": _DOC_BLOCK.sub("", user, count=1)}]
+
+
+def run_layout(name: str, documents: list[str], concurrency: int, max_chars: int) -> dict:
+    server = LocalLLMServer(LocalLLMConfig(parallel=concurrency), log=lambda _: None)
+    base = server.start()
+    spec = EndpointSpec(base_url=base, model="local", api_key="none", max_tokens=1)
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+
+    def post(stage: str, messages: list[dict[str, str]]) -> None:
+        body = request_body(spec, messages, "reply", {"type": "object"})
+        body.pop("response_format")
+        req = urllib.request.Request(base + "/chat/completions", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        t0 = time.monotonic()
+        with urllib.request.urlopen(req, timeout=600) as r:
+            usage = json.loads(r.read())["usage"]
+        t = totals[stage]
+        t["calls"] += 1
+        t["sent"] += usage["prompt_tokens"]
+        t["cached"] += (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+        t["call_s"] += time.monotonic() - t0
+
+    per_doc = [stage_calls(d, max_chars) for d in documents]
+    stages = list(dict.fromkeys(stage for stage, _ in per_doc[0]))
+    t_start = time.monotonic()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            for stage in stages:  # stage after stage, as the pipeline runs them
+                t0 = time.monotonic()
+                chains = [[m for s, m in calls if s == stage] for calls in per_doc]
+                convert = document_first if name == "document first" else (lambda m: m)
+                list(pool.map(lambda chain: [post(stage, convert(m)) for m in chain], chains))  # noqa: B023
+                totals[stage]["wall_s"] = time.monotonic() - t0
+    finally:
+        server.stop()
+    return {"stages": totals, "wall_s": time.monotonic() - t_start}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--docs", type=int, default=4, help="articles of the demo sample (default 4, at most 6)")
+    p.add_argument("--concurrency", type=int, default=2, help="server slots, and documents in flight (default 2)")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        sample = fetch_sample(Path(tmp), n_docs=8)
+        documents = [json.loads(line)["text"] for line in sample.read_text().splitlines()][: min(args.docs, 6)]
+    max_chars = load_config("local").llm.max_doc_chars  # what the demo sends per call
+    results = {name: run_layout(name, documents, args.concurrency, max_chars) for name in ("instructions first", "document first")}
+    print(f"\n{len(documents)} documents of the demo sample, {args.concurrency} slots, max_tokens=1 (prompt reading only)")
+    for name, r in results.items():
+        sent = sum(s["sent"] for s in r["stages"].values())
+        cached = sum(s["cached"] for s in r["stages"].values())
+        print(f"{name}: {r['wall_s']:.0f} s; prompt tokens sent {sent:.0f}, read from cache {cached:.0f} ({cached / sent:.0%}), evaluated {sent - cached:.0f}")
+        for stage, s in r["stages"].items():
+            print(f"  {stage:<19} {s['calls']:3.0f} calls  {s['wall_s']:6.1f} s  sent {s['sent']:6.0f}  cached {s['cached'] / s['sent']:4.0%}")
+    a, b = results["instructions first"], results["document first"]
+    print(f"\ndocument first / instructions first, seconds: {b['wall_s'] / a['wall_s']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
