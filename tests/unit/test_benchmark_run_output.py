@@ -21,7 +21,8 @@ def test_the_funnel_and_usage_lines_as_the_cli_prints_them(capsys):
         StageSummary("decontaminate", "qa", 9, 7, 2, 3.25, {"contaminated:x": 2}, 1),
     ]
     print_report(RunSummary(run_id="r1", warehouse="/tmp/wh", stages=stages))
-    _, usage_lines = cost_summary(load_config("openai"), {"llm_filter": {"calls": 8, "prompt_tokens": 5000, "completion_tokens": 90, "cached_prompt_tokens": 1200}})
+    usage = {"llm_filter": {"calls": 8, "prompt_tokens": 5000, "completion_tokens": 90, "cached_prompt_tokens": 1200}}
+    _, usage_lines = cost_summary(load_config("openai"), usage)
     lines = capsys.readouterr().out.splitlines() + usage_lines
     assert funnel(lines) == {
         "llm_filter": {"rows_in": 8, "kept": 6, "rejected": 2, "seconds": 41.5},
