@@ -10,7 +10,9 @@ check keeps one pair per fact of a document (issue 17): the fake generator gives
 document the same answer, so all but one pair per document are rejected `duplicate_fact`; every `qa`
 row records the eval set it was checked against in `decontam_checked` (issue 21); the verify stage
 (issue 17) adds its counts and four `qa` columns (the fake reader reproduces every kept answer and
-knows nothing closed-book), with `qa` and `rejections` otherwise unchanged."""
+knows nothing closed-book), with `qa` and `rejections` otherwise unchanged; the prompts' texts
+were reworded for the prompt layout (issue 20: generate-v3, check-v2, verify-v2), which changed
+only the recorded versions and the qa_ids made from generate's (re-recorded 2026-11-28)."""
 
 from __future__ import annotations
 
