@@ -1,12 +1,20 @@
 """LLM engine throughput and fault tolerance against the fake OpenAI-compatible server (real HTTP on
-127.0.0.1, fixed latency), measured side by side in one run; optionally the embedded model's
-tokens/s at 1 and N parallel slots.
+127.0.0.1, fixed latency), measured side by side in one run; a whole LLM stage as a user runs it;
+optionally the embedded model's tokens/s at 1 and N parallel slots.
 
     python benchmarks/llm_throughput.py [--concurrency 16] [--latency 0.2] [--requests 640] [--local-model]
+    python benchmarks/llm_throughput.py --stage-only [--peer /path/to/other/checkout]
 
 Prints: achieved requests/s ÷ (concurrency / latency) (target ≥ 0.9), the server-measured peak of
 requests in flight (must be ≤ concurrency), and for a run where 20 % of calls fail (429, 500, hangs,
 truncated JSON): items lost (must be 0), retries, 429s and final rejections by reason.
+
+The stage row runs `webscale-rl run --from llm_filter --until llm_filter` (cache off) on a warehouse
+that `--until dedup` prepared from Debian python3.11-doc chunks the engine rows never see (a seeded
+sample, `--stage-seed`), and prints the server's time-weighted mean of requests in flight between
+the first request and the last reply over llm.max_concurrency (target ≥ 0.9) and where the mean
+fell short (in flight per tenth of the window). `--peer DIR` runs the same stage with another
+checkout's code (e.g. main's) in the same run, for a before/after.
 """
 
 from __future__ import annotations
@@ -15,8 +23,11 @@ import argparse
 import contextlib
 import json
 import os
+import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -43,6 +54,10 @@ class Served:
 
     def stats(self) -> dict:
         with urllib.request.urlopen(self.base_url + "/_stats") as r:
+            return json.loads(r.read())
+
+    def spans(self) -> list[list[float]]:
+        with urllib.request.urlopen(self.base_url + "/_stats/spans") as r:
             return json.loads(r.read())
 
     def reset(self) -> None:
@@ -112,6 +127,78 @@ def faults(args) -> bool:
     return lost == 0 and peak <= args.concurrency and len(results) == n
 
 
+def _cli(code: Path, args: list[str], log: Path) -> str:
+    """`webscale-rl ARGS` with `code`'s package (its checkout first on PYTHONPATH, which Spark's
+    Python workers inherit), as a user types it; → its output."""
+    env = {**os.environ, "PYTHONPATH": str(code), "OPENAI_API_KEY": "sk-bench", "PYTHONUNBUFFERED": "1", "WEBSCALE_RL_DRIVER_MEMORY": "1g"}
+    proc = subprocess.run([sys.executable, "-m", "webscale_rl.cli", *args], cwd=code, env=env, capture_output=True, text=True)
+    log.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(f"webscale-rl {' '.join(args[:1])} failed ({proc.returncode}); see {log}")
+    return proc.stdout
+
+
+def stage_sample(n_docs: int, seed: int, path: Path) -> None:
+    """A seeded sample of python3.11-doc chunks (the filter keeps about 38 % of them)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.support.real_corpora import python_doc
+
+    docs = python_doc()
+    random.Random(seed).shuffle(docs)
+    with path.open("w", encoding="utf-8") as fh:
+        for r in docs[:n_docs]:
+            fh.write(json.dumps({"id": r["id"], "text": r["text"]}, ensure_ascii=False) + "\n")
+
+
+def in_flight_profile(spans: list[list[float]], window: float, parts: int = 10) -> list[float]:
+    """Mean requests in flight in each of `parts` equal pieces of the window."""
+    width = window / parts
+    out = []
+    for k in range(parts):
+        lo, hi = k * width, (k + 1) * width
+        out.append(sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in spans) / width)
+    return out
+
+
+def stage_rows(args) -> bool:
+    """llm_filter through the CLI against the fake server: mean in flight / llm.max_concurrency."""
+    work = Path(tempfile.mkdtemp(prefix="wsrl-bench-stage-"))
+    ok = True
+    try:
+        sample = work / "docs.jsonl"
+        stage_sample(args.stage_docs, args.stage_seed, sample)
+        prepared = work / "prepared"
+        common = ["--config", "openai", "--set", "mlflow.enabled=false"]
+        prep = ["run", "--input", str(sample), "--warehouse", str(prepared), "--until", "dedup", *common, "--set", "llm.base_url=http://127.0.0.1:9/v1"]
+        _cli(ROOT, prep, work / "prep.log")
+        runs = [("this checkout", ROOT)] + ([("peer " + args.peer, Path(args.peer).resolve())] if args.peer else [])
+        with fake_server(args.latency) as fake:
+            for label, code in runs:
+                wh = work / f"wh-{len(label)}-{code.name}"
+                shutil.copytree(prepared, wh)
+                fake.reset()
+                t0 = time.monotonic()
+                settings = [f"llm.base_url={fake.base_url}", f"llm.max_concurrency={args.concurrency}", "llm.cache=false"]
+                stage = ["run", "--warehouse", str(wh), "--from", "llm_filter", "--until", "llm_filter", *common, *[a for s in settings for a in ("--set", s)]]
+                out = _cli(code, stage, work / f"{wh.name}.log")
+                elapsed = time.monotonic() - t0
+                stats, spans = fake.stats(), fake.spans()
+                done = next((line.strip() for line in out.splitlines() if line.startswith("[llm_filter] done")), "?")
+                mean, window, n = stats["mean_in_flight"], stats["window_s"], stats["requests"]
+                ratio = mean / args.concurrency
+                profile = " ".join(f"{x:.1f}" for x in in_flight_profile(spans, window))
+                print(f"[stage: {label}] `webscale-rl run --from llm_filter --until llm_filter`, cache off, {n} calls, latency {args.latency:g} s")
+                print(f"  {done}; command {elapsed:.1f} s; first request to last reply {window:.2f} s (ideal {n * args.latency / args.concurrency:.2f} s)")
+                peak = stats["peak_in_flight"]
+                print(f"  mean in flight {mean:.2f} / max_concurrency {args.concurrency} = {ratio:.3f} (target >= 0.9); peak {peak} (limit {args.concurrency})")
+                print(f"  in flight per tenth of the window: {profile}")
+                if code == ROOT:
+                    ok = ratio >= 0.9 and peak <= args.concurrency and n >= 500
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return ok
+
+
 def local_model(args) -> None:
     from webscale_rl.config import LocalLLMConfig
     from webscale_rl.llm.local_server import LocalLLMServer
@@ -147,13 +234,21 @@ def main() -> int:
     p.add_argument("--slots", type=int, default=2)
     p.add_argument("--local-requests", type=int, default=4)
     p.add_argument("--also-latency", type=float, default=1.0, help="a second, less CPU-bound row (0: skip)")
+    p.add_argument("--stage-docs", type=int, default=1700, help="python3.11-doc chunks to ingest for the stage row (0: skip the row)")
+    p.add_argument("--stage-seed", type=int, default=7, help="which seeded sample of chunks the stage row reads")
+    p.add_argument("--stage-only", action="store_true", help="only the stage row")
+    p.add_argument("--peer", help="another checkout (e.g. main's) whose code runs the stage row too, for a before/after")
     args = p.parse_args()
     # Client and server share this machine's CPUs: on a loaded one the 0.2 s row is CPU-bound.
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)")
-    ok = throughput(args)
-    if args.also_latency:
-        throughput(args, args.also_latency)
-    ok = faults(args) and ok
+    ok = True
+    if not args.stage_only:
+        ok = throughput(args)
+        if args.also_latency:
+            throughput(args, args.also_latency)
+        ok = faults(args) and ok
+    if args.stage_docs:
+        ok = stage_rows(args) and ok
     if args.local_model:
         local_model(args)
     print("PASS" if ok else "FAIL")

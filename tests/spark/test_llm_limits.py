@@ -20,6 +20,7 @@ def test_peak_in_flight_never_exceeds_the_cap_whatever_the_slot_guess(spark, mon
     # local[2] runs two tasks at once; the guess says 1 (too few: the old split gave each task the
     # whole cap) or 8 (too many: capacity unused, never exceeded).
     monkeypatch.setattr(llm_stage, "concurrent_tasks", lambda _spark: guess)
+    monkeypatch.setattr(llm_stage, "TASK_IN_FLIGHT", 1)  # a cap of 4 split across tasks, as a large cap is
     docs = spark.createDataFrame(
         [(f"d{i}", None, " ".join(WORDS[(i + j) % len(WORDS)] for j in range(60)), "test", 60) for i in range(96)],
         "doc_id string, url string, text string, source string, n_words int",

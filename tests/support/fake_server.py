@@ -4,7 +4,8 @@ part of the package: run it from the repository root, `python -m tests.support.f
 It gives plausible replies per stage, and faults either triggered by markers in the document text
 (FAULT_429_ONCE, FAULT_500_ONCE, FAULT_HANG, FAULT_MALFORMED, FAULT_REFUSAL, FAULT_CONTEXT,
 FAULT_TRUNCATED, FAULT_BODY) or drawn at random at `fault_rate` (429, 500, hang, truncated JSON), plus a fixed
-latency per request. It measures what it receives: requests, peak requests in flight, faults sent.
+latency per request. It measures what it receives: requests, peak requests in flight, the
+time-weighted mean in flight between the first request's arrival and the last reply, faults sent.
 It also obeys a prompt-injected instruction, so tests can prove the pipeline copes.
 """
 
@@ -72,6 +73,13 @@ def longest_word(doc: str) -> str:
     return max(words, key=len) if words else "none"
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The listen backlog, set before the socket listens (the default, 5, drops the SYNs of a burst
+    # of new connections: each dropped one arrives a second later, on the kernel's retransmission).
+    request_queue_size = 512
+
+
 class FakeOpenAI:
     """`with FakeOpenAI(...) as fake:` serves on fake.base_url until the block ends."""
 
@@ -107,6 +115,13 @@ class FakeOpenAI:
         self.ok_replies = 0
         self.in_flight = 0
         self.peak_in_flight = 0
+        # The integral of in_flight over time since the first chat request (time-weighted mean =
+        # area / (last reply - first arrival)), and each request's (arrival, reply) times.
+        self._area = 0.0
+        self._changed: float | None = None
+        self._first: float | None = None
+        self._last_reply: float | None = None
+        self.spans: list[tuple[float, float]] = []
         self._rng = random.Random(seed)
         # Batch API state: uploaded files and batches. A batch is `in_progress` from its first poll
         # and completes on poll number `batch_polls` (a test may raise it to hold batches open, then
@@ -117,9 +132,7 @@ class FakeOpenAI:
         self.uploads = 0
         self.batch_lines = 0
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 512
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -140,7 +153,36 @@ class FakeOpenAI:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {"requests": len(self.requests), "ok_replies": self.ok_replies, "peak_in_flight": self.peak_in_flight, "faults": dict(self.faults)}
+            window = (self._last_reply - self._first) if self._first is not None and self._last_reply is not None else 0.0
+            return {
+                "requests": len(self.requests),
+                "ok_replies": self.ok_replies,
+                "peak_in_flight": self.peak_in_flight,
+                "faults": dict(self.faults),
+                # From the first request's arrival to the last reply (read them when the server
+                # is idle); idle gaps and ramp-downs in that window lower the mean.
+                "window_s": window,
+                "mean_in_flight": self._area / window if window > 0 else 0.0,
+            }
+
+    def _count_in_flight(self, delta: int) -> float:
+        # Called with the lock held: advance the area to now, then change in_flight.
+        now = time.monotonic()
+        if self._first is None:
+            self._first = self._changed = now
+        self._area += (now - self._changed) * self.in_flight
+        self._changed = now
+        self.in_flight += delta
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        if delta < 0:
+            self._last_reply = now
+        return now
+
+    def span_profile(self) -> list[tuple[float, float]]:
+        """Each chat request's (arrival, reply) in seconds since the first arrival, by arrival."""
+        with self._lock:
+            t0 = self._first or 0.0
+            return sorted((a - t0, b - t0) for a, b in self.spans)
 
     def reset_stats(self) -> None:
         with self._lock:
@@ -149,6 +191,8 @@ class FakeOpenAI:
             self.faults.clear()
             self.ok_replies = 0
             self.peak_in_flight = self.in_flight
+            self._area, self._changed, self._first, self._last_reply = 0.0, None, None, None
+            self.spans.clear()
 
     def _fault(self, kind: str) -> tuple[int, bytes, dict[str, str]]:
         with self._lock:
@@ -341,6 +385,8 @@ class FakeOpenAI:
                 path = self.path.split("?")[0].rstrip("/")
                 if path.endswith("/_stats"):  # what the server saw, for benchmarks
                     return self._send(200, json.dumps(fake.stats()).encode())
+                if path.endswith("/_stats/spans"):  # when each request arrived and was answered
+                    return self._send(200, json.dumps(fake.span_profile()).encode())
                 m = re.search(r"/files/([^/]+)/content$", path)
                 if m and m.group(1) in fake.files:
                     return self._send(200, fake.files[m.group(1)])
@@ -366,13 +412,12 @@ class FakeOpenAI:
                     fake.auth_headers.append(self.headers.get("Authorization", ""))
                     fake.paths.append(self.path)
                     fake.api_key_headers.append(self.headers.get("api-key", ""))
-                    fake.in_flight += 1
-                    fake.peak_in_flight = max(fake.peak_in_flight, fake.in_flight)
+                    arrived = fake._count_in_flight(+1)
                 try:
                     self._answer(body)
                 finally:
                     with fake._lock:
-                        fake.in_flight -= 1
+                        fake.spans.append((arrived, fake._count_in_flight(-1)))
 
             def _answer(self, body: dict) -> None:
                 if fake.require_key and self.headers.get("Authorization") != f"Bearer {fake.require_key}":

@@ -135,5 +135,5 @@ def test_job_wide_cap_is_divided_so_tasks_at_once_never_exceed_it():
                 # Whatever the cluster runs at once (at most every partition), the shares add up to the cap.
                 assert n_parts * max(1, cap // divisor) <= cap, (n_rows, cap, slots)
                 assert 1 <= n_parts <= max(1, min(slots, cap))
-    assert plan_partitions(1000, 16, 16, 2) == (2, 2)  # two tasks of 8 requests in flight each
+    assert plan_partitions(1000, 256, 16, 2) == (2, 2)  # two tasks of 128 requests in flight each
     assert plan_partitions(10, 16, 16, 8) == (1, 1)  # one partition's worth of rows: one task with all 16

@@ -9,9 +9,11 @@ with a clear message instead of rejecting a million documents.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -373,6 +375,61 @@ def complete_many(
     if not any(r is not None for r in requests):
         return [None] * len(requests)
     return asyncio.run(_complete_many(spec, requests, schema_name, schema, on_done, on_result))
+
+
+class CallStream:
+    """One Spark task's calls, fed by the task as it reads its rows (all Arrow batches, one after
+    another) and answered by one event loop in a background thread: one limiter and one connection
+    pool hold up to spec.concurrency requests in flight from the task's first call to its last, so
+    the end of an input batch never drains the endpoint (a gather per batch would wait for the
+    batch's slowest call with slots idle). Requests start in the order they are submitted.
+
+        with CallStream(spec, name, schema) as calls:
+            future = calls.submit(messages)   # a concurrent.futures.Future of a CallResult
+    """
+
+    def __init__(self, spec: EndpointSpec, schema_name: str, schema: dict[str, Any]):
+        self.spec, self.schema_name, self.schema = spec, schema_name, schema
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="llm-calls", daemon=True)
+        self._thread.start()
+
+        async def setup() -> tuple[openai.AsyncOpenAI, AdaptiveLimiter]:  # both belong to the loop
+            return make_client(spec), AdaptiveLimiter(spec.concurrency, spec.requests_per_minute, spec.tokens_per_minute)
+
+        self._client, self.limiter = asyncio.run_coroutine_threadsafe(setup(), self._loop).result()
+
+    def submit(self, messages: list[dict[str, str]]) -> concurrent.futures.Future:
+        """Queue one item's call (with its retries); its future gives the CallResult, or raises
+        FatalLLMError when every call would fail the same way."""
+        coro = call_once_with_retries(self._client, self.spec, messages, self.schema_name, self.schema, self.limiter)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    def close(self) -> None:
+        """Cancel what has not finished (a task that stops early, e.g. on a fatal error), close
+        the connections, stop the loop."""
+
+        async def shutdown() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._client.close()
+
+        try:
+            asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=30)
+        except Exception:
+            pass  # closing connections is best effort; the loop stops anyway
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def __enter__(self) -> CallStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class ProgressFile:
