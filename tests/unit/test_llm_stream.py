@@ -64,3 +64,31 @@ def test_the_cap_needs_more_than_one_task_only_when_it_is_large():
     assert llm_stage.plan_partitions(1000, 16, 16, 2) == (1, 1)  # one task holds all 16 until its last row
     assert llm_stage.plan_partitions(1000, 4 * llm_stage.TASK_IN_FLIGHT, 16, 8) == (4, 4)
     assert llm_stage.plan_partitions(1000, 4 * llm_stage.TASK_IN_FLIGHT, 16, 2) == (2, 2)  # at most the tasks at once
+
+
+def test_a_documents_calls_run_one_after_another_while_other_documents_fill_the_slots():
+    """One document's calls share its text: the stream sends the next only when the previous has
+    been answered (a server's prompt cache then holds the text), and other documents' calls run
+    meanwhile, so the cap is still used."""
+    import time
+
+    arrived: dict[str, list[float]] = {}
+
+    def record(_schema, messages):
+        doc, _, call = document_of(messages).partition("#")
+        arrived.setdefault(doc, []).append(time.monotonic())
+        return None
+
+    latency = 0.3
+    with FakeOpenAI(latency_s=latency, reply=record) as fake:
+        ids = [d for d in ("A", "B", "C", "D") for _ in range(3)]  # rows sorted by document, as a stage sends them
+        rows = batch(ids, [f"{d}#{i}" for i, d in enumerate(ids)])
+        out = pd.concat(list(answering(fake)(iter([rows]))))
+        peak = fake.peak_in_flight
+    assert sorted(out["doc_id"]) == sorted(ids)
+    for doc, times in arrived.items():
+        gaps = [b - a for a, b in zip(times, times[1:])]
+        assert len(times) == 3 and min(gaps) >= latency * 0.9, (doc, gaps)  # each waited for the one before
+    firsts = sorted(times[0] for times in arrived.values())
+    assert firsts[-1] - firsts[0] < latency, firsts  # the four documents started together
+    assert peak == 4

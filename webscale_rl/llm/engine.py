@@ -385,7 +385,12 @@ class CallStream:
     batch's slowest call with slots idle). Requests start in the order they are submitted.
 
         with CallStream(spec, name, schema) as calls:
-            future = calls.submit(messages)   # a concurrent.futures.Future of a CallResult
+            future = calls.submit(messages, group=doc_id)   # a concurrent.futures.Future of a CallResult
+
+    Calls submitted one after another with the same `group` (one document's calls: they share its
+    text) run one after another, each once the previous has finished, while other groups' calls
+    fill the other slots: a prompt cache then serves the shared text to the later calls (two calls
+    sent together would both make the server read it; measured in docs/performance.md#prompt-layout).
     """
 
     def __init__(self, spec: EndpointSpec, schema_name: str, schema: dict[str, Any]):
@@ -398,12 +403,23 @@ class CallStream:
             return make_client(spec), AdaptiveLimiter(spec.concurrency, spec.requests_per_minute, spec.tokens_per_minute)
 
         self._client, self.limiter = asyncio.run_coroutine_threadsafe(setup(), self._loop).result()
+        # The last call submitted and its group: only a run of calls of one group is chained (the
+        # task sends a document's rows together), so nothing grows with the number of groups.
+        self._last: tuple[object, concurrent.futures.Future] | None = None
 
-    def submit(self, messages: list[dict[str, str]]) -> concurrent.futures.Future:
+    def submit(self, messages: list[dict[str, str]], group: object = None) -> concurrent.futures.Future:
         """Queue one item's call (with its retries); its future gives the CallResult, or raises
-        FatalLLMError when every call would fail the same way."""
-        coro = call_once_with_retries(self._client, self.spec, messages, self.schema_name, self.schema, self.limiter)
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        FatalLLMError when every call would fail the same way. A call with the `group` of the call
+        submitted just before it starts when that one has finished (see the class doc)."""
+        previous = self._last[1] if group is not None and self._last is not None and self._last[0] == group else None
+        future = asyncio.run_coroutine_threadsafe(self._after(previous, messages), self._loop)
+        self._last = (group, future) if group is not None else None
+        return future
+
+    async def _after(self, previous: concurrent.futures.Future | None, messages: list[dict[str, str]]) -> CallResult:
+        if previous is not None:  # its outcome is its own item's: this call only waits for its end
+            await asyncio.wait([asyncio.wrap_future(previous)])
+        return await call_once_with_retries(self._client, self.spec, messages, self.schema_name, self.schema, self.limiter)
 
     def close(self) -> None:
         """Cancel what has not finished (a task that stops early, e.g. on a fatal error), close

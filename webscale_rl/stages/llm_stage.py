@@ -281,7 +281,7 @@ def _answering(
                         progress.add(1)
                         continue
                     calls = calls or CallStream(spec, schema_name, reply_schema)
-                    future = calls.submit(build_messages(row))
+                    future = calls.submit(build_messages(row), group=row.get("doc_id"))  # one document's calls in turn
                     pending[future] = row
                     future.add_done_callback(done.put)
                 out.extend(finished(wait_while_more_than=queued_enough))
