@@ -10,6 +10,13 @@ replaced), so the duplicates are known.
     pip install -e '.[bench]'
     python benchmarks/filter_dedup.py                      # 1x and 10x, DataTrove at both
     python benchmarks/filter_dedup.py --scales 1 --base-mb 2 --datatrove-scales 1
+    python benchmarks/filter_dedup.py --cli                # the whole command: 1.6x (~20 MB), 16x (~200 MB)
+
+With --cli, `webscale-rl run --input <corpus> --warehouse <fresh> --until dedup --set
+filter.preset=datatrove` (JVM start, ingest, Delta commits, gates and MLflow included) and DataTrove's
+four filters with default parameters + its four MinHash steps (each writing its output as JSONL) run
+each as a fresh process, one after the other on the same corpus and cores; printed: wall seconds,
+how many times faster ours is, and the peak memory of each process tree.
 
 MB/s per core = input MB / (wall seconds x cores). The machine may be shared: compare the ratios
 printed for one run, not absolute numbers across runs.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import re
@@ -69,12 +77,16 @@ def perturb(text: str, rate: float, vocab: list[str], rng: random.Random) -> str
     return "".join(tokens)
 
 
-def scaled_corpus(base: list[str], scale: int, out_dir: Path, shards: int = 2) -> tuple[list[dict], float]:
+def scaled_corpus(base: list[str], scale: float, out_dir: Path, shards: int = 2) -> tuple[list[dict], float]:
+    """`scale` copies of `base` (a fractional scale ends with part of a copy: 1.6 = the base and
+    60 % of one perturbed copy)."""
+    scale = int(scale) if float(scale).is_integer() else scale  # integer scales: the corpora as before
     rng = random.Random(scale)
     vocab = [w for t in base[:200] for w in t.split() if w.isalpha()][:20000]
     docs = []
-    for k in range(scale):
-        for i, t in enumerate(base):
+    for k in range(math.ceil(scale)):
+        share = min(1.0, scale - k)
+        for i, t in enumerate(base[: round(len(base) * share)]):
             docs.append({"id": f"d{k:02d}-{i:06d}", "text": t if k == 0 else perturb(t, 0.3, vocab, rng), "family": f"{k}-{i}"})
     extra = []
     for d in docs:
@@ -267,6 +279,175 @@ def run_datatrove(input_dir: Path, work: Path, cores: int) -> dict[str, float]:
     return times
 
 
+# --- the whole command: `webscale-rl run --until dedup` against DataTrove's pipeline ---------------
+# Both sides run as a fresh process of their own, timed from the outside (interpreter, imports, JVM
+# start, reading, writing all included), one after the other on the same corpus and cores.
+
+
+class TreeMemory:
+    """Peak of the summed resident memory of a process and all its descendants (Spark's JVM and
+    Python workers; DataTrove's forked workers), sampled every 0.2 s."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.2):
+            total = 0
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+            except psutil.Error:
+                continue
+            for proc in procs:
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak = max(self.peak, total)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def timed_process(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> tuple[float, int, str]:
+    """(wall seconds, peak tree memory in bytes, output) of `cmd`; a failure stops the benchmark."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    with log_path.open("w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        memory = TreeMemory(proc.pid)
+        code = proc.wait()
+    wall = time.perf_counter() - t0
+    peak = memory.stop()
+    text = log_path.read_text()
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {code}; its output is in {log_path}:\n{text[-3000:]}")
+    return wall, peak, text
+
+
+def webscale_rl_command() -> list[str]:
+    """The console script of this interpreter's environment, as a user types it."""
+    script = Path(sys.executable).parent / "webscale-rl"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "webscale_rl.cli"]
+
+
+def stage_seconds(output: str) -> dict[str, float]:
+    """Each stage's seconds from the run's own `[stage] done in ...` lines."""
+    out = {}
+    for stage, minutes, seconds in re.findall(r"^\[(\w+)\] done in (?:(\d+)m)?([\d.]+)s", output, re.M):
+        out[stage] = int(minutes or 0) * 60 + float(seconds)
+    return out
+
+
+def run_datatrove_pipeline(input_dir: Path, work: Path, cores: int) -> dict[str, float]:
+    """DataTrove as its users run it: the four filters with their default parameters, the kept
+    documents written as JSONL; then its four MinHash steps (default MinhashConfig: 5-grams,
+    14 buckets x 8 hashes) over them, the survivors written as JSONL."""
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import MinhashConfig
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+
+    from tests.support.datatrove_reference import filters
+
+    _xxhash_accepts_str()
+    shutil.rmtree(work, ignore_errors=True)  # DataTrove skips work it finds completed
+    shards = len(list(input_dir.glob("*.jsonl")))
+    filtered, deduped = work / "filtered", work / "deduped"
+    mh = MinhashConfig()
+    sigs, buckets, clusters = work / "sigs", work / "buckets", work / "clusters"
+
+    def execute(name: str, pipeline: list, tasks: int) -> None:
+        logs = str(work / "logs" / name)
+        LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=cores, logging_dir=logs, start_method="fork").run()
+
+    times = {}
+    t0 = time.perf_counter()
+    execute("filters", [JsonlReader(str(input_dir), id_key="id"), *filters(), JsonlWriter(str(filtered))], shards)
+    times["filters"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    execute("signatures", [JsonlReader(str(filtered)), MinhashDedupSignature(output_folder=str(sigs), config=mh)], shards)
+    execute("buckets", [MinhashDedupBuckets(input_folder=str(sigs), output_folder=str(buckets), config=mh)], mh.num_buckets)
+    execute("cluster", [MinhashDedupCluster(input_folder=str(buckets), output_folder=str(clusters), config=mh)], 1)
+    execute("filter", [JsonlReader(str(filtered)), MinhashDedupFilter(input_folder=str(clusters)), JsonlWriter(str(deduped))], shards)
+    times["minhash dedup"] = time.perf_counter() - t0
+    return times
+
+
+def datatrove_job_main(argv: list[str]) -> None:
+    """`--datatrove-job INPUT WORK CORES`: the DataTrove side in a process of its own."""
+    input_dir, work, cores = Path(argv[0]), Path(argv[1]), int(argv[2])
+    times = run_datatrove_pipeline(input_dir, work, cores)
+    print("DATATROVE_TIMES " + json.dumps(times), flush=True)
+
+
+def cli_benchmark(args) -> None:
+    """`webscale-rl run --until dedup` (default config + the datatrove filter preset) against
+    DataTrove's filters and MinHash dedup, each a fresh process, at each scale."""
+    import platform
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="run_vs_datatrove_"))
+    base = base_corpus(work, args.base_mb)
+    log(f"base corpus: {len(base)} documents, {sum(len(t.encode()) for t in base) / 1e6:.2f} MB (Debian {DEB})")
+    env = {**os.environ, "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable)}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    sets = [item for kv in args.set for item in ("--set", kv)]
+    results = []
+    for scale in args.scales:
+        input_dir = work / f"corpus_{scale}x"
+        docs, mb = scaled_corpus(base, scale, input_dir)
+        log(f"\n== {scale}x: {len(docs)} documents, {mb:.1f} MB; load average {os.getloadavg()[0]:.2f} ==")
+        warehouse = work / f"warehouse_{scale}x"
+        shutil.rmtree(warehouse, ignore_errors=True)
+        ours_cmd = [*webscale_rl_command(), "run", "--input", str(input_dir), "--warehouse", str(warehouse), "--until", "dedup", *sets]
+        log("ours: " + " ".join(ours_cmd))
+        ours_s, ours_mem, out = timed_process(ours_cmd, work / f"ours_{scale}x.log", env)
+        stages = stage_seconds(out)
+        log(f"  {ours_s:.1f} s wall, peak {ours_mem / 1e6:,.0f} MB; stages " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()))
+        dt_cmd = [sys.executable, str(Path(__file__).resolve()), "--datatrove-job", str(input_dir), str(work / f"dt_{scale}x"), str(args.cores)]
+        log("DataTrove: " + " ".join(dt_cmd))
+        dt_s, dt_mem, out = timed_process(dt_cmd, work / f"datatrove_{scale}x.log", env)
+        dt_steps = json.loads(re.search(r"^DATATROVE_TIMES (.*)$", out, re.M).group(1))
+        log(f"  {dt_s:.1f} s wall, peak {dt_mem / 1e6:,.0f} MB; " + ", ".join(f"{k} {v:.1f} s" for k, v in dt_steps.items()))
+        results.append((scale, len(docs), mb, ours_s, ours_mem, stages, dt_s, dt_mem))
+
+    log(f"\nmachine: {platform.node()}, {os.cpu_count()} cores, --cores {args.cores}; {time.strftime('%Y-%m-%d %H:%M')}; load average now {os.getloadavg()}")
+    log(f"ours: webscale-rl run --until dedup {' '.join(sets)} (default config otherwise: language ID, gates, MLflow, Delta)")
+    log(
+        "scale | docs | MB | ours wall s | DataTrove wall s | ours faster by | ours peak MB | DataTrove peak MB"
+        " | ours stages (ingest, filter, dedup) s | ours outside stages s"
+    )
+    for scale, n, mb, ours_s, ours_mem, stages, dt_s, dt_mem in results:
+        inside = sum(stages.values())
+        log(
+            f"{scale}x | {n} | {mb:.1f} | {ours_s:.1f} | {dt_s:.1f} | {dt_s / ours_s:.2f}x | {ours_mem / 1e6:,.0f} | {dt_mem / 1e6:,.0f} | "
+            + ", ".join(f"{stages.get(k, 0):.1f}" for k in ("ingest", "filter", "dedup"))
+            + f" | {ours_s - inside:.1f}"
+        )
+    if len(results) > 1:
+        first, last = results[0], results[-1]
+        log(
+            f"input x{last[2] / first[2]:.1f}: ours peak memory x{last[4] / first[4]:.2f}, DataTrove's x{last[7] / first[7]:.2f}; "
+            f"targets: >= 2x faster at ~20 MB ({first[6] / first[3]:.2f}x), >= 5x at ~200 MB ({last[6] / last[3]:.2f}x)"
+        )
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # --- recall / precision -----------------------------------------------------------------------------
 
 
@@ -345,15 +526,28 @@ def recall_precision(spark, sample: list[dict], work: Path) -> dict[str, float]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--datatrove-job"]:
+        datatrove_job_main(sys.argv[2:])
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scales", type=int, nargs="+", default=[1, 10])
-    ap.add_argument("--datatrove-scales", type=int, nargs="*", default=None, help="scales DataTrove also runs (default: all; it is slower)")
+    ap.add_argument("--scales", type=float, nargs="+", default=None, help="corpus sizes, x the base (default 1 10; with --cli 1.6 16)")
+    ap.add_argument(
+        "--cli", action="store_true", help="time the whole command `webscale-rl run --until dedup` against DataTrove's pipeline, each a process of its own"
+    )
+    ap.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", help="--cli: our run's overrides (default filter.preset=datatrove)")
+    ap.add_argument("--datatrove-scales", type=float, nargs="*", default=None, help="scales DataTrove also runs (default: all; it is slower)")
     ap.add_argument("--base-mb", type=float, default=100.0, help="size of the 1x corpus before duplicates (default: all of it, ~11 MB)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--sample", type=int, default=1500, help="documents in the recall/precision sample")
     ap.add_argument("--work", default=None)
     ap.add_argument("--driver-memory", default="2g", help="JVM heap of the local Spark session (flat memory: 10x fits the same heap)")
     args = ap.parse_args()
+    default_scales = [1.6, 16] if args.cli else [1, 10]
+    args.scales = [int(s) if float(s).is_integer() else s for s in (args.scales or default_scales)]
+    if args.cli:
+        args.set = ["filter.preset=datatrove"] if args.set is None else args.set
+        cli_benchmark(args)
+        return
     if args.datatrove_scales is None:
         args.datatrove_scales = args.scales
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -16,7 +17,7 @@ from pyspark.sql import functions as F
 from .config import Config
 from .llm.cache import save_replies
 from .llm.engine import TRANSIENT_REASON_SQL
-from .quality.gates import GateOutcome, drop_row_violations, gate_batch, quarantine, quarantine_rows
+from .quality.gates import QUARANTINED_PREFIX, GateOutcome, drop_row_violations, gate_batch, quarantine, quarantine_rows
 from .stages.base import DETAIL, REASON, Stage, StageResult, batch_totals
 from .stages.llm_stage import CALL_COLUMNS, llm_usage, model_id
 from .summary import StageSummary
@@ -52,20 +53,31 @@ def land_batch(
         save_replies(warehouse, marked, CALL_COLUMNS, stage.name, model_id(cfg, stage.name), run_id)
     if cfg.quality.gates:  # rows breaking a per-row rule leave the batch; the rest lands
         marked = drop_row_violations(marked, stage.table, cfg.quality, REASON, DETAIL)
-        if quarantine_rows(warehouse, stage.name, run_id, marked, stage.table, txn) is not None:
-            log(f"  [gate] {stage.name}: rows that broke a per-row expectation are rejected as quarantined:<expectation> and copied to 'quarantine'")
-    reasons, counts = batch_totals(marked)
-    n_kept = reasons.pop(None, 0)
-    n_rejected = sum(reasons.values())
-    landed = StageSummary(
-        stage.name, stage.table, rows_in if rows_in is not None else n_kept + n_rejected, n_kept, n_rejected, 0.0, reasons, None,
-        llm_usage(marked) if stage.uses_llm else {}, counts,
-    )  # fmt: skip
     materialised = StageResult(marked)
     kept_df = materialised.kept.withColumn("run_id", F.lit(run_id))
     rejected_df = materialised.rejected(stage.name, run_id)
-    if cfg.quality.gates:
-        landed.gate = _gate(warehouse, stage, run_id, cfg, landed, kept_df, rejected_df, log)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The gate and the totals are separate jobs over the same staged batch that, on a batch of
+        # any size a run lands in seconds, mostly wait on Spark's per-job latency: run side by side.
+        # (Rows in is known unless this lands a killed run's batch; then it comes from the totals.)
+        gate_job = pool.submit(_gate, warehouse, stage, run_id, cfg, rows_in, kept_df, rejected_df) if cfg.quality.gates and rows_in is not None else None
+        reasons, counts = batch_totals(marked)
+        # Only drop_row_violations makes `quarantined:` reasons: the totals say whether any row broke
+        # a rule, so a clean batch is not read once more to find none.
+        if cfg.quality.gates and any(r is not None and r.startswith(QUARANTINED_PREFIX) for r in reasons):
+            if quarantine_rows(warehouse, stage.name, run_id, marked, stage.table, txn) is not None:
+                log(f"  [gate] {stage.name}: rows that broke a per-row expectation are rejected as quarantined:<expectation> and copied to 'quarantine'")
+        n_kept = reasons.pop(None, 0)
+        n_rejected = sum(reasons.values())
+        landed = StageSummary(
+            stage.name, stage.table, rows_in if rows_in is not None else n_kept + n_rejected, n_kept, n_rejected, 0.0, reasons, None,
+            llm_usage(marked) if stage.uses_llm else {}, counts,
+        )  # fmt: skip
+        if cfg.quality.gates:
+            landed.gate = gate_job.result() if gate_job is not None else _gate(warehouse, stage, run_id, cfg, landed.rows_in, kept_df, rejected_df)
+    if landed.gate is not None:
+        if not landed.gate.ok or landed.gate.warnings:
+            log(landed.gate.message())
         if landed.quarantined:
             quarantine(warehouse.spark, landed.gate, kept_df, rejected_df, warehouse, txn)
             warehouse.discard_batch(stage.name, run_id)  # the quarantine holds it now; a later run recomputes these rows
@@ -87,20 +99,8 @@ def land_batch(
     return landed
 
 
-def _gate(
-    warehouse: Warehouse,
-    stage: Stage,
-    run_id: str,
-    cfg: Config,
-    landed: StageSummary,
-    kept_df: DataFrame,
-    rejected_df: DataFrame,
-    log: Callable[[str], None],
-) -> GateOutcome:
-    gate = gate_batch(warehouse.spark, stage.name, stage.table, kept_df, rejected_df, landed.rows_in, cfg.quality, warehouse, run_id)
-    if not gate.ok or gate.warnings:
-        log(gate.message())
-    return gate
+def _gate(warehouse: Warehouse, stage: Stage, run_id: str, cfg: Config, rows_in: int, kept_df: DataFrame, rejected_df: DataFrame) -> GateOutcome:
+    return gate_batch(warehouse.spark, stage.name, stage.table, kept_df, rejected_df, rows_in, cfg.quality, warehouse, run_id)
 
 
 def _drop_transient_rejections(warehouse: Warehouse, stage: Stage, marked: DataFrame) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from . import measures
 from .suites import CRITICAL, OFF, WARNING, Expectation, batch_suite, severity_of, table_suites
 
 QUARANTINE = "quarantine"
+QUARANTINED_PREFIX = "quarantined:"  # the reason of a row drop_row_violations condemned
 
 
 @dataclass
@@ -182,11 +184,13 @@ def gate_batch(
     caller quarantines the batch when `outcome.ok` is false."""
     q = quality_cfg
     suites = table_suites(q)
-    kept, results = evaluate(kept_df, table, suites.get(table, []), q)
     relations = batch_suite(stage, q)
     row_relations = [e for e in relations if e.kind.startswith("rows_")]
     rejection_suite = suites["rejections"] + [e for e in relations if not e.kind.startswith("rows_")]
-    rejected, rej_results = evaluate(rejected_df, REJECTIONS, rejection_suite, q, rows_in=rows_in)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # two small jobs: side by side, not one after the other
+        rejections_job = pool.submit(evaluate, rejected_df, REJECTIONS, rejection_suite, q, rows_in=rows_in)
+        kept, results = evaluate(kept_df, table, suites.get(table, []), q)
+        rejected, rej_results = rejections_job.result()
     results += rej_results
     for e, sev in _active(table, row_relations, q):
         ok, seen = measures.row_relation(e, rows_in, kept, rejected)
@@ -219,7 +223,7 @@ def drop_row_violations(marked: DataFrame, table: str, q: Any, reason: str, deta
     marked = marked.withColumn(VIOLATED, violated)
     hit = F.size(F.col(VIOLATED)) > 0
     return marked.withColumn(
-        reason, F.when(hit, F.concat(F.lit("quarantined:"), F.substring_index(F.element_at(VIOLATED, 1), ":", -1))).otherwise(F.col(reason))
+        reason, F.when(hit, F.concat(F.lit(QUARANTINED_PREFIX), F.substring_index(F.element_at(VIOLATED, 1), ":", -1))).otherwise(F.col(reason))
     ).withColumn(detail, F.when(hit, F.concat(F.lit("landing gate: "), F.array_join(VIOLATED, ", "), F.lit(" failed"))).otherwise(F.col(detail)))
 
 
