@@ -55,15 +55,8 @@ class TableVersion:
 
 
 def prompt_version(stage: Stage, cfg: Config) -> str | None:
-    """The prompt version an LLM stage runs with (generate: its prompt's + the few-shot library's)."""
-    if not stage.uses_llm:
-        return None
-    from .prompts import load_fewshot, load_prompt
-
-    version = load_prompt(stage.name).version
-    if stage.name == "generate":
-        version += "+" + load_fewshot(cfg.generate.fewshot_file).version
-    return version
+    """The prompt version an LLM stage runs with: the stage's own rule, as its rows record it."""
+    return stage.prompt_version(cfg) if stage.uses_llm and stage.prompt_version else None
 
 
 def read_pinned(wh: Warehouse, stage: Stage, table: str) -> tuple[DataFrame, TableVersion]:

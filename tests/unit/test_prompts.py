@@ -136,3 +136,18 @@ def test_document_first_moves_the_document_block_before_the_instructions_and_say
     assert stage_prompt(load_config(None, []), "check") == load_prompt("check")
     with pytest.raises(ConfigError, match="prompt_layout"):
         load_config(None, ["llm.prompt_layout=documents_first"])
+
+
+def test_lineage_records_the_prompt_versions_the_stages_write():
+    """One rule per stage: the version lineage records is the one the stage's rows carry, whatever
+    the layout, generate's prompt file and verify's closed-book setting."""
+    from webscale_rl.config import load_config
+    from webscale_rl.lineage import prompt_version
+    from webscale_rl.stages import generate, verify
+    from webscale_rl.stages.order import PIPELINE, stage_named
+
+    cfg = load_config(None, ["llm.prompt_layout=document_first", "generate.prompt=generate_answer_first", "verify.closed_book=true"])
+    assert prompt_version(stage_named("generate"), cfg) == generate.prompt_version(cfg) == "generate-answer-first-v2@document-first+fewshot-v1"
+    assert prompt_version(stage_named("verify"), cfg) == verify.version(cfg) == "verify-v2@document-first+verify-closed-book-v1"
+    assert prompt_version(stage_named("check"), cfg) == "check-v2@document-first"
+    assert [s.name for s in PIPELINE if prompt_version(s, cfg)] == ["llm_filter", "profile", "generate", "check", "verify"]

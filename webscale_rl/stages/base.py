@@ -133,6 +133,8 @@ class Stage:
     slice_key: tuple[str, ...] | None = None
     # Model calls per item at most (verify: from the document, then closed-book); the budget's worst case.
     calls_per_item: int = 1
+    # An LLM stage's prompt version under a config, as its rows record it (lineage records the same).
+    prompt_version: Callable[[Config], str] | None = None
 
     @property
     def reason_pattern(self) -> str:

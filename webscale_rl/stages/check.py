@@ -260,4 +260,5 @@ STAGE = Stage(
     "check", READS, WRITES, "checked", check_qa,
     uses_llm=True, input_key=("qa_id",), needs_landed_rows=True, rejection_reasons=REJECTION_REASONS, document="pretrain_text",
     slice_key=("doc_id",),  # one pair per fact and one per question compare the pairs of a document
+    prompt_version=lambda cfg: stage_prompt(cfg, "check").version,
 )  # fmt: skip

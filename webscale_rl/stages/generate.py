@@ -8,6 +8,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from ..config import Config
 from ..prompts import ANSWER_TYPES, defuse_document, load_fewshot, stage_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
 from .llm_stage import run_llm_stage
@@ -51,16 +52,16 @@ def reply_schema(prompt_name: str) -> dict:
     return {**REPLY_SCHEMA, "properties": {k: REPLY_SCHEMA["properties"][k] for k in order}, "required": list(order)}
 
 
-def prompt_version(ctx: StageContext) -> str:
+def prompt_version(cfg: Config) -> str:
     """The generate prompt's version and the few-shot library's: both shape a pair, both are recorded."""
-    return f"{stage_prompt(ctx.cfg, 'generate').version}+{load_fewshot(ctx.cfg.generate.fewshot_file).version}"
+    return f"{stage_prompt(cfg, 'generate').version}+{load_fewshot(cfg.generate.fewshot_file).version}"
 
 
 def persona_items(profiles: DataFrame, ctx: StageContext) -> DataFrame:
     """One work item per (document, persona slot): the runner keeps only items no run has handled,
     so a persona whose call failed transiently is asked again while the others' pairs stay."""
     assert_columns(profiles, READS, "generate")
-    version = prompt_version(ctx)
+    version = prompt_version(ctx.cfg)
     return profiles.select(
         "doc_id",
         F.col("text").alias("pretrain_text"),
@@ -81,7 +82,7 @@ def generate_qa(per_persona: DataFrame, ctx: StageContext) -> StageResult:
     prompt = stage_prompt(ctx.cfg, "generate")
     fewshot = load_fewshot(ctx.cfg.generate.fewshot_file)
     k = ctx.cfg.generate.fewshot_per_prompt
-    version = prompt_version(ctx)  # the loaders are cached: no second read
+    version = prompt_version(ctx.cfg)  # the loaders are cached: no second read
     max_chars = ctx.cfg.llm.max_doc_chars
 
     def build(row):
@@ -115,4 +116,5 @@ def generate_qa(per_persona: DataFrame, ctx: StageContext) -> StageResult:
 STAGE = Stage(
     "generate", READS, WRITES, "qa_candidates", generate_qa,
     uses_llm=True, input_key=("qa_id",), work_items=persona_items, rejection_reasons=("empty_qa",), document="pretrain_text",
+    prompt_version=prompt_version,
 )  # fmt: skip

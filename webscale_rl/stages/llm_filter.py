@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from ..config import Config
 from ..prompts import defuse_document, stage_prompt
 from .base import Stage, StageContext, StageResult, assert_columns
 from .llm_stage import judged, run_llm_stage
@@ -58,4 +59,11 @@ def judge_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage("llm_filter", READS, WRITES, "judged", judge_documents, uses_llm=True, rejection_reasons=("not_informative", "not_self_contained"))
+def prompt_version(cfg: Config) -> str:
+    return stage_prompt(cfg, "llm_filter").version
+
+
+STAGE = Stage(
+    "llm_filter", READS, WRITES, "judged", judge_documents,
+    uses_llm=True, rejection_reasons=("not_informative", "not_self_contained"), prompt_version=prompt_version,
+)  # fmt: skip

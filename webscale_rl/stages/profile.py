@@ -8,6 +8,7 @@ import re
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from ..config import Config
 from ..domains import DOMAINS
 from ..prompts import defuse_document, stage_prompt
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
@@ -84,4 +85,8 @@ def profile_documents(docs: DataFrame, ctx: StageContext) -> StageResult:
     )
 
 
-STAGE = Stage("profile", READS, WRITES, "profiles", profile_documents, uses_llm=True, rejection_reasons=("no_personas",))
+def prompt_version(cfg: Config) -> str:
+    return stage_prompt(cfg, "profile").version
+
+
+STAGE = Stage("profile", READS, WRITES, "profiles", profile_documents, uses_llm=True, rejection_reasons=("no_personas",), prompt_version=prompt_version)

@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from ..config import Config
 from ..prompts import defuse_document, defuse_text, stage_prompt
 from ..reward import compute_score
 from .base import DETAIL, REASON, Stage, StageContext, StageResult, assert_columns
@@ -68,15 +69,15 @@ def reproduced(answer: str | None, reference: str, answer_type: str | None) -> b
     return compute_score("webscale_rl", answer, reference, {"answer_type": answer_type} if answer_type else None) == 1.0
 
 
-def version(ctx: StageContext) -> str:
-    grounded = stage_prompt(ctx.cfg, "verify").version
-    return f"{grounded}+{stage_prompt(ctx.cfg, 'verify_closed_book').version}" if ctx.cfg.verify.closed_book else grounded
+def version(cfg: Config) -> str:
+    grounded = stage_prompt(cfg, "verify").version
+    return f"{grounded}+{stage_prompt(cfg, 'verify_closed_book').version}" if cfg.verify.closed_book else grounded
 
 
 def verify_qa(checked: DataFrame, ctx: StageContext) -> StageResult:
     assert_columns(checked, READS, "verify")
     pairs = checked.select(*READS)
-    tag = version(ctx)
+    tag = version(ctx.cfg)
     if not ctx.cfg.verify.enabled:
         unverified = [F.lit(None).cast(f.dataType).alias(f.name) for f in VERIFIED_FIELDS[:-1]]
         kept = [F.lit(None).cast("string").alias(REASON), F.lit(None).cast("string").alias(DETAIL)]
@@ -156,4 +157,5 @@ def _with_closed_book(grounded: DataFrame, closed: DataFrame) -> DataFrame:
 STAGE = Stage(
     "verify", READS, WRITES, "verified", verify_qa,
     uses_llm=True, input_key=("qa_id",), rejection_reasons=("not_reproduced",), document="pretrain_text", calls_per_item=2,
+    prompt_version=version,
 )  # fmt: skip
