@@ -15,34 +15,42 @@ _FUNNEL_LINE = re.compile(r"^\s+(?P<stage>\w+)\s+in\s+(?P<rows_in>\d+)\s+kept\s+
 USAGE_KEYS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cached_prompt_tokens")
 
 
+def _block(lines: list[str], header: str, pattern: re.Pattern) -> list[re.Match]:
+    """The matches of `pattern` on the lines right after the line starting with `header`, up to
+    the first line that does not match (blank lines skipped)."""
+    out: list[re.Match] = []
+    inside = False
+    for line in lines:
+        if line.startswith(header):
+            inside = True
+            continue
+        m = pattern.match(line) if inside else None
+        if m:
+            out.append(m)
+        elif inside and line.strip():
+            inside = False
+    return out
+
+
 def llm_usage(lines: list[str]) -> dict[str, dict[str, int]]:
     """Per LLM stage and 'run': calls, cache_hits, prompt_tokens, completion_tokens and
     cached_prompt_tokens (0 when the line has none), from the run's usage summary ("LLM usage (calls /
     cache hits / ...)"); the stages' done lines if it is absent."""
-    usage: dict[str, dict[str, int]] = {}
-    in_summary = False
-    for line in lines:
-        if line.startswith("LLM usage ("):
-            in_summary = True
-            continue
-        m = _USAGE_LINE.match(line) if in_summary else None
-        if m:
-            usage[m["stage"]] = {
-                "calls": int(m["calls"]),
-                "cache_hits": int(m["hits"]),
-                "prompt_tokens": int(m["tin"]),
-                "completion_tokens": int(m["tout"]),
-                "cached_prompt_tokens": int(m["cached"] or 0),
-            }
-        elif in_summary:
-            in_summary = False
+    usage = {
+        m["stage"]: {
+            "calls": int(m["calls"]),
+            "cache_hits": int(m["hits"]),
+            "prompt_tokens": int(m["tin"]),
+            "completion_tokens": int(m["tout"]),
+            "cached_prompt_tokens": int(m["cached"] or 0),
+        }
+        for m in _block(lines, "LLM usage (", _USAGE_LINE)
+    }
     if usage:
         return usage
-    for line in lines:
-        m = _DONE_LINE.match(line)
-        if m:
-            usage[m["stage"]] = {"calls": int(m["calls"]), "cache_hits": 0, "prompt_tokens": int(m["tin"]), "completion_tokens": int(m["tout"])}
-            usage[m["stage"]]["cached_prompt_tokens"] = 0
+    for m in filter(None, map(_DONE_LINE.match, lines)):
+        usage[m["stage"]] = {"calls": int(m["calls"]), "cache_hits": 0, "prompt_tokens": int(m["tin"]), "completion_tokens": int(m["tout"])}
+        usage[m["stage"]]["cached_prompt_tokens"] = 0
     if usage:
         usage["run"] = {k: sum(u[k] for u in usage.values()) for k in USAGE_KEYS}
     return usage
@@ -50,15 +58,7 @@ def llm_usage(lines: list[str]) -> dict[str, dict[str, int]]:
 
 def funnel(lines: list[str]) -> dict[str, dict[str, float]]:
     """Per stage: rows_in, kept, rejected and seconds, from the run's '=== funnel ===' block."""
-    out: dict[str, dict[str, float]] = {}
-    in_funnel = False
-    for line in lines:
-        if line.startswith("=== funnel ==="):
-            in_funnel = True
-            continue
-        m = _FUNNEL_LINE.match(line) if in_funnel else None
-        if m:
-            out[m["stage"]] = {"rows_in": int(m["rows_in"]), "kept": int(m["kept"]), "rejected": int(m["rejected"]), "seconds": float(m["s"])}
-        elif in_funnel and line.strip():
-            in_funnel = False
-    return out
+    return {
+        m["stage"]: {"rows_in": int(m["rows_in"]), "kept": int(m["kept"]), "rejected": int(m["rejected"]), "seconds": float(m["s"])}
+        for m in _block(lines, "=== funnel ===", _FUNNEL_LINE)
+    }
