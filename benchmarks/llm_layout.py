@@ -21,6 +21,7 @@ from the cache. The QA-quality benchmark (benchmarks/qa_quality.py) says whether
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -97,8 +98,11 @@ def main() -> int:
     p.add_argument("--docs", type=int, default=8, help="documents in the demo sample (default 8)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="config override for both runs")
     p.add_argument("--new-first", action="store_true", help="run this tree before the baseline (default: baseline first)")
+    p.add_argument("--keep", metavar="DIR", help="keep both warehouses and the runs' output in DIR (new or empty)")
     args = p.parse_args()
-    with tempfile.TemporaryDirectory(prefix="wsrl-layout-") as tmp:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
+    with contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="wsrl-layout-") as tmp:
         base_tree = Path(tmp) / "baseline"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base_tree), args.baseline_ref], check=True)
         try:
