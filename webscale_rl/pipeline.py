@@ -112,7 +112,7 @@ def run_pipeline(
     run_id = new_run_id()
     log(f"webscale-rl run {run_id}: stages {stages[0].name}..{stages[-1].name}, {len(inputs)} input path(s) → warehouse {normalize_root(str(warehouse))}")
     eval_paths = decontaminate.eval_set_paths(cfg.decontam.eval_sets)
-    mlflow_ready = warm_up_mlflow(cfg, warehouse)  # while the JVM starts
+    mlflow_ready = warm_up_mlflow(cfg)  # while the JVM starts
     spark = spark or get_spark(cfg, storage_uris=[*inputs, str(warehouse), *eval_paths])  # s3a:// needs its connector jars
     check_llm_reachable(cfg, spark, stages)
     cfg = with_call_limits(cfg, LLM_STAGES)  # llm.max_doc_chars fitted to the model's context (limits.*)
@@ -124,7 +124,7 @@ def run_pipeline(
     if cfg.decontam.eval_sets and decontaminate.STAGE in stages:
         decontaminate.load_eval_sets(spark, list(cfg.decontam.eval_sets), cfg.decontam)  # fail early on a bad file
     summary = RunSummary(run_id=run_id, warehouse=wh, final_table=stages[-1].table)
-    if mlflow_ready is not None:  # before the hold: a refused run leaves no store half set up
+    if mlflow_ready is not None:
         mlflow_ready.join()
     with holding(wh, run_id, log):  # one run per warehouse: a second one is refused here
         summary.mlflow, observers = run_observers(cfg, wh, run_id, log)
@@ -132,28 +132,20 @@ def run_pipeline(
     return summary
 
 
-def warm_up_mlflow(cfg: Config, warehouse: str | Path) -> threading.Thread | None:
-    """Import MLflow and set up its default sqlite store (a new one runs ~50 alembic migrations)
-    in a thread: seconds of Python that overlap the JVM's start instead of following it. Only
-    what the run's own MLflow start would do first; a failure here is left for that start to
-    report. → the thread to join before the run's MLflow run begins (None: MLflow is off)."""
+def warm_up_mlflow(cfg: Config) -> threading.Thread | None:
+    """Import MLflow in a thread: seconds of Python that overlap the JVM's start instead of
+    following it. Imports only: the store is made by the run's own MLflow start, once the run is
+    accepted, so a refused run leaves nothing in the warehouse. → the thread to join before the
+    run's MLflow run begins (None: MLflow is off)."""
     if not cfg.mlflow.enabled:
         return None
 
-    def set_up() -> None:
-        with contextlib.suppress(Exception):
-            from mlflow import MlflowClient
+    def import_mlflow() -> None:
+        with contextlib.suppress(Exception):  # a failing import is left for the run's MLflow start to report
+            import mlflow.tracking  # noqa: F401
 
-            from .quality.report import RunReport, _quiet_mlflow_logging
-
-            report = RunReport(cfg.mlflow, Path(Warehouse(None, str(warehouse)).local_dir()), run_name="warm-up")  # type: ignore[arg-type]  (no session needed)
-            if report.tracking_uri and report.tracking_uri.startswith("sqlite:///"):
-                _quiet_mlflow_logging()
-                Path(report.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-                MlflowClient(tracking_uri=report.tracking_uri).get_experiment_by_name(report.experiment_name)
-
-    # Not a daemon: a run failing meanwhile still waits for it, and never leaves a half-made store.
-    thread = threading.Thread(target=set_up, name="mlflow-warm-up")
+    # Not a daemon: a run failing meanwhile still waits for it.
+    thread = threading.Thread(target=import_mlflow, name="mlflow-warm-up")
     thread.start()
     return thread
 
