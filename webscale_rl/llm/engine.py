@@ -15,7 +15,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -333,48 +333,19 @@ def make_client(spec: EndpointSpec) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=spec.base_url, **common)
 
 
-async def _complete_many(
-    spec: EndpointSpec,
-    requests: list[list[dict[str, str]] | None],
-    schema_name: str,
-    schema: dict[str, Any],
-    on_done: Callable[[int], None] | None,
-    on_result: Callable[[int, CallResult], None] | None = None,
-) -> list[CallResult | None]:
-    limiter = AdaptiveLimiter(spec.concurrency, spec.requests_per_minute, spec.tokens_per_minute)
-    async with make_client(spec) as client:
-
-        async def one(i: int, messages: list[dict[str, str]]) -> CallResult:
-            res = await call_once_with_retries(client, spec, messages, schema_name, schema, limiter)
-            if on_result:
-                on_result(i, res)
-            if on_done:
-                on_done(1)
-            return res
-
-        # Requests are created lazily by the limiter's gate, so a million rows cost only futures.
-        tasks = {i: one(i, m) for i, m in enumerate(requests) if m is not None}
-        done = await asyncio.gather(*tasks.values())
-        out: list[CallResult | None] = [None] * len(requests)
-        for i, res in zip(tasks, done):
-            out[i] = res
-        return out
-
-
 def complete_many(
     spec: EndpointSpec,
     requests: list[list[dict[str, str]] | None],
     schema_name: str,
     schema: dict[str, Any],
-    on_done: Callable[[int], None] | None = None,
-    on_result: Callable[[int, CallResult], None] | None = None,
 ) -> list[CallResult | None]:
-    """Run all requests concurrently (at most spec.concurrency in flight); results in input order.
-    A None request (e.g. answered from the cache) gets a None result. `on_result(i, result)` runs as
-    each item finishes (the cache spills successes at once, so a killed task's paid replies stay)."""
+    """Run all requests through one CallStream (at most spec.concurrency in flight, the stages' own
+    path); results in input order. A None request (e.g. answered from the cache) gets a None result."""
     if not any(r is not None for r in requests):
         return [None] * len(requests)
-    return asyncio.run(_complete_many(spec, requests, schema_name, schema, on_done, on_result))
+    with CallStream(spec, schema_name, schema) as calls:
+        submitted = [calls.submit(m) if m is not None else None for m in requests]
+        return [f.result() if f is not None else None for f in submitted]  # a FatalLLMError raises here
 
 
 class CallStream:
