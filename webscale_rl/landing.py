@@ -105,5 +105,8 @@ def _gate(warehouse: Warehouse, stage: Stage, run_id: str, cfg: Config, rows_in:
 
 def _drop_transient_rejections(warehouse: Warehouse, stage: Stage, marked: DataFrame) -> None:
     """Items retried after an endpoint failure: their old rejection goes before the new result
-    lands (first, so a kill in between leaves the batch staged and the next run redoes this)."""
-    warehouse.delete_matching(marked, REJECTIONS, stage.input_key, f"t.stage = '{stage.name}' AND t.{TRANSIENT_REASON_SQL}")
+    lands (first, so a kill in between leaves the batch staged and the next run redoes this).
+    The MERGE only when the stage has such rejections at all: a scan is cheaper than a MERGE."""
+    transient = warehouse.read(REJECTIONS).filter(F.col("stage") == stage.name).filter(F.expr(TRANSIENT_REASON_SQL))
+    if transient.limit(1).count():
+        warehouse.delete_matching(marked, REJECTIONS, stage.input_key, f"t.stage = '{stage.name}' AND t.{TRANSIENT_REASON_SQL}")

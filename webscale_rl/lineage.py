@@ -79,16 +79,17 @@ def written(summary: StageSummary) -> list[TableVersion]:
 
 
 def record(wh: Warehouse, run_id: str, stage: Stage, cfg: Config, tables: list[TableVersion]) -> None:
-    """Append the rows of `tables` for (run, stage), once per role (a replay adds nothing)."""
+    """Append the rows of `tables` for (run, stage) in one commit, once (a replay adds nothing).
+    The runner records what a stage read together with what it wrote, when the stage ends: one
+    commit a stage instead of two (a commit is about a second of a small run). A run killed inside
+    a stage leaves no read rows for it; the run that lands its batch records what it wrote."""
     if not tables:
         return
     now = dt.datetime.now(dt.timezone.utc)
     prompt = prompt_version(stage, cfg)
     model = cfg.llm.models.get(stage.name) if stage.uses_llm else None
     rows = [(run_id, stage.name, t.table, t.role, t.version, prompt, model, now) for t in tables]
-    for role in dict.fromkeys(t.role for t in tables):
-        mine = [r for r in rows if r[3] == role]
-        wh.append_once(wh.spark.createDataFrame(mine, SCHEMA), LINEAGE, f"webscale-rl/lineage/{stage.name}/{run_id}/{role}")
+    wh.append_once(wh.spark.createDataFrame(rows, SCHEMA), LINEAGE, f"webscale-rl/lineage/{stage.name}/{run_id}")
 
 
 def records(wh: Warehouse, run_ids: list[str] | None = None) -> list[dict]:

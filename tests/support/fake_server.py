@@ -29,10 +29,13 @@ RANDOM_FAULTS = ("429", "500", "hang", "truncated")
 
 
 def document_of(messages: list[dict]) -> str:
-    """The document of a chat request: what its user message holds between <document> tags."""
-    text = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
-    m = re.search(r"<document>\n(.*)\n</document>", text, re.S)
-    return m.group(1) if m else text
+    """The document of a chat request: what its messages hold between <document> tags (the user
+    message's, or the system message's in the document_first and shared_preamble layouts)."""
+    for message in sorted(messages, key=lambda m: m.get("role") != "user"):
+        m = re.search(r"<document>\n(.*)\n</document>", message.get("content", ""), re.S)
+        if m:
+            return m.group(1)
+    return "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
 
 
 def _field(messages: list[dict], name: str) -> str:

@@ -11,6 +11,7 @@ import math
 import os
 import queue
 import re
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -180,8 +181,11 @@ def run_llm_stage(
     internal columns. `progress`: count the calls in the stage's live progress (a second call per
     row does not, so the count stays one per item)."""
     llm = ctx.cfg.llm
-    n_rows = df.count()
-    n_parts, parallel = plan_partitions(n_rows, llm.max_concurrency, llm.rows_per_partition, concurrent_tasks(df.sparkSession))
+    slots = concurrent_tasks(df.sparkSession)
+    # The rows are counted (a job over the stage's input) only when the plan can be more than one
+    # partition; with the cap one task holds (TASK_IN_FLIGHT), it is one partition whatever the count.
+    n_rows = df.count() if plan_partitions(sys.maxsize, llm.max_concurrency, 1, slots)[0] > 1 else 1
+    n_parts, parallel = plan_partitions(n_rows, llm.max_concurrency, llm.rows_per_partition, slots)
     spec = endpoint_for(ctx, stage, parallel)
     out_schema = T.StructType(out_fields + INTERNAL_FIELDS)
     out_names = out_schema.fieldNames()
@@ -208,7 +212,7 @@ def run_llm_stage(
 
     process = _answering(spec, progress_dir, schema_name, reply_schema, build_messages, to_rows, out_names, batch_mode, use_cache)
     marked = for_reuse(rows_df, n_parts).mapInPandas(process, out_schema)
-    return StageResult(marked, stats={"llm_calls_planned": float(n_rows)})
+    return StageResult(marked)
 
 
 # Columns whose rows share a prompt prefix, outermost first: a domain's rows share generate's
