@@ -1,6 +1,5 @@
 """Prompt layout for the embedded server's prompt cache: the layouts of `llm.prompt_layout`
-(instructions first, document first, shared preamble) on the calls a demo run makes, side by side in
-one run.
+(instructions first, document first) on the calls a demo run makes, side by side in one run.
 
 Each layout gets a fresh `llama-server` (the embedded model, as the job starts it: its slots and
 host-RAM prompt cache). The calls are the pipeline's, in its order: stage after stage over the demo
@@ -12,14 +11,12 @@ stage one after another (as the LLM stages schedule them) and documents `--concu
 - instructions_first: the prompt files as they are (system message = the stage's instructions, then
   the document, then what differs per call);
 - document_first: the same text with the document block moved to the front of the system message,
-  so that every stage's calls about one document share it;
-- shared_preamble: one system message of every document stage's instructions, then the document;
-  the user message names the task (instructions and document both shared).
+  so that every stage's calls about one document share it.
 The messages are the product's (`prompts.stage_prompt`), not a copy.
 
 Prints prompt tokens sent, read from the cache and evaluated, and seconds, per layout and stage.
 
-    python benchmarks/prompt_layout.py [--docs 4] [--concurrency 2] [--layouts instructions_first shared_preamble]
+    python benchmarks/prompt_layout.py [--docs 4] [--concurrency 2] [--layouts instructions_first document_first]
 """
 
 from __future__ import annotations
@@ -38,9 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from webscale_rl.config import LocalLLMConfig, load_config  # noqa: E402
+from webscale_rl.domains import DOMAINS  # noqa: E402
 from webscale_rl.llm.engine import EndpointSpec, request_body  # noqa: E402
 from webscale_rl.llm.local_server import LocalLLMServer  # noqa: E402
-from webscale_rl.prompts import DOCUMENT_STAGES, PROMPT_LAYOUTS, defuse_document, load_fewshot, run_constants, stage_prompt  # noqa: E402
+from webscale_rl.prompts import PROMPT_LAYOUTS, defuse_document, load_fewshot, stage_prompt  # noqa: E402
 from webscale_rl.samples import fetch_sample  # noqa: E402
 
 PERSONAS = ("a student preparing for an exam", "a journalist checking facts", "a teacher writing a quiz")
@@ -53,9 +51,9 @@ def stage_calls(text: str, max_chars: int, layout: str) -> list[tuple[str, list[
     cfg = load_config("local", [f"llm.prompt_layout={layout}"])
     doc = defuse_document(text, max_chars)
     examples = "\n".join(json.dumps(ex) for ex in load_fewshot().for_domain("Social Science", 2))
-    prompt = {stage: stage_prompt(cfg, stage) for stage in (*DOCUMENT_STAGES, "verify_closed_book")}
+    prompt = {stage: stage_prompt(cfg, stage) for stage in ("llm_filter", "profile", "generate", "check", "verify", "verify_closed_book")}
     calls = [("llm_filter", prompt["llm_filter"].messages(document=doc))]
-    calls.append(("profile", prompt["profile"].messages(document=doc, **run_constants(cfg))))
+    calls.append(("profile", prompt["profile"].messages(document=doc, max_personas=str(cfg.profile.max_personas), domains=", ".join(DOMAINS))))
     calls += [("generate", prompt["generate"].messages(document=doc, domain="Social Science", examples=examples, persona=p)) for p in PERSONAS]
     calls += [("check", prompt["check"].messages(document=doc, question=q, answer="2019")) for q in QUESTIONS]
     calls += [("verify", prompt["verify"].messages(document=doc, question=q)) for q in QUESTIONS]

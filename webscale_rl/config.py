@@ -77,10 +77,8 @@ class LLMConfig:
     # Prompt layout for the endpoint's prompt cache (webscale_rl/prompts): "instructions_first" (a
     # stage's calls share its instructions; best when a run has more documents than the server's
     # cache holds) or "document_first" (every stage's calls about one document share it; best when
-    # all of a run's documents stay in the cache, e.g. the demo) or "shared_preamble" (one system
-    # message of every stage's instructions for all calls, then the document: both are shared).
-    # Measured in docs/performance.md.
-    prompt_layout: Literal["instructions_first", "document_first", "shared_preamble"] = "instructions_first"
+    # all of a run's documents stay in the cache, e.g. the demo). Measured in docs/performance.md.
+    prompt_layout: Literal["instructions_first", "document_first"] = "instructions_first"
     # Model per LLM stage (the pipeline checks that every LLM stage has one).
     models: dict[str, str] = field(default_factory=lambda: {"llm_filter": "local", "profile": "local", "generate": "local", "check": "local"})
     max_tokens: dict[str, int] = field(default_factory=lambda: {"llm_filter": 48, "profile": 120, "generate": 160, "check": 48})

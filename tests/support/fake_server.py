@@ -30,7 +30,7 @@ RANDOM_FAULTS = ("429", "500", "hang", "truncated")
 
 def document_of(messages: list[dict]) -> str:
     """The document of a chat request: what its messages hold between <document> tags (the user
-    message's, or the system message's in the document_first and shared_preamble layouts)."""
+    message's, or the system message's in the document_first layout)."""
     for message in sorted(messages, key=lambda m: m.get("role") != "user"):
         m = re.search(r"<document>\n(.*)\n</document>", message.get("content", ""), re.S)
         if m:

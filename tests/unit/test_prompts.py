@@ -138,36 +138,6 @@ def test_document_first_moves_the_document_block_before_the_instructions_and_say
         load_config(None, ["llm.prompt_layout=documents_first"])
 
 
-def test_shared_preamble_gives_every_document_call_one_system_prefix_and_names_the_task():
-    """shared_preamble: the system message up to the document is the same text for every call of
-    every document stage (so a prompt cache holds it once); the user message names the task; the
-    version carries a hash of the preamble, so a change to any stage's instructions changes it."""
-    from webscale_rl.config import load_config
-    from webscale_rl.prompts import DOCUMENT_STAGES, shared_preamble, stage_prompt
-
-    cfg = load_config(None, ["llm.prompt_layout=shared_preamble", "profile.max_personas=2"])
-    values = {"document": "THE DOC", "question": "Q?", "answer": "A", "persona": "P", "domain": "Math", "examples": "E", "max_personas": "2", "domains": "D"}
-    systems, tags = set(), set()
-    for stage in DOCUMENT_STAGES:
-        prompt = stage_prompt(cfg, stage)
-        system, user = (m["content"] for m in prompt.messages(**values))
-        systems.add(system)
-        assert user.startswith(f"Task: {stage}\n") and "THE DOC" not in user, (stage, user)
-        assert f"## Task: {stage}\n" in system and load_prompt(stage).system.splitlines()[0] in system
-        base, _, tag = prompt.version.partition("@shared-")
-        assert base == load_prompt(stage).version and len(tag) == 8
-        tags.add(tag)
-    assert len(systems) == 1 and len(tags) == 1  # one prefix, one preamble version for all stages
-    (system,) = systems
-    assert system == shared_preamble(cfg) + "\n\n<document>\nTHE DOC\n</document>"
-    assert "2 or fewer different kinds of READERS" in system and "{{" not in shared_preamble(cfg)  # run constants filled in
-    # The closed-book call has no document: its own prompt, unchanged.
-    assert stage_prompt(cfg, "verify_closed_book") == load_prompt("verify_closed_book")
-    # Another generate prompt file changes the preamble, hence every stage's version.
-    other = load_config(None, ["llm.prompt_layout=shared_preamble", "profile.max_personas=2", "generate.prompt=generate_answer_first"])
-    assert stage_prompt(other, "check").version != stage_prompt(cfg, "check").version
-
-
 def test_lineage_records_the_prompt_versions_the_stages_write():
     """One rule per stage: the version lineage records is the one the stage's rows carry, whatever
     the layout, generate's prompt file and verify's closed-book setting."""
