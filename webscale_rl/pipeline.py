@@ -226,12 +226,13 @@ def run_observed_stage(
     wh: Warehouse, stage: Stage, raw: DataFrame | None, ctx: StageContext, summary: RunSummary, observers: list[RunObserver], inputs: Sequence[str] = ()
 ) -> None:
     """One stage inside its observers' scopes; a quarantined batch fails the run. What it reads is
-    pinned before it runs; the runner records it in `_lineage` with what the stage wrote."""
+    pinned before it runs, and recorded in `_lineage` with what it wrote when it ends (one commit)."""
     upstream, read = stage_input(wh, stage, raw, inputs)
     with contextlib.ExitStack() as scopes:
         for observer in observers:
             scopes.enter_context(observer.stage_scope(stage))
-        stage_summary = run_stage(wh, stage, upstream, ctx, first=stage is PIPELINE[0], read=read)
+        stage_summary = run_stage(wh, stage, upstream, ctx, first=stage is PIPELINE[0])
+        lineage.record(wh, ctx.run_id, stage, ctx.cfg, [*read, *lineage.written(stage_summary)])
         stage_summary.read = {t.table: t.version for t in read}
         summary.stages.append(stage_summary)
         for observer in observers:

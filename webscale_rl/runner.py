@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import replace
 
 from pyspark.sql import DataFrame
@@ -25,17 +24,14 @@ from .warehouse import Warehouse
 from .work import with_landed_rows, without_landed_rows, without_processed
 
 
-def run_stage(
-    warehouse: Warehouse, stage: Stage, upstream: DataFrame, ctx: StageContext, *, first: bool, read: Sequence[lineage.TableVersion] = ()
-) -> StageSummary:
+def run_stage(warehouse: Warehouse, stage: Stage, upstream: DataFrame, ctx: StageContext, *, first: bool) -> StageSummary:
     """Run `stage` on the rows of `upstream` that no run has handled. `first`: the stage makes
     its input keys itself (ingest), so rows already landed are dropped from its output instead.
-    `read`: the pinned versions `upstream` is, recorded in `_lineage` with what the stage wrote."""
+    The caller records the stage's lineage from the summary (`lineage.written`)."""
     t0 = time.monotonic()
     ctx.log(f"[{stage.name}] start → table '{stage.table}'")
     quarantined = land_interrupted_batches(warehouse, stage, ctx)
     if quarantined is not None:
-        lineage.record(warehouse, ctx.run_id, stage, ctx.cfg, list(read))
         return replace(quarantined, elapsed_s=time.monotonic() - t0)
     if stage.beside is not None:  # after the interrupted batches landed: they may hold some of its rows
         stage.beside.catch_up(warehouse, ctx)
@@ -46,20 +42,17 @@ def run_stage(
     # and lands its empty table, so a run whose items were all rejected ends with every table it
     # reached (an empty `qa` is a result, not an error).
     if rows_in == 0 and warehouse.exists(stage.table):
-        lineage.record(warehouse, ctx.run_id, stage, ctx.cfg, list(read))
         ctx.log(f"[{stage.name}] done in {fmt_seconds(time.monotonic() - t0)}: nothing new to process")
         return StageSummary(stage.name, stage.table, 0, 0, 0, time.monotonic() - t0, {}, None)
     if stage.uses_llm:
         rows_in = stage_llm_slices(warehouse, stage, work, rows_in or 0, ctx)
         if rows_in == 0 and ctx.budget is not None and ctx.budget.stop is not None:  # the budget stopped it before its first slice
-            lineage.record(warehouse, ctx.run_id, stage, ctx.cfg, list(read))
             ctx.log(f"[{stage.name}] stopped before its first call: {ctx.budget.stop.line()}")
             return StageSummary(stage.name, stage.table, 0, 0, 0, time.monotonic() - t0, {}, None)
     else:
         warehouse.stage_slice(_output(warehouse, stage, work, ctx, first), stage.name, ctx.run_id)
     # Everything below reads the materialised batch: LLM calls are never made twice.
     landed = land_batch(warehouse, stage, ctx.run_id, ctx.cfg, rows_in, ctx.log)
-    lineage.record(warehouse, ctx.run_id, stage, ctx.cfg, [*read, *lineage.written(landed)])
     landed.elapsed_s = time.monotonic() - t0
     ctx.log(done_line(landed))
     return landed
