@@ -80,7 +80,7 @@ def written(summary: StageSummary) -> list[TableVersion]:
 
 def record(wh: Warehouse, run_id: str, stage: Stage, cfg: Config, tables: list[TableVersion]) -> None:
     """Append the rows of `tables` for (run, stage) in one commit, once (a replay adds nothing).
-    The runner records what a stage read together with what it wrote, when the stage ends: one
+    The pipeline records what a stage read together with what it wrote, when the stage ends: one
     commit a stage instead of two (a commit is about a second of a small run). A run killed inside
     a stage leaves no read rows for it; the run that lands its batch records what it wrote."""
     if not tables:
